@@ -1,0 +1,35 @@
+# veil — see README.md. Every target installs what it needs (idempotently).
+GO        ?= go
+PKGS      ?= ./...
+FUZZTIME  ?= 3s
+LONGFUZZ  ?= 60s
+
+.PHONY: all build test test-deps vet fuzz fuzz-quick lint run bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/veil ./cmd/veil
+
+test-deps:
+	@bash scripts/test-deps.sh
+
+vet:
+	$(GO) vet $(PKGS)
+
+test: test-deps vet
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	@$(MAKE) --no-print-directory fuzz-quick FUZZTIME=$(FUZZTIME)
+
+# Each fuzz target for a bounded time; `make fuzz` runs them longer.
+fuzz-quick:
+	@bash scripts/fuzz.sh $(FUZZTIME)
+
+fuzz:
+	@bash scripts/fuzz.sh $(LONGFUZZ)
+
+lint: vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+
+clean:
+	rm -rf bin
