@@ -1,0 +1,152 @@
+package envelope
+
+import (
+	"fmt"
+	"io"
+	"time"
+)
+
+// SealWith seals fields under key, reading all per-entry randomness from rand in one call.
+//
+// Per call it draws a fresh 256-bit DEK, a fresh 256-bit ref KEK and a 12-byte nonce, then:
+//
+//   - field i is AES-256-GCM(DEK, nonce=i, AAD=app|ledger|ref|expiry|path). The DEK is new for
+//     every call and never leaves it unwrapped, and the field indexes of one call are distinct,
+//     so no (key, nonce) pair ever repeats: a counter nonce is as safe as a random one and saves
+//     a read and 12 bytes per field. The index is also the field's position, so ciphertexts
+//     cannot be reordered within a record.
+//   - the DEK is sealed by AES-256-GCM(refKEK, nonce=0, AAD=app|ledger|ref|expiry|period). The ref
+//     KEK seals exactly one message in its life, so the fixed zero nonce cannot repeat.
+//   - that result is sealed by AES-256-GCM(appKEK, random nonce, same AAD). The app KEK is shared
+//     by every entry of the app for a period, so its nonce must be random (2^32 messages per key
+//     keep collision odds negligible; a period sees far fewer).
+//
+// Expiry is kept at second precision (truncated toward the past, so it never extends the TTL).
+// The returned tokens, one per field in order, carry the ref KEK; the record carries neither key.
+// The DEK and ref KEK buffers are zeroed before returning (the AES key schedules built from them
+// live inside crypto/aes, which does not offer to zero them).
+//
+// SealWith does not look at the clock: sealing a header whose expiry has passed is allowed and
+// yields a record that opens as ErrExpired.
+func SealWith(key *AppKey, rand io.Reader, h Header, fields []Field) (*Record, []Token, error) {
+	if err := checkSeal(&h, fields); err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case !key.usable():
+		return nil, nil, fmt.Errorf("sealing: unusable app key: %w", ErrInvalidInput)
+	case key.App != h.App:
+		return nil, nil, fmt.Errorf("sealing: app key is for another app: %w", ErrInvalidInput)
+	}
+	expiry := h.Expiry.Unix()
+	size := wrappedDEKSize
+	for i := range fields {
+		size += len(fields[i].Value) + tagSize
+	}
+
+	s := getScratch()
+	defer putScratch(s)
+	if _, err := io.ReadFull(rand, s.rnd[:]); err != nil {
+		return nil, nil, fmt.Errorf("sealing: reading randomness: %w", err)
+	}
+	dek := s.rnd[:keySize]
+	refKEK := s.rnd[keySize : 2*keySize]
+	wrapNonce := s.rnd[2*keySize:]
+
+	dekAEAD, err := newGCM(dek)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sealing: %w", err)
+	}
+	refAEAD, err := newGCM(refKEK)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sealing: %w", err)
+	}
+
+	out := newSealed(len(fields))
+	rec := out.rec
+	// One backing buffer holds the wrapped DEK and every ciphertext; each slice is capped so an
+	// append to one can never overwrite the next.
+	buf := make([]byte, size)
+
+	s.setHeader(&h, expiry)
+	aad := s.wrapAAD(key.Period)
+	inner := refAEAD.Seal(s.inner[:0], zeroNonce[:], dek, aad)
+	wrapped := buf[:wrappedDEKSize:wrappedDEKSize]
+	copy(wrapped, wrapNonce)
+	key.AEAD.Seal(wrapped[nonceSize:nonceSize], wrapNonce, inner, aad)
+
+	off := wrappedDEKSize
+	for i := range fields {
+		f := &fields[i]
+		end := off + len(f.Value) + tagSize
+		ct := dekAEAD.Seal(buf[off:off:end], s.fieldNonce(i), f.Value, s.fieldAAD(f.Path))
+		rec.Fields[i] = SealedField{Path: f.Path, Ciphertext: ct}
+		t := &out.toks[i]
+		t.App, t.Ref, t.Field = h.App, h.Ref, uint8(i)
+		copy(t.RefKEK[:], refKEK)
+		copy(t.Tag[:], ct[len(ct)-tagSize:])
+		off = end
+	}
+
+	rec.Header = Header{App: h.App, Ledger: h.Ledger, Ref: h.Ref, Expiry: time.Unix(expiry, 0).UTC()}
+	rec.Period = key.Period
+	rec.WrappedDEK = wrapped
+	return rec, out.toks, nil
+}
+
+// checkSeal validates everything SealWith relies on; errors name the field index, never a value
+// or a path.
+func checkSeal(h *Header, fields []Field) error {
+	switch {
+	case !validName(h.App, MaxAppLen):
+		return fmt.Errorf("sealing: bad app id: %w", ErrInvalidInput)
+	case !validName(h.Ledger, MaxLedgerLen):
+		return fmt.Errorf("sealing: bad ledger: %w", ErrInvalidInput)
+	case h.Ref.IsZero():
+		return fmt.Errorf("sealing: ref not set: %w", ErrInvalidInput)
+	case h.Expiry.IsZero():
+		return fmt.Errorf("sealing: expiry not set: %w", ErrInvalidInput)
+	case len(fields) > MaxFields:
+		return fmt.Errorf("sealing: %d fields, at most %d: %w", len(fields), MaxFields, ErrInvalidInput)
+	}
+	for i := range fields {
+		f := &fields[i]
+		if len(f.Path) == 0 || len(f.Path) > MaxPathLen {
+			return fmt.Errorf("sealing: field %d: bad path length: %w", i, ErrInvalidInput)
+		}
+		if len(f.Value) > MaxValueSize {
+			return fmt.Errorf("sealing: field %d: value over %d bytes: %w", i, MaxValueSize, ErrInvalidInput)
+		}
+		for j := range i {
+			if fields[j].Path == f.Path {
+				return fmt.Errorf("sealing: field %d: same path as field %d: %w", i, j, ErrInvalidInput)
+			}
+		}
+	}
+	return nil
+}
+
+// sealed is the record and tokens of one Seal. Entries rarely have more than a few sensitive
+// fields, so up to inlineFields of them share one allocation with the record.
+type sealed struct {
+	rec  *Record
+	toks []Token
+}
+
+const inlineFields = 4
+
+type sealedInline struct {
+	rec    Record
+	fields [inlineFields]SealedField
+	toks   [inlineFields]Token
+}
+
+func newSealed(n int) sealed {
+	if n <= inlineFields {
+		a := new(sealedInline)
+		a.rec.Fields = a.fields[:n:n]
+		return sealed{rec: &a.rec, toks: a.toks[:n:n]}
+	}
+	rec := &Record{Fields: make([]SealedField, n)}
+	return sealed{rec: rec, toks: make([]Token, n)}
+}
