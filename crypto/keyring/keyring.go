@@ -1,0 +1,412 @@
+package keyring
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/veil-project/veil/crypto/envelope"
+)
+
+// ErrKeyDestroyed is returned by OpeningKey when the key of (app, period) is past its DestroyAt,
+// was erased, or never existed: data sealed under it can no longer be opened.
+var ErrKeyDestroyed = errors.New("keyring: key destroyed")
+
+// ErrClosed is returned by calls on a closed Keyring.
+var ErrClosed = errors.New("keyring: closed")
+
+// SkewMargin is added to every key's lifetime so that clock skew between processes never destroys
+// a key while data sealed under it is still readable.
+const SkewMargin = 5 * time.Minute
+
+// KEKSize is the size of an app KEK in bytes (AES-256).
+const KEKSize = 32
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMaxTTL    = 24 * time.Hour
+	DefaultCacheSize = 4096
+	DefaultCacheTTL  = time.Hour
+)
+
+// flightTimeout bounds one shared KMS round (store read, KMS call, store write). It is detached
+// from any single caller's context, so one caller giving up does not fail the others.
+const flightTimeout = 30 * time.Second
+
+// KMS operation names passed to Config.OnKMSCall.
+const (
+	OpGenerateDataKey = "GenerateDataKey"
+	OpDecrypt         = "Decrypt"
+)
+
+// Config configures a Keyring. KMS, KeyID and Store are required; the zero value of every other
+// field is its documented default.
+type Config struct {
+	KMS   KMS      // wraps and unwraps app KEKs
+	KeyID string   // the KMS key that wraps new app KEKs
+	Store KeyStore // where wrapped app KEKs live
+
+	Clock     func() time.Time // current time, for periods and destruction; default time.Now
+	MaxTTL    time.Duration    // longest TTL of data sealed under an app KEK; default 24h
+	CacheSize int              // most unwrapped keys held in memory; default 4096
+	CacheTTL  time.Duration    // how long an unwrapped key stays cached; default 1h
+	OnKMSCall func(op string)  // called before every KMS call with OpGenerateDataKey or OpDecrypt; optional
+}
+
+// Stats counts cache and KMS activity since New.
+type Stats struct {
+	CacheHits       uint64
+	CacheMisses     uint64
+	Evictions       uint64 // unwrapped keys dropped (and zeroed) from the cache
+	GenerateDataKey uint64 // KMS GenerateDataKey calls
+	Decrypt         uint64 // KMS Decrypt calls
+}
+
+type cacheKey struct {
+	app    string
+	period int64
+}
+
+// entry is one unwrapped app KEK.
+type entry struct {
+	key       *envelope.AppKey
+	raw       *secret
+	destroyAt time.Time
+}
+
+// Keyring hands out app KEKs; it implements envelope.Keys. It is safe for concurrent use.
+type Keyring struct {
+	cfg     Config
+	cache   *expirable.LRU[cacheKey, *entry]
+	flights singleflight.Group
+
+	mu     sync.Mutex // makes check-then-add on the cache atomic, and orders it with Close
+	closed atomic.Bool
+
+	hits, misses, evictions, generates, decrypts atomic.Uint64
+}
+
+// New returns a Keyring.
+func New(cfg Config) (*Keyring, error) {
+	switch {
+	case cfg.KMS == nil:
+		return nil, errors.New("creating keyring: no KMS")
+	case cfg.KeyID == "":
+		return nil, errors.New("creating keyring: no KMS key id")
+	case cfg.Store == nil:
+		return nil, errors.New("creating keyring: no key store")
+	case cfg.MaxTTL < 0, cfg.CacheSize < 0, cfg.CacheTTL < 0:
+		return nil, errors.New("creating keyring: negative MaxTTL, CacheSize or CacheTTL")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.MaxTTL == 0 {
+		cfg.MaxTTL = DefaultMaxTTL
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = DefaultCacheTTL
+	}
+	k := &Keyring{cfg: cfg}
+	k.cache = expirable.NewLRU(cfg.CacheSize, func(_ cacheKey, e *entry) {
+		e.raw.zero()
+		k.evictions.Add(1)
+	}, cfg.CacheTTL)
+	return k, nil
+}
+
+// DestroyAt returns when the key of period p is destroyed: the end of the period plus the longest
+// TTL plus SkewMargin.
+func (k *Keyring) DestroyAt(p int64) time.Time {
+	return PeriodEnd(p).Add(k.cfg.MaxTTL + SkewMargin)
+}
+
+// SealingKey returns the key of app for the current period, unwrapping it from the store or, if
+// there is none yet, generating it through the KMS. Concurrent callers share one KMS call.
+// Cancelling ctx returns early; the shared KMS call goes on for the other callers.
+func (k *Keyring) SealingKey(ctx context.Context, app string) (*envelope.AppKey, error) {
+	if err := ValidateApp(app); err != nil {
+		return nil, err
+	}
+	p := PeriodOf(k.cfg.Clock())
+	if key, ok, err := k.cached(app, p); ok || err != nil {
+		return key, err
+	}
+	return k.load(ctx, app, p, true)
+}
+
+// OpeningKey returns the key of (app, period) for opening data. It never generates a key: a key
+// that is missing, erased or past its DestroyAt gives ErrKeyDestroyed.
+func (k *Keyring) OpeningKey(ctx context.Context, app string, period int64) (*envelope.AppKey, error) {
+	if err := ValidateApp(app); err != nil {
+		return nil, err
+	}
+	if key, ok, err := k.cached(app, period); ok || err != nil {
+		return key, err
+	}
+	return k.load(ctx, app, period, false)
+}
+
+// cached looks (app, p) up in the cache, dropping it if it is past its DestroyAt.
+func (k *Keyring) cached(app string, p int64) (*envelope.AppKey, bool, error) {
+	if k.closed.Load() {
+		return nil, false, ErrClosed
+	}
+	ck := cacheKey{app, p}
+	e, ok := k.cache.Get(ck)
+	if !ok {
+		k.misses.Add(1)
+		return nil, false, nil
+	}
+	k.hits.Add(1)
+	if !k.cfg.Clock().Before(e.destroyAt) {
+		k.cache.Remove(ck)
+		return nil, false, destroyed(app, p)
+	}
+	return e.key, true, nil
+}
+
+func destroyed(app string, p int64) error {
+	return fmt.Errorf("%w: app %s period %d", ErrKeyDestroyed, app, p)
+}
+
+// load fetches (app, p) once for all concurrent callers.
+func (k *Keyring) load(ctx context.Context, app string, p int64, generate bool) (*envelope.AppKey, error) {
+	name := "o/"
+	if generate {
+		name = "s/"
+	}
+	name += strconv.FormatInt(p, 10) + "/" + app
+	ch := k.flights.DoChan(name, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
+		defer cancel()
+		return k.fetch(fctx, app, p, generate)
+	})
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*envelope.AppKey), nil
+	}
+}
+
+func (k *Keyring) fetch(ctx context.Context, app string, p int64, generate bool) (*envelope.AppKey, error) {
+	ck := cacheKey{app, p}
+	// A flight that finished just before this one started may have filled the cache.
+	if e, ok := k.cache.Peek(ck); ok {
+		if !k.cfg.Clock().Before(e.destroyAt) {
+			return nil, destroyed(app, p)
+		}
+		return e.key, nil
+	}
+	wk, err := k.cfg.Store.Get(ctx, app, p)
+	if errors.Is(err, ErrKeyNotFound) {
+		if !generate {
+			return nil, destroyed(app, p)
+		}
+		return k.generate(ctx, app, p)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading key store: %w", err)
+	}
+	if !k.cfg.Clock().Before(wk.DestroyAt) {
+		return nil, destroyed(app, p)
+	}
+	return k.unwrap(ctx, wk)
+}
+
+func (k *Keyring) generate(ctx context.Context, app string, p int64) (*envelope.AppKey, error) {
+	k.generates.Add(1)
+	if k.cfg.OnKMSCall != nil {
+		k.cfg.OnKMSCall(OpGenerateDataKey)
+	}
+	out, err := k.cfg.KMS.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{
+		KeyId:             aws.String(k.cfg.KeyID),
+		KeySpec:           types.DataKeySpecAes256,
+		EncryptionContext: EncryptionContext(app, p),
+	})
+	if err != nil {
+		return nil, &KMSError{Op: OpGenerateDataKey, Err: err}
+	}
+	raw := &secret{b: out.Plaintext}
+	if len(out.Plaintext) != KEKSize || len(out.CiphertextBlob) == 0 {
+		raw.zero()
+		return nil, &KMSError{Op: OpGenerateDataKey, Err: fmt.Errorf("unexpected data key of %d bytes", len(out.Plaintext))}
+	}
+	keyID := aws.ToString(out.KeyId)
+	if keyID == "" {
+		keyID = k.cfg.KeyID
+	}
+	wk := WrappedKey{App: app, Period: p, KeyID: keyID, Ciphertext: out.CiphertextBlob, DestroyAt: k.DestroyAt(p)}
+	stored, err := k.cfg.Store.Create(ctx, wk)
+	if err != nil {
+		raw.zero()
+		return nil, fmt.Errorf("storing key: %w", err)
+	}
+	if !bytes.Equal(stored.Ciphertext, wk.Ciphertext) {
+		// Another process stored its key first: everyone must seal under that one.
+		raw.zero()
+		return k.unwrap(ctx, stored)
+	}
+	return k.add(app, p, raw, stored.DestroyAt)
+}
+
+func (k *Keyring) unwrap(ctx context.Context, wk WrappedKey) (*envelope.AppKey, error) {
+	k.decrypts.Add(1)
+	if k.cfg.OnKMSCall != nil {
+		k.cfg.OnKMSCall(OpDecrypt)
+	}
+	in := &kms.DecryptInput{
+		CiphertextBlob:    wk.Ciphertext,
+		EncryptionContext: EncryptionContext(wk.App, wk.Period),
+	}
+	if wk.KeyID != "" {
+		in.KeyId = aws.String(wk.KeyID)
+	}
+	out, err := k.cfg.KMS.Decrypt(ctx, in)
+	if err != nil {
+		return nil, &KMSError{Op: OpDecrypt, Err: err}
+	}
+	raw := &secret{b: out.Plaintext}
+	if len(out.Plaintext) != KEKSize {
+		raw.zero()
+		return nil, &KMSError{Op: OpDecrypt, Err: fmt.Errorf("unexpected data key of %d bytes", len(out.Plaintext))}
+	}
+	return k.add(wk.App, wk.Period, raw, wk.DestroyAt)
+}
+
+// add caches a freshly unwrapped key, or returns the one a concurrent flight cached first.
+func (k *Keyring) add(app string, p int64, raw *secret, destroyAt time.Time) (*envelope.AppKey, error) {
+	block, err := aes.NewCipher(raw.b)
+	if err != nil {
+		raw.zero()
+		return nil, fmt.Errorf("creating cipher: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		raw.zero()
+		return nil, fmt.Errorf("creating AEAD: %w", err)
+	}
+	e := &entry{key: &envelope.AppKey{App: app, Period: p, AEAD: aead}, raw: raw, destroyAt: destroyAt}
+	ck := cacheKey{app, p}
+
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed.Load() {
+		raw.zero()
+		return nil, ErrClosed
+	}
+	if old, ok := k.cache.Peek(ck); ok {
+		raw.zero()
+		return old.key, nil
+	}
+	// An expired entry may still sit in the cache; Add would replace it without the eviction
+	// callback, leaving its bytes unzeroed.
+	k.cache.Remove(ck)
+	k.cache.Add(ck, e)
+	return e.key, nil
+}
+
+// DestroyExpired deletes from the store and the cache every key past its DestroyAt and returns how
+// many stored keys it deleted.
+func (k *Keyring) DestroyExpired(ctx context.Context) (int, error) {
+	now := k.cfg.Clock()
+	for _, ck := range k.cache.Keys() {
+		if e, ok := k.cache.Peek(ck); ok && !now.Before(e.destroyAt) {
+			k.cache.Remove(ck)
+		}
+	}
+	keys, err := k.cfg.Store.List(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("listing keys: %w", err)
+	}
+	n := 0
+	for _, wk := range keys {
+		if now.Before(wk.DestroyAt) {
+			continue
+		}
+		k.cache.Remove(cacheKey{wk.App, wk.Period})
+		if err := k.cfg.Store.Delete(ctx, wk.App, wk.Period); err != nil {
+			return n, fmt.Errorf("deleting key: %w", err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// EraseApp destroys every key of app in the store and the cache, making all its data unreadable at
+// once, and returns how many stored keys it deleted. Other processes drop their cached copies
+// within CacheTTL. Callers stop sealing for app first: a SealingKey call after EraseApp
+// generates a fresh key.
+func (k *Keyring) EraseApp(ctx context.Context, app string) (int, error) {
+	if err := ValidateApp(app); err != nil {
+		return 0, err
+	}
+	k.dropCached(app)
+	keys, err := k.cfg.Store.List(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("listing keys: %w", err)
+	}
+	n := 0
+	for _, wk := range keys {
+		if wk.App != app {
+			continue
+		}
+		if err := k.cfg.Store.Delete(ctx, wk.App, wk.Period); err != nil {
+			return n, fmt.Errorf("deleting key: %w", err)
+		}
+		n++
+	}
+	// A flight that was unwrapping one of these keys may have cached it meanwhile.
+	k.dropCached(app)
+	return n, nil
+}
+
+func (k *Keyring) dropCached(app string) {
+	for _, ck := range k.cache.Keys() {
+		if ck.app == app {
+			k.cache.Remove(ck)
+		}
+	}
+}
+
+// Stats returns cache and KMS counters.
+func (k *Keyring) Stats() Stats {
+	return Stats{
+		CacheHits:       k.hits.Load(),
+		CacheMisses:     k.misses.Load(),
+		Evictions:       k.evictions.Load(),
+		GenerateDataKey: k.generates.Load(),
+		Decrypt:         k.decrypts.Load(),
+	}
+}
+
+// Close drops and zeroes every cached key; later calls return ErrClosed. It is idempotent.
+func (k *Keyring) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed.Swap(true) {
+		return nil
+	}
+	k.cache.Purge()
+	return nil
+}

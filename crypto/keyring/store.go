@@ -1,0 +1,58 @@
+package keyring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrKeyNotFound is returned by KeyStore.Get when no key is stored for (app, period).
+var ErrKeyNotFound = errors.New("keyring: key not found")
+
+// ErrInvalidApp is returned when an app id is empty, longer than MaxAppLen or contains a byte
+// outside [A-Za-z0-9._-].
+var ErrInvalidApp = errors.New("keyring: invalid app id")
+
+// MaxAppLen is the longest app id accepted.
+const MaxAppLen = 64
+
+// WrappedKey is an app KEK as the KMS wrapped it. Ciphertext is opaque to everything but the KMS
+// that produced it, under the encryption context of (App, Period).
+type WrappedKey struct {
+	App        string
+	Period     int64
+	KeyID      string // the KMS key that wrapped Ciphertext
+	Ciphertext []byte
+	DestroyAt  time.Time
+}
+
+// KeyStore keeps wrapped app KEKs. It is shared by every veil process using the same KMS key.
+type KeyStore interface {
+	// Create stores k unless a key for (k.App, k.Period) already exists, and returns the stored
+	// key: k itself, or the one another process stored first.
+	Create(ctx context.Context, k WrappedKey) (WrappedKey, error)
+	// Get returns the key of (app, period), or ErrKeyNotFound.
+	Get(ctx context.Context, app string, period int64) (WrappedKey, error)
+	// Delete removes the key of (app, period). Deleting a missing key is not an error.
+	Delete(ctx context.Context, app string, period int64) error
+	// List returns every stored key, in no particular order.
+	List(ctx context.Context) ([]WrappedKey, error)
+}
+
+// ValidateApp returns ErrInvalidApp unless app is 1 to MaxAppLen bytes of [A-Za-z0-9._-] and
+// not "." or "..". Valid app ids are safe as file names and key-store keys.
+func ValidateApp(app string) error {
+	if app == "" || len(app) > MaxAppLen || app == "." || app == ".." {
+		return fmt.Errorf("%w: length %d", ErrInvalidApp, len(app))
+	}
+	for i := 0; i < len(app); i++ {
+		c := app[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return fmt.Errorf("%w: byte %d not allowed", ErrInvalidApp, i)
+		}
+	}
+	return nil
+}
