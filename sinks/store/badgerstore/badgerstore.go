@@ -1,0 +1,343 @@
+// Package badgerstore is the embedded encrypted store: a store.Store on a Badger database in a
+// local directory, the default when no shared store is configured.
+//
+// Every item carries its expiry as Badger's native TTL (ExpiresAt), so compaction removes it
+// physically, and Get checks the expiry against the store's clock too, so an item is dead from its
+// expiry second whatever compaction has done. Keys are "r/" + app + 0x00 + ref: the items of one
+// app form one key range, which DeleteApp walks. A background goroutine reclaims value-log space;
+// Close stops it and waits for it.
+//
+// Only what callers put is written to disk, and callers put sealed records: ciphertext and
+// wrapped keys, never plaintext.
+package badgerstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/veil-project/veil/sinks/store"
+)
+
+// ErrClosed is returned by every operation on a closed Store.
+var ErrClosed = errors.New("badgerstore: store closed")
+
+const (
+	keyPrefix = "r/"
+	// deleteBatch bounds how many keys DeleteApp removes per transaction.
+	deleteBatch = 256
+	// gcDiscardRatio is Badger's recommended share of garbage before a value-log file is rewritten.
+	gcDiscardRatio = 0.5
+)
+
+// Option configures Open.
+type Option func(*config)
+
+type config struct {
+	clock      func() time.Time
+	logger     *slog.Logger
+	gcInterval time.Duration
+	syncWrites bool
+}
+
+// WithClock sets the clock that Get and Put compare expiries against. The default is time.Now.
+// Badger's native TTL always runs on the real clock.
+func WithClock(clock func() time.Time) Option {
+	return func(c *config) { c.clock = clock }
+}
+
+// WithLogger routes Badger's warnings and errors to l. By default Badger logs nothing.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) { c.logger = l }
+}
+
+// WithGCInterval sets how often value-log garbage collection runs; zero or less disables it. The
+// default is 5 minutes.
+func WithGCInterval(d time.Duration) Option {
+	return func(c *config) { c.gcInterval = d }
+}
+
+// WithSyncWrites makes every write wait for fsync. By default writes reach the operating system
+// before Put returns, which survives a crash of the process but not of the machine.
+func WithSyncWrites(sync bool) Option {
+	return func(c *config) { c.syncWrites = sync }
+}
+
+// Store is a store.Store on Badger. It is safe for concurrent use.
+type Store struct {
+	db    *badger.DB
+	clock func() time.Time
+
+	mu     sync.RWMutex // held for reading by operations, for writing by Close
+	closed bool
+
+	closeOnce sync.Once
+	closeErr  error
+	stop      chan struct{}
+	gcDone    chan struct{}
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the store in dir.
+func Open(dir string, opts ...Option) (*Store, error) {
+	cfg := config{clock: time.Now, gcInterval: 5 * time.Minute}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if dir == "" {
+		return nil, errors.New("opening badger store: empty directory")
+	}
+	bopts := badger.DefaultOptions(dir).
+		WithSyncWrites(cfg.syncWrites).
+		WithLogger(nil)
+	if cfg.logger != nil {
+		bopts = bopts.WithLogger(slogLogger{cfg.logger.With("component", "badger")}).
+			WithLoggingLevel(badger.WARNING)
+	}
+	db, err := badger.Open(bopts)
+	if err != nil {
+		return nil, fmt.Errorf("opening badger store: %w", err)
+	}
+	s := &Store{
+		db:     db,
+		clock:  cfg.clock,
+		stop:   make(chan struct{}),
+		gcDone: make(chan struct{}),
+	}
+	go s.runGC(cfg.gcInterval, cfg.logger)
+	return s, nil
+}
+
+// Put writes the live items of items; see store.Store. It validates every app id before writing
+// anything. Items are written in batches, not atomically: on error some may have been written,
+// and a retry of the same items is harmless.
+func (s *Store) Put(ctx context.Context, items []store.Item) error {
+	for _, it := range items {
+		if err := store.ValidateApp(it.App); err != nil {
+			return fmt.Errorf("putting items: %w", err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("putting items: %w", err)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("putting items: %w", ErrClosed)
+	}
+	now := s.clock()
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	n := 0
+	for _, it := range items {
+		if store.Expired(it.Expiry, now) {
+			continue
+		}
+		e := badger.NewEntry(key(it.App, it.Ref), it.Value)
+		e.ExpiresAt = uint64(it.Expiry.Unix())
+		if err := wb.SetEntry(e); err != nil {
+			return fmt.Errorf("putting items: %w", err)
+		}
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("putting items: %w", err)
+	}
+	return nil
+}
+
+// Get returns the live item for (app, ref), or store.ErrNotFound.
+func (s *Store) Get(ctx context.Context, app string, ref [16]byte) (store.Item, error) {
+	if err := store.ValidateApp(app); err != nil {
+		return store.Item{}, fmt.Errorf("getting item: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return store.Item{}, fmt.Errorf("getting item: %w", err)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.Item{}, fmt.Errorf("getting item: %w", ErrClosed)
+	}
+	it := store.Item{App: app, Ref: ref}
+	err := s.db.View(func(txn *badger.Txn) error {
+		bi, err := txn.Get(key(app, ref))
+		if err != nil {
+			return err
+		}
+		exp := bi.ExpiresAt()
+		if exp == 0 {
+			// Every item is written with an expiry; one without cannot be trusted to die.
+			return badger.ErrKeyNotFound
+		}
+		it.Expiry = time.Unix(int64(exp), 0)
+		if store.Expired(it.Expiry, s.clock()) {
+			return badger.ErrKeyNotFound
+		}
+		it.Value, err = bi.ValueCopy(nil)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return store.Item{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Item{}, fmt.Errorf("getting item: %w", err)
+	}
+	return it, nil
+}
+
+// Delete removes the item for (app, ref), if any.
+func (s *Store) Delete(ctx context.Context, app string, ref [16]byte) error {
+	if err := store.ValidateApp(app); err != nil {
+		return fmt.Errorf("deleting item: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("deleting item: %w", err)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("deleting item: %w", ErrClosed)
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(app, ref)) }); err != nil {
+		return fmt.Errorf("deleting item: %w", err)
+	}
+	return nil
+}
+
+// DeleteApp removes every item of app, deleteBatch keys per transaction, and reports how many
+// live items it removed. Cancelling ctx stops it between batches; the count then says how many
+// were removed before.
+func (s *Store) DeleteApp(ctx context.Context, app string) (int, error) {
+	if err := store.ValidateApp(app); err != nil {
+		return 0, fmt.Errorf("deleting app: %w", err)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, fmt.Errorf("deleting app: %w", ErrClosed)
+	}
+	prefix := appPrefix(app)
+	seek := prefix
+	total := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, fmt.Errorf("deleting app: %w", err)
+		}
+		keys := make([][]byte, 0, deleteBatch)
+		err := s.db.View(func(txn *badger.Txn) error {
+			iter := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+			defer iter.Close()
+			for iter.Seek(seek); iter.ValidForPrefix(prefix) && len(keys) < deleteBatch; iter.Next() {
+				keys = append(keys, iter.Item().KeyCopy(nil))
+			}
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("deleting app: %w", err)
+		}
+		if len(keys) == 0 {
+			return total, nil
+		}
+		err = s.db.Update(func(txn *badger.Txn) error {
+			for _, k := range keys {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("deleting app: %w", err)
+		}
+		total += len(keys)
+		// Resume just past the last key removed: the smallest key greater than it.
+		seek = append(keys[len(keys)-1], 0)
+	}
+}
+
+// Close stops value-log garbage collection, waiting for a round in progress, and closes the
+// database. It waits for operations in flight. It is idempotent: later calls return the first
+// call's result. ctx is not consulted: stopping half-way would leave the database open.
+func (s *Store) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.gcDone
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.closed = true
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("closing badger store: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+func (s *Store) runGC(every time.Duration, logger *slog.Logger) {
+	defer close(s.gcDone)
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		// Rewrite files while there is enough garbage, but give way to Close between files.
+		for {
+			err := s.db.RunValueLogGC(gcDiscardRatio)
+			if err != nil {
+				if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) && logger != nil {
+					logger.Warn("badger value-log gc failed", "err", err)
+				}
+				break
+			}
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+		}
+	}
+}
+
+func appPrefix(app string) []byte {
+	b := make([]byte, 0, len(keyPrefix)+len(app)+1)
+	b = append(b, keyPrefix...)
+	b = append(b, app...)
+	return append(b, 0)
+}
+
+func key(app string, ref [16]byte) []byte {
+	b := make([]byte, 0, len(keyPrefix)+len(app)+1+len(ref))
+	b = append(b, keyPrefix...)
+	b = append(b, app...)
+	b = append(b, 0)
+	return append(b, ref[:]...)
+}
+
+// slogLogger adapts slog to Badger's logger. Badger is asked for warnings and errors only.
+type slogLogger struct{ l *slog.Logger }
+
+func (l slogLogger) Errorf(f string, v ...any) { l.l.Error(msg(f, v)) }
+
+func (l slogLogger) Warningf(f string, v ...any) { l.l.Warn(msg(f, v)) }
+
+func (l slogLogger) Infof(f string, v ...any) { l.l.Debug(msg(f, v)) }
+
+func (l slogLogger) Debugf(f string, v ...any) { l.l.Debug(msg(f, v)) }
+
+func msg(f string, v []any) string { return strings.TrimSpace(fmt.Sprintf(f, v...)) }
