@@ -3,8 +3,6 @@ package keyring
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"errors"
 	"fmt"
 	"strconv"
@@ -88,6 +86,9 @@ type entry struct {
 }
 
 // Keyring hands out app KEKs; it implements envelope.Keys. It is safe for concurrent use.
+//
+// The expirable cache runs one cleanup goroutine per Keyring that golang-lru/v2 offers no way to
+// stop; Close empties the cache but that goroutine stays.
 type Keyring struct {
 	cfg     Config
 	cache   *expirable.LRU[cacheKey, *entry]
@@ -98,6 +99,8 @@ type Keyring struct {
 
 	hits, misses, evictions, generates, decrypts atomic.Uint64
 }
+
+var _ envelope.Keys = (*Keyring)(nil)
 
 // New returns a Keyring.
 func New(cfg Config) (*Keyring, error) {
@@ -296,17 +299,12 @@ func (k *Keyring) unwrap(ctx context.Context, wk WrappedKey) (*envelope.AppKey, 
 
 // add caches a freshly unwrapped key, or returns the one a concurrent flight cached first.
 func (k *Keyring) add(app string, p int64, raw *secret, destroyAt time.Time) (*envelope.AppKey, error) {
-	block, err := aes.NewCipher(raw.b)
+	key, err := envelope.NewAppKey(app, p, raw.b)
 	if err != nil {
 		raw.zero()
-		return nil, fmt.Errorf("creating cipher: %w", err)
+		return nil, err
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		raw.zero()
-		return nil, fmt.Errorf("creating AEAD: %w", err)
-	}
-	e := &entry{key: &envelope.AppKey{App: app, Period: p, AEAD: aead}, raw: raw, destroyAt: destroyAt}
+	e := &entry{key: key, raw: raw, destroyAt: destroyAt}
 	ck := cacheKey{app, p}
 
 	k.mu.Lock()

@@ -1,0 +1,184 @@
+package keyring_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/veil-project/veil/crypto/keyring"
+)
+
+func TestValidateApp(t *testing.T) {
+	tests := []struct {
+		app  string
+		want bool
+	}{
+		{"app-42", true},
+		{"A.b_c-9", true},
+		{strings.Repeat("a", 64), true},
+		{strings.Repeat("a", 65), false},
+		{"", false},
+		{".", false},
+		{"..", false},
+		{"a/b", false},
+		{"a@1", false},
+		{"a b", false},
+		{"é", false},
+		{"a\x00", false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%q", tt.app), func(t *testing.T) {
+			err := keyring.ValidateApp(tt.app)
+			if got := err == nil; got != tt.want {
+				t.Errorf("ValidateApp(%q) = %v, want valid=%v", tt.app, err, tt.want)
+			}
+			if err != nil && !errors.Is(err, keyring.ErrInvalidApp) {
+				t.Errorf("ValidateApp(%q) = %v, want ErrInvalidApp", tt.app, err)
+			}
+		})
+	}
+}
+
+func newStore(t *testing.T) (*keyring.FileKeyStore, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "keys")
+	s, err := keyring.NewFileKeyStore(dir)
+	if err != nil {
+		t.Fatalf("NewFileKeyStore = %v", err)
+	}
+	return s, dir
+}
+
+func wrapped(app string, period int64, ct string) keyring.WrappedKey {
+	return keyring.WrappedKey{App: app, Period: period, KeyID: "kid", Ciphertext: []byte(ct), DestroyAt: time.Unix(1_800_000_000, 0).UTC()}
+}
+
+func TestFileKeyStoreRoundTrip(t *testing.T) {
+	s, dir := newStore(t)
+	if _, err := s.Get(ctx, "a", 1); !errors.Is(err, keyring.ErrKeyNotFound) {
+		t.Fatalf("Get of missing key = %v, want ErrKeyNotFound", err)
+	}
+	want := wrapped("a.b-c", -3, "ct-1")
+	got, err := s.Create(ctx, want)
+	if err != nil {
+		t.Fatalf("Create = %v", err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Create = %+v, want %+v", got, want)
+	}
+	if got, err := s.Get(ctx, "a.b-c", -3); err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Get = %+v, %v, want %+v", got, err, want)
+	}
+	// Put-if-absent: a second Create returns the first key.
+	if got, err := s.Create(ctx, wrapped("a.b-c", -3, "ct-2")); err != nil || string(got.Ciphertext) != "ct-1" {
+		t.Errorf("second Create = %q, %v, want the first key ct-1", got.Ciphertext, err)
+	}
+	if _, err := s.Create(ctx, wrapped("a", 7, "ct-3")); err != nil {
+		t.Fatal(err)
+	}
+	// Stray files are ignored by List.
+	os.WriteFile(filepath.Join(dir, "README"), []byte("x"), 0o600)
+	os.WriteFile(filepath.Join(dir, "bad@x.kek"), []byte("x"), 0o600)
+	all, err := s.List(ctx)
+	if err != nil || len(all) != 2 {
+		t.Fatalf("List = %d keys, %v, want 2", len(all), err)
+	}
+
+	di, _ := os.Stat(dir)
+	if got := di.Mode().Perm(); got != 0o700 {
+		t.Errorf("store dir mode = %#o, want 0700", got)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			t.Errorf("temp file %s left behind", e.Name())
+		}
+		if !strings.HasSuffix(e.Name(), ".kek") {
+			continue
+		}
+		fi, _ := e.Info()
+		if got := fi.Mode().Perm(); got != 0o600 {
+			t.Errorf("key file %s mode = %#o, want 0600", e.Name(), got)
+		}
+	}
+
+	if err := s.Delete(ctx, "a.b-c", -3); err != nil {
+		t.Fatalf("Delete = %v", err)
+	}
+	if err := s.Delete(ctx, "a.b-c", -3); err != nil {
+		t.Errorf("Delete of missing key = %v, want nil", err)
+	}
+	if _, err := s.Get(ctx, "a.b-c", -3); !errors.Is(err, keyring.ErrKeyNotFound) {
+		t.Errorf("Get after Delete = %v, want ErrKeyNotFound", err)
+	}
+	for _, app := range []string{"../x", "", "a/b"} {
+		if _, err := s.Create(ctx, wrapped(app, 1, "c")); !errors.Is(err, keyring.ErrInvalidApp) {
+			t.Errorf("Create(%q) = %v, want ErrInvalidApp", app, err)
+		}
+	}
+}
+
+func TestFileKeyStoreConcurrentCreateAgrees(t *testing.T) {
+	_, dir := newStore(t)
+	const n = 16
+	got := make([]keyring.WrappedKey, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			s, err := keyring.NewFileKeyStore(dir) // one store per "process"
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			got[i], errs[i] = s.Create(ctx, wrapped("app", 5, fmt.Sprintf("ct-%d", i)))
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("Create #%d = %v", i, errs[i])
+		}
+		if !bytes.Equal(got[i].Ciphertext, got[0].Ciphertext) {
+			t.Errorf("Create #%d stored %q, #0 stored %q: writers disagree", i, got[i].Ciphertext, got[0].Ciphertext)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("store dir holds %d files, want 1", len(entries))
+	}
+}
+
+func TestFileKeyStoreRejectsBadFiles(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+	}{
+		{"not json", "{"},
+		{"other app", `{"v":1,"app":"b","period":1,"key_id":"k","ciphertext":"eA==","destroy_at":"2027-01-01T00:00:00Z"}`},
+		{"other period", `{"v":1,"app":"a","period":2,"key_id":"k","ciphertext":"eA==","destroy_at":"2027-01-01T00:00:00Z"}`},
+		{"other version", `{"v":2,"app":"a","period":1,"key_id":"k","ciphertext":"eA==","destroy_at":"2027-01-01T00:00:00Z"}`},
+		{"no ciphertext", `{"v":1,"app":"a","period":1,"key_id":"k","destroy_at":"2027-01-01T00:00:00Z"}`},
+		{"oversized", `{"v":1,"app":"a","period":1,"key_id":"` + strings.Repeat("k", 70_000) + `"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, dir := newStore(t)
+			if err := os.WriteFile(filepath.Join(dir, "a@1.kek"), []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Get(ctx, "a", 1); err == nil || errors.Is(err, keyring.ErrKeyNotFound) {
+				t.Errorf("Get of %s file = %v, want a decoding error", tt.name, err)
+			}
+			if _, err := s.List(ctx); err == nil {
+				t.Errorf("List with a %s file = nil error, want error", tt.name)
+			}
+		})
+	}
+}

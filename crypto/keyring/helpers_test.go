@@ -1,0 +1,101 @@
+package keyring_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/crypto/kmslocal"
+)
+
+var _ keyring.KMS = (*kmslocal.Provider)(nil)
+
+// t0 is 2026-11-22T10:00:00Z, in period 20779.
+var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+const p0 = int64(20779)
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: t0} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
+func (c *clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
+
+// countingKMS counts the calls that reach a real provider.
+type countingKMS struct {
+	keyring.KMS
+	generates, decrypts atomic.Int64
+}
+
+func (c *countingKMS) GenerateDataKey(ctx context.Context, in *kms.GenerateDataKeyInput, opts ...func(*kms.Options)) (*kms.GenerateDataKeyOutput, error) {
+	c.generates.Add(1)
+	return c.KMS.GenerateDataKey(ctx, in, opts...)
+}
+
+func (c *countingKMS) Decrypt(ctx context.Context, in *kms.DecryptInput, opts ...func(*kms.Options)) (*kms.DecryptOutput, error) {
+	c.decrypts.Add(1)
+	return c.KMS.Decrypt(ctx, in, opts...)
+}
+
+// env is one KMS root and one key-store directory, shared by every keyring it makes, as several
+// veil processes on one host would share them.
+type env struct {
+	t     *testing.T
+	kms   *countingKMS
+	dir   string
+	clock *clock
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	p, err := kmslocal.Open(filepath.Join(dir, "root", "root.key"))
+	if err != nil {
+		t.Fatalf("kmslocal.Open = %v", err)
+	}
+	return &env{t: t, kms: &countingKMS{KMS: p}, dir: filepath.Join(dir, "keys"), clock: newClock()}
+}
+
+func (e *env) store() *keyring.FileKeyStore {
+	e.t.Helper()
+	s, err := keyring.NewFileKeyStore(e.dir)
+	if err != nil {
+		e.t.Fatalf("NewFileKeyStore = %v", err)
+	}
+	return s
+}
+
+func (e *env) keyring(mod ...func(*keyring.Config)) *keyring.Keyring {
+	e.t.Helper()
+	cfg := keyring.Config{KMS: e.kms, KeyID: kmslocal.DefaultKeyID, Store: e.store(), Clock: e.clock.Now}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	k, err := keyring.New(cfg)
+	if err != nil {
+		e.t.Fatalf("keyring.New = %v", err)
+	}
+	e.t.Cleanup(func() { k.Close() })
+	return k
+}
