@@ -1,0 +1,30 @@
+package envelope
+
+import (
+	"crypto/rand"
+	"testing"
+)
+
+// TestSealAllocs pins the allocation budget of the hot path: four for the two AES-GCM instances
+// crypto/cipher builds, one for record, fields and tokens together, one backing buffer for the
+// wrapped DEK and every ciphertext, and one string per encoded token.
+func TestSealAllocs(t *testing.T) {
+	if raceEnabled || testing.CoverMode() != "" {
+		t.Skip("allocation counts differ under the race detector and coverage")
+	}
+	key := testKey(t)
+	h := testHeader()
+	fields := testFields(3, 100)
+	got := testing.AllocsPerRun(200, func() {
+		_, toks, err := SealWith(key, rand.Reader, h, fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range toks {
+			sinkString = toks[i].Encode()
+		}
+	})
+	if want := 4.0 + 1 + 1 + 3; got > want {
+		t.Errorf("SealWith + 3×Encode = %v allocs, want at most %v", got, want)
+	}
+}
