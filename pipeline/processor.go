@@ -1,0 +1,283 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/sinks/store"
+)
+
+// Config configures a Processor. Zero values are the documented defaults.
+type Config struct {
+	Brokers       []string
+	Group         string    // consumer group; default "veil"
+	TransactionID string    // transactional id; default "veil-" + group
+	Ledgers       []string  // ledger names to consume (raw topics ledger.<name>)
+	KafkaOpts     []kgo.Opt // extra client options (TLS, SASL, logger)
+	MaxPoll       int       // records per poll and transaction; default 2,000
+	Workers       int       // transform goroutines; default GOMAXPROCS
+
+	Transformer *Transformer
+	Store       store.Store
+	Observer    Observer
+	Logger      *slog.Logger
+}
+
+// Observer receives what the processor does; ops.Metrics and readiness implement it. Nil is fine.
+type Observer interface {
+	// Batch reports one committed or aborted transaction.
+	Batch(outs []Output, committed bool, sealTime time.Duration)
+	// Dependency reports whether a dependency ("keys", "store", "broker") works.
+	Dependency(name string, ok bool)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Batch([]Output, bool, time.Duration) {}
+func (nopObserver) Dependency(string, bool)             {}
+
+// Processor is the exactly-once stream processor.
+type Processor struct {
+	cfg  Config
+	sess *kgo.GroupTransactSession
+	log  *slog.Logger
+	obs  Observer
+
+	closeOnce sync.Once
+}
+
+// New creates the processor's Kafka session; Run starts consuming.
+func New(cfg Config) (*Processor, error) {
+	if cfg.Transformer == nil || cfg.Store == nil {
+		return nil, errors.New("pipeline: Transformer and Store are required")
+	}
+	if cfg.Group == "" {
+		cfg.Group = "veil"
+	}
+	if cfg.TransactionID == "" {
+		cfg.TransactionID = "veil-" + cfg.Group
+	}
+	if cfg.MaxPoll <= 0 {
+		cfg.MaxPoll = 2000
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	obs := cfg.Observer
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	topics := make([]string, len(cfg.Ledgers))
+	for i, l := range cfg.Ledgers {
+		topics[i] = broker.RawTopic(l)
+	}
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(topics...),
+		kgo.TransactionalID(cfg.TransactionID),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.TransactionTimeout(60 * time.Second),
+		kgo.ProducerBatchMaxBytes(4 << 20),
+		kgo.MaxBufferedRecords(4 * cfg.MaxPoll),
+	}, cfg.KafkaOpts...)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating transactional session: %w", err)
+	}
+	return &Processor{cfg: cfg, sess: sess, log: cfg.Logger, obs: obs}, nil
+}
+
+// Run consumes until ctx is cancelled (returning nil) or the transactional session fails fatally.
+// Cancelling ctx aborts the transaction in flight; its records are processed again on restart.
+func (p *Processor) Run(ctx context.Context) error {
+	var failures int
+	for {
+		fetches := p.sess.PollRecords(ctx, p.cfg.MaxPoll)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			p.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+		})
+		recs := fetches.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		committed, err := p.processBatch(ctx, recs)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && isFatal(err):
+			return err
+		case err != nil:
+			failures++
+			p.log.Warn("batch failed, retrying", "records", len(recs), "attempt", failures, "err", err)
+			p.sleep(ctx, failures)
+		case !committed:
+			failures++
+			p.log.Info("transaction aborted, reprocessing", "records", len(recs))
+		default:
+			failures = 0
+		}
+	}
+}
+
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+func isFatal(err error) bool {
+	var f *fatalError
+	return errors.As(err, &f)
+}
+
+// processBatch runs one transaction. A transient failure before the produce rewinds the session to
+// its committed offsets so the same records come back on the next poll.
+func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool, error) {
+	start := time.Now()
+	outs, err := p.transformAll(ctx, recs)
+	if err == nil {
+		p.obs.Dependency("keys", true)
+		err = p.put(ctx, outs)
+	} else {
+		p.obs.Dependency("keys", false)
+	}
+	sealTime := time.Since(start)
+	if err != nil {
+		if rerr := p.rewind(ctx); rerr != nil {
+			return false, &fatalError{rerr}
+		}
+		return false, err
+	}
+
+	if err := p.sess.Begin(); err != nil {
+		return false, &fatalError{fmt.Errorf("beginning transaction: %w", err)}
+	}
+	promise := kgo.AbortingFirstErrPromise(p.sess.Client())
+	for i := range outs {
+		for _, r := range []*kgo.Record{outs[i].Encrypted, outs[i].Redacted, outs[i].DeadLetter} {
+			if r != nil {
+				p.sess.Produce(ctx, r, promise.Promise())
+			}
+		}
+	}
+	perr := promise.Err()
+	committed, err := p.sess.End(ctx, kgo.TransactionEndTry(perr == nil))
+	p.obs.Batch(outs, committed, sealTime)
+	if err != nil {
+		p.obs.Dependency("broker", false)
+		return false, &fatalError{fmt.Errorf("ending transaction: %w", err)}
+	}
+	p.obs.Dependency("broker", perr == nil)
+	if perr != nil {
+		return false, fmt.Errorf("producing outputs: %w", perr)
+	}
+	return committed, nil
+}
+
+func (p *Processor) put(ctx context.Context, outs []Output) error {
+	items := make([]store.Item, 0, len(outs))
+	for i := range outs {
+		if outs[i].Item != nil {
+			items = append(items, *outs[i].Item)
+		}
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	if err := p.cfg.Store.Put(ctx, items); err != nil {
+		p.obs.Dependency("store", false)
+		return fmt.Errorf("writing to the encrypted store: %w", err)
+	}
+	p.obs.Dependency("store", true)
+	return nil
+}
+
+// rewind aborts an empty transaction, which resets the session to its committed offsets.
+func (p *Processor) rewind(ctx context.Context) error {
+	if err := p.sess.Begin(); err != nil {
+		return fmt.Errorf("beginning rewind: %w", err)
+	}
+	if _, err := p.sess.End(ctx, kgo.TryAbort); err != nil {
+		return fmt.Errorf("rewinding to committed offsets: %w", err)
+	}
+	return nil
+}
+
+// transformAll transforms recs in parallel; outputs keep the input order, so per-partition (and
+// per-thread) order is preserved when they are produced.
+func (p *Processor) transformAll(ctx context.Context, recs []*kgo.Record) ([]Output, error) {
+	outs := make([]Output, len(recs))
+	workers := min(p.cfg.Workers, (len(recs)+63)/64)
+	if workers <= 1 {
+		for i, r := range recs {
+			o, err := p.cfg.Transformer.Transform(ctx, Source{r.Topic, r.Partition, r.Offset}, r.Key, r.Value)
+			if err != nil {
+				return nil, err
+			}
+			outs[i] = o
+		}
+		return outs, nil
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	chunk := (len(recs) + workers - 1) / workers
+	for lo := 0; lo < len(recs); lo += chunk {
+		hi := min(lo+chunk, len(recs))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				r := recs[i]
+				o, err := p.cfg.Transformer.Transform(ctx, Source{r.Topic, r.Partition, r.Offset}, r.Key, r.Value)
+				if err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
+				outs[i] = o
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, first
+	}
+	return outs, nil
+}
+
+func (p *Processor) sleep(ctx context.Context, failures int) {
+	d := min(100*time.Millisecond<<min(failures-1, 6), 5*time.Second)
+	d = d/2 + rand.N(d/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// Close leaves the group and closes the session; it is idempotent. In-flight work is aborted.
+func (p *Processor) Close() {
+	p.closeOnce.Do(func() { p.sess.Close() })
+}

@@ -1,0 +1,351 @@
+// Package pipeline is veil's exactly-once stream processor: it consumes the ledger.<name> topics
+// in one consumer group and, per record, decodes, validates, flags, seals, stores and fans out the
+// encrypted and redacted views, with the produce and the offset commit in one Kafka transaction.
+//
+// Guarantees: a sensitive value leaves this package only sealed (as a veil:v1: token whose
+// ciphertext is in the store) or redacted (★★★★★); bad input goes to the dead-letter topic with its
+// raw bytes sealed; a transient failure (KMS, store) aborts the batch and retries, never passing
+// plaintext and never committing offsets past unprocessed records.
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/ledgers"
+	"github.com/veil-project/veil/schemas"
+	"github.com/veil-project/veil/sinks/store"
+)
+
+// DeadLetterApp is the app under whose keys dead-letter payloads are sealed when the entry's own
+// app is unknown or could not be read.
+const DeadLetterApp = "veil.deadletter"
+
+// DeadLetterTTL is how long a dead-lettered payload stays revealable.
+const DeadLetterTTL = 24 * time.Hour
+
+// Record headers set on every output record.
+const (
+	HeaderSource    = "veil-source"    // topic/partition/offset of the raw record
+	HeaderExpiry    = "veil-expiry"    // RFC 3339 expiry of the sealed values
+	HeaderSensitive = "veil-sensitive" // "true" or "false"
+	HeaderReason    = "veil-reason"    // dead-letter reason
+)
+
+// Apps resolves an app id to its settings; ok is false for apps veil does not know.
+type Apps func(app string) (settings ledgers.AppSettings, ok bool)
+
+// Transformer turns one raw ledger record into its outputs. It is safe for concurrent use.
+type Transformer struct {
+	Registry   *schemas.Registry
+	Ledgers    *ledgers.Table
+	Apps       Apps
+	Sealer     *envelope.Sealer
+	Limits     schemas.Limits
+	FutureSkew time.Duration    // entries with ts further in the future are dead-lettered; default 5m
+	MaxAge     time.Duration    // entries older than this are dead-lettered; default 7 days
+	Clock      func() time.Time // default time.Now
+}
+
+// Output is what one raw record becomes.
+type Output struct {
+	Item       *store.Item // sealed values to store before the commit; nil if nothing was sealed
+	Encrypted  *kgo.Record // to encrypted.<ledger>; nil when dead-lettered
+	Redacted   *kgo.Record // to redacted.<ledger>; nil when dead-lettered
+	DeadLetter *kgo.Record // to veil.deadletter; nil unless the input was rejected
+	Ledger     string
+	Sensitive  bool
+	Reason     schemas.Reason // why the record was dead-lettered
+}
+
+// Source names a raw record.
+type Source struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+func (s Source) String() string { return fmt.Sprintf("%s/%d/%d", s.Topic, s.Partition, s.Offset) }
+
+// permanentError marks bad input: it goes to the dead-letter topic.
+type permanentError struct {
+	reason schemas.Reason
+	field  string
+}
+
+func (e *permanentError) Error() string {
+	if e.field == "" {
+		return string(e.reason)
+	}
+	return string(e.reason) + ": " + e.field
+}
+
+func (t *Transformer) now() time.Time {
+	if t.Clock != nil {
+		return t.Clock()
+	}
+	return time.Now()
+}
+
+// Transform processes one raw record. It returns an error only for transient failures (keys,
+// randomness): the caller retries the batch. Bad input is not an error: it yields a dead-letter
+// Output.
+func (t *Transformer) Transform(ctx context.Context, src Source, key, value []byte) (Output, error) {
+	out, err := t.transform(ctx, src, key, value)
+	var perm *permanentError
+	if errors.As(err, &perm) {
+		return t.deadLetter(ctx, src, value, perm, out.Ledger)
+	}
+	if err != nil {
+		return Output{}, fmt.Errorf("processing %s: %w", src, err)
+	}
+	return out, nil
+}
+
+func (t *Transformer) transform(ctx context.Context, src Source, key, value []byte) (Output, error) {
+	e, err := schemas.Decode(value, t.Limits)
+	if err != nil {
+		var de *schemas.DecodeError
+		if errors.As(err, &de) {
+			return Output{}, &permanentError{reason: de.Reason, field: de.Field}
+		}
+		return Output{}, &permanentError{reason: schemas.ReasonMalformedJSON}
+	}
+	out := Output{Ledger: e.Ledger}
+	led, ok := t.Ledgers.Lookup(e.Ledger)
+	if !ok {
+		return out, &permanentError{reason: schemas.ReasonUnknownLedger, field: "ledger"}
+	}
+	if want := broker.RawTopic(led.Name); src.Topic != "" && src.Topic != want {
+		return out, &permanentError{reason: schemas.ReasonInvalidField, field: "ledger"}
+	}
+	if info, known := t.Registry.Lookup(e.Type); known && !slices.Contains(info.Ledgers, led.Name) {
+		return out, &permanentError{reason: schemas.ReasonTypeLedger, field: "type"}
+	}
+	settings, ok := t.Apps(e.AppID)
+	if !ok {
+		return out, &permanentError{reason: schemas.ReasonUnknownApp, field: "app_id"}
+	}
+	now := t.now()
+	if e.TS.After(now.Add(t.futureSkew())) || e.TS.Before(now.Add(-t.maxAge())) {
+		return out, &permanentError{reason: schemas.ReasonTimestamp, field: "ts"}
+	}
+	if field, ok := schemas.ScanTokens(e, validToken); !ok {
+		return out, &permanentError{reason: schemas.ReasonForgedToken, field: field}
+	}
+
+	d := ledgers.Decide(e, settings, t.Registry)
+	expiry := led.Expiry(e.TS)
+
+	fields, paths, err := collectFields(e, d.Paths)
+	if err != nil {
+		return out, err
+	}
+	expired := !expiry.After(now)
+	var tokens []envelope.Token
+	if len(fields) > 0 && !expired {
+		ref := RefFor(e.AppID, e.ID, src)
+		rec, toks, err := t.Sealer.Seal(ctx, envelope.Header{App: e.AppID, Ledger: led.Name, Ref: ref, Expiry: expiry}, fields)
+		if err != nil {
+			return out, fmt.Errorf("sealing entry: %w", err)
+		}
+		b, err := rec.MarshalBinary()
+		if err != nil {
+			return out, fmt.Errorf("encoding sealed record: %w", err)
+		}
+		out.Item = &store.Item{App: e.AppID, Ref: ref, Expiry: expiry, Value: b}
+		tokens = toks
+	}
+	out.Sensitive = d.Sensitive || len(fields) > 0
+	if out.Sensitive {
+		yes := true
+		e.Sensitive = &yes
+	}
+	hdrs := []kgo.RecordHeader{
+		{Key: HeaderSource, Value: []byte(src.String())},
+		{Key: HeaderSensitive, Value: []byte(fmt.Sprint(out.Sensitive))},
+	}
+	if out.Sensitive {
+		hdrs = append(hdrs, kgo.RecordHeader{Key: HeaderExpiry, Value: []byte(expiry.UTC().Format(time.RFC3339))})
+	}
+
+	// Encrypted view: tokens in place of sealed values (past-TTL values are redacted instead).
+	for i, p := range paths {
+		if expired {
+			e.Set(p, envelope.Redacted)
+		} else {
+			e.Set(p, tokens[i].Encode())
+		}
+	}
+	encrypted, err := e.Encode()
+	if err != nil {
+		return out, &permanentError{reason: schemas.ReasonInvalidField, field: "data"}
+	}
+	// Redacted view: every sealed value and every token anywhere in data becomes ★★★★★.
+	for _, p := range paths {
+		e.Set(p, envelope.Redacted)
+	}
+	redactTokens(e.Data)
+	redacted, err := e.Encode()
+	if err != nil {
+		return out, &permanentError{reason: schemas.ReasonInvalidField, field: "data"}
+	}
+	out.Encrypted = &kgo.Record{Topic: broker.EncryptedTopic(led.Name), Key: key, Value: encrypted, Headers: hdrs}
+	out.Redacted = &kgo.Record{Topic: broker.RedactedTopic(led.Name), Key: key, Value: redacted, Headers: slices.Clone(hdrs)}
+	return out, nil
+}
+
+// collectFields reads the values at paths (skipping absent ones and values that already are
+// tokens) and encodes each as JSON. "data" alone means every top-level key of data.
+func collectFields(e *schemas.Entry, want []string) ([]envelope.Field, []schemas.Path, error) {
+	paths := make([]schemas.Path, 0, len(want))
+	for _, s := range want {
+		if s == "data" {
+			all, ok := e.DataPaths()
+			if !ok {
+				return nil, nil, &permanentError{reason: schemas.ReasonInvalidField, field: "data"}
+			}
+			paths = append(paths, all...)
+			continue
+		}
+		p, err := schemas.ParsePath(s)
+		if err != nil {
+			return nil, nil, &permanentError{reason: schemas.ReasonInvalidField, field: "sensitive_paths"}
+		}
+		paths = append(paths, p)
+	}
+	fields := make([]envelope.Field, 0, len(paths))
+	sealed := paths[:0]
+	for _, p := range paths {
+		v, ok := e.Get(p)
+		if !ok {
+			continue
+		}
+		if str, isStr := v.(string); isStr && envelope.IsToken(str) {
+			continue // already sealed elsewhere: never decrypt and re-encrypt
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, nil, &permanentError{reason: schemas.ReasonInvalidField, field: "data"}
+		}
+		fields = append(fields, envelope.Field{Path: p.String(), Value: b})
+		sealed = append(sealed, p)
+	}
+	return fields, sealed, nil
+}
+
+func validToken(s string) bool {
+	_, err := envelope.ParseToken(s)
+	return err == nil
+}
+
+// redactTokens replaces every token string in v with the redacted view, in place.
+func redactTokens(v any) any {
+	switch x := v.(type) {
+	case string:
+		if envelope.IsToken(x) {
+			return envelope.Redacted
+		}
+	case map[string]any:
+		for k, e := range x {
+			x[k] = redactTokens(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = redactTokens(e)
+		}
+	}
+	return v
+}
+
+// RefFor derives the ref id of an entry from its app, its id and its source position, so a retried
+// batch overwrites its own store records and a recreated topic never collides with live ones.
+func RefFor(app, entryID string, src Source) envelope.RefID {
+	h := sha256.New()
+	var n [12]byte
+	for _, s := range []string{app, entryID, src.Topic} {
+		binary.BigEndian.PutUint32(n[:4], uint32(len(s)))
+		h.Write(n[:4])
+		h.Write([]byte(s))
+	}
+	binary.BigEndian.PutUint32(n[:4], uint32(src.Partition))
+	binary.BigEndian.PutUint64(n[4:], uint64(src.Offset))
+	h.Write(n[:])
+	var ref envelope.RefID
+	copy(ref[:], h.Sum(nil))
+	return ref
+}
+
+func (t *Transformer) futureSkew() time.Duration {
+	if t.FutureSkew > 0 {
+		return t.FutureSkew
+	}
+	return 5 * time.Minute
+}
+
+func (t *Transformer) maxAge() time.Duration {
+	if t.MaxAge > 0 {
+		return t.MaxAge
+	}
+	return 7 * 24 * time.Hour
+}
+
+// deadLetterRecord is the JSON value written to veil.deadletter. The raw bytes are never in it:
+// only their token.
+type deadLetterRecord struct {
+	Reason    schemas.Reason `json:"reason"`
+	Field     string         `json:"field,omitempty"`
+	Source    string         `json:"source"`
+	AppID     string         `json:"app_id,omitempty"`
+	Received  time.Time      `json:"received_at"`
+	ExpiresAt time.Time      `json:"expires_at"`
+	Size      int            `json:"size"`
+	Payload   string         `json:"payload"` // token of the raw bytes (base64 inside)
+}
+
+func (t *Transformer) deadLetter(ctx context.Context, src Source, value []byte, perm *permanentError, ledger string) (Output, error) {
+	now := t.now().UTC().Truncate(time.Second)
+	expiry := now.Add(DeadLetterTTL)
+	ref := RefFor(DeadLetterApp, "", src)
+	payload, err := json.Marshal(base64.StdEncoding.EncodeToString(value))
+	if err != nil {
+		return Output{}, fmt.Errorf("encoding dead-letter payload: %w", err)
+	}
+	rec, toks, err := t.Sealer.Seal(ctx, envelope.Header{App: DeadLetterApp, Ledger: "deadletter", Ref: ref, Expiry: expiry},
+		[]envelope.Field{{Path: "payload", Value: payload}})
+	clear(payload)
+	if err != nil {
+		return Output{}, fmt.Errorf("sealing dead-letter payload: %w", err)
+	}
+	b, err := rec.MarshalBinary()
+	if err != nil {
+		return Output{}, fmt.Errorf("encoding sealed dead-letter record: %w", err)
+	}
+	dl, err := json.Marshal(deadLetterRecord{
+		Reason: perm.reason, Field: perm.field, Source: src.String(),
+		Received: now, ExpiresAt: expiry, Size: len(value), Payload: toks[0].Encode(),
+	})
+	if err != nil {
+		return Output{}, fmt.Errorf("encoding dead-letter record: %w", err)
+	}
+	return Output{
+		Item: &store.Item{App: DeadLetterApp, Ref: ref, Expiry: expiry, Value: b},
+		DeadLetter: &kgo.Record{Topic: broker.DeadLetterTopic, Value: dl, Headers: []kgo.RecordHeader{
+			{Key: HeaderSource, Value: []byte(src.String())},
+			{Key: HeaderReason, Value: []byte(perm.reason)},
+		}},
+		Ledger: ledger,
+		Reason: perm.reason,
+	}, nil
+}
