@@ -1,0 +1,252 @@
+// Package redisstore is the encrypted store on Redis, for deployments where several veil
+// processes share one store.
+//
+// An item is one string key, veil:{<app>}:r:<hex ref>, whose value is the expiry in Unix seconds
+// (8 bytes, big-endian) followed by the sealed record, written with SET … EXAT so Redis deletes it
+// by itself at the expiry. Get also compares the stored expiry with the store's clock, so an item
+// is dead from its expiry second even if Redis has not yet removed it. The app id is the key's hash
+// tag, so all items of an app live in one Redis Cluster slot and DeleteApp is one SCAN of that
+// app's keys.
+package redisstore
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/veil-project/veil/sinks/store"
+)
+
+// ErrMalformed is returned by Get when the stored value is too short to hold an expiry: the key
+// was not written by this package.
+var ErrMalformed = errors.New("redisstore: malformed stored value")
+
+const (
+	// pipelineSize bounds how many SETs Put sends in one round trip.
+	pipelineSize = 512
+	// scanCount is the COUNT hint DeleteApp gives SCAN; each SCAN page is unlinked at once.
+	scanCount = 256
+	expiryLen = 8
+)
+
+// Options configures Open. The zero value of each field is its documented default.
+type Options struct {
+	// Addr is host:port of the Redis server. Default "127.0.0.1:6379".
+	Addr string
+	// Username and Password authenticate with AUTH; empty means no authentication.
+	Username string
+	Password string
+	// DB is the database number. Default 0.
+	DB int
+	// TLS, when set, makes the connection use TLS with this configuration.
+	TLS *tls.Config
+	// Clock is what Get and Put compare expiries against. Default time.Now. Redis's own expiry
+	// always runs on the server's clock.
+	Clock func() time.Time
+}
+
+// String describes the options without the password.
+func (o Options) String() string {
+	pw := ""
+	if o.Password != "" {
+		pw = " password=[redacted]"
+	}
+	return fmt.Sprintf("redis{addr=%s user=%s%s db=%d tls=%t}", o.Addr, o.Username, pw, o.DB, o.TLS != nil)
+}
+
+// GoString is String, so %#v does not print the password either.
+func (o Options) GoString() string { return o.String() }
+
+// LogValue logs the options without the password.
+func (o Options) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("addr", o.Addr),
+		slog.String("user", o.Username),
+		slog.Bool("password_set", o.Password != ""),
+		slog.Int("db", o.DB),
+		slog.Bool("tls", o.TLS != nil),
+	)
+}
+
+// Store is a store.Store on Redis. It is safe for concurrent use.
+type Store struct {
+	c     *redis.Client
+	clock func() time.Time
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to Redis and checks the connection with PING. Cancelling ctx abandons the check.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:6379"
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	c := redis.NewClient(&redis.Options{
+		Addr:      opts.Addr,
+		Username:  opts.Username,
+		Password:  opts.Password,
+		DB:        opts.DB,
+		TLSConfig: opts.TLS,
+		// Plain RESP2 and no client metadata: the store uses only SET, GET, UNLINK and SCAN, and
+		// works the same on every server version that has EXAT (6.2+).
+		Protocol:                 2,
+		DisableIdentity:          true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+	if err := c.Ping(ctx).Err(); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("connecting to redis at %s: %w", opts.Addr, err)
+	}
+	return &Store{c: c, clock: opts.Clock}, nil
+}
+
+// Put writes the live items of items with pipelined SETs; see store.Store. It validates every app
+// id before writing anything. Items are not written atomically: on error some may have been
+// written, and a retry of the same items is harmless.
+func (s *Store) Put(ctx context.Context, items []store.Item) error {
+	for _, it := range items {
+		if err := store.ValidateApp(it.App); err != nil {
+			return fmt.Errorf("putting items: %w", err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("putting items: %w", err)
+	}
+	now := s.clock()
+	pipe := s.c.Pipeline()
+	flush := func() error {
+		if pipe.Len() == 0 {
+			return nil
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	}
+	for _, it := range items {
+		if store.Expired(it.Expiry, now) {
+			continue
+		}
+		exp := it.Expiry.Unix()
+		v := make([]byte, expiryLen+len(it.Value))
+		binary.BigEndian.PutUint64(v, uint64(exp))
+		copy(v[expiryLen:], it.Value)
+		pipe.SetArgs(ctx, key(it.App, it.Ref), v, redis.SetArgs{ExpireAt: time.Unix(exp, 0)})
+		if pipe.Len() >= pipelineSize {
+			if err := flush(); err != nil {
+				return fmt.Errorf("putting items: %w", err)
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return fmt.Errorf("putting items: %w", err)
+	}
+	return nil
+}
+
+// Get returns the live item for (app, ref), or store.ErrNotFound.
+func (s *Store) Get(ctx context.Context, app string, ref [16]byte) (store.Item, error) {
+	if err := store.ValidateApp(app); err != nil {
+		return store.Item{}, fmt.Errorf("getting item: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return store.Item{}, fmt.Errorf("getting item: %w", err)
+	}
+	v, err := s.c.Get(ctx, key(app, ref)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return store.Item{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Item{}, fmt.Errorf("getting item: %w", err)
+	}
+	if len(v) < expiryLen {
+		return store.Item{}, fmt.Errorf("getting item: %w", ErrMalformed)
+	}
+	exp := time.Unix(int64(binary.BigEndian.Uint64(v)), 0)
+	if store.Expired(exp, s.clock()) {
+		return store.Item{}, store.ErrNotFound
+	}
+	return store.Item{App: app, Ref: ref, Expiry: exp, Value: v[expiryLen:]}, nil
+}
+
+// Delete removes the item for (app, ref), if any.
+func (s *Store) Delete(ctx context.Context, app string, ref [16]byte) error {
+	if err := store.ValidateApp(app); err != nil {
+		return fmt.Errorf("deleting item: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("deleting item: %w", err)
+	}
+	if err := s.c.Unlink(ctx, key(app, ref)).Err(); err != nil {
+		return fmt.Errorf("deleting item: %w", err)
+	}
+	return nil
+}
+
+// DeleteApp removes every item of app, one SCAN page at a time, and reports how many keys it
+// removed. Cancelling ctx stops it between pages; the count then says how many were removed
+// before.
+func (s *Store) DeleteApp(ctx context.Context, app string) (int, error) {
+	if err := store.ValidateApp(app); err != nil {
+		return 0, fmt.Errorf("deleting app: %w", err)
+	}
+	// App ids hold no glob metacharacter (store.ValidateApp), so the pattern matches this app only.
+	match := "veil:{" + app + "}:r:*"
+	var cursor uint64
+	total := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, fmt.Errorf("deleting app: %w", err)
+		}
+		keys, next, err := s.c.Scan(ctx, cursor, match, scanCount).Result()
+		if err != nil {
+			return total, fmt.Errorf("deleting app: %w", err)
+		}
+		if len(keys) > 0 {
+			// SCAN may return a key twice; UNLINK counts only keys it actually removed.
+			n, err := s.c.Unlink(ctx, keys...).Result()
+			if err != nil {
+				return total, fmt.Errorf("deleting app: %w", err)
+			}
+			total += int(n)
+		}
+		if next == 0 {
+			return total, nil
+		}
+		cursor = next
+	}
+}
+
+// Close closes the connection pool. It is idempotent: later calls return the first call's
+// result.
+func (s *Store) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		if err := s.c.Close(); err != nil {
+			s.closeErr = fmt.Errorf("closing redis store: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+func key(app string, ref [16]byte) string {
+	const prefix, mid = "veil:{", "}:r:"
+	b := make([]byte, 0, len(prefix)+len(app)+len(mid)+2*len(ref))
+	b = append(b, prefix...)
+	b = append(b, app...)
+	b = append(b, mid...)
+	b = hex.AppendEncode(b, ref[:])
+	return string(b)
+}
