@@ -61,13 +61,13 @@ func (c *countingKMS) Decrypt(ctx context.Context, in *kms.DecryptInput, opts ..
 // env is one KMS root and one key-store directory, shared by every keyring it makes, as several
 // veil processes on one host would share them.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	kms   *countingKMS
 	dir   string
 	clock *clock
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	dir := t.TempDir()
 	p, err := kmslocal.Open(filepath.Join(dir, "root", "root.key"))

@@ -464,3 +464,63 @@ func TestNewRejects(t *testing.T) {
 		})
 	}
 }
+
+// blockingStore holds every Get until release is closed.
+type blockingStore struct {
+	keyring.KeyStore
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *blockingStore) Get(ctx context.Context, app string, period int64) (keyring.WrappedKey, error) {
+	s.entered <- struct{}{}
+	<-s.release
+	return s.KeyStore.Get(ctx, app, period)
+}
+
+func TestCancelledCallerDoesNotFailOthers(t *testing.T) {
+	e := newEnv(t)
+	bs := &blockingStore{KeyStore: e.store(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	k := e.keyring(func(c *keyring.Config) { c.Store = bs })
+
+	cctx, cancel := context.WithCancel(ctx)
+	first := make(chan error, 1)
+	go func() {
+		_, err := k.SealingKey(cctx, "app-1")
+		first <- err
+	}()
+	<-bs.entered // the shared flight is running under the first caller
+	second := make(chan error, 1)
+	go func() {
+		_, err := k.SealingKey(ctx, "app-1")
+		second <- err
+	}()
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled SealingKey = %v, want context.Canceled", err)
+	}
+	close(bs.release)
+	if err := <-second; err != nil {
+		t.Errorf("SealingKey sharing the flight of a cancelled caller = %v, want nil", err)
+	}
+	if got := e.kms.generates.Load(); got != 1 {
+		t.Errorf("GenerateDataKey calls = %d, want 1", got)
+	}
+}
+
+func BenchmarkSealingKeyCached(b *testing.B) {
+	e := newEnv(b)
+	k := e.keyring()
+	if _, err := k.SealingKey(ctx, "app-1"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := k.SealingKey(ctx, "app-1"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -3,6 +3,7 @@ package kmslocal_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -274,22 +275,48 @@ func TestProviderDoesNotPrintRoot(t *testing.T) {
 	}
 }
 
-func FuzzDecrypt(f *testing.F) {
+// The golden blob was made with root 0x07 × 32, key id DefaultKeyID and context ctxA; it pins the
+// blob layout and AAD encoding so that keys wrapped by an older build still open.
+func golden(t testing.TB) (*kmslocal.Provider, []byte) {
+	t.Helper()
 	p, err := kmslocal.New(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
-		f.Fatal(err)
+		t.Fatal(err)
 	}
-	out, err := p.GenerateDataKey(context.Background(), &kms.GenerateDataKeyInput{KeyId: aws.String("k"), KeySpec: types.DataKeySpecAes256, EncryptionContext: ctxA})
+	h, err := os.ReadFile(filepath.Join("testdata", "golden_blob.hex"))
 	if err != nil {
-		f.Fatal(err)
+		t.Fatal(err)
 	}
-	f.Add(out.CiphertextBlob)
+	blob, err := hex.DecodeString(strings.TrimSpace(string(h)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, blob
+}
+
+const goldenPlaintext = "golden data key, 32 bytes long!!"
+
+func TestGoldenBlob(t *testing.T) {
+	p, blob := golden(t)
+	out, err := p.Decrypt(context.Background(), &kms.DecryptInput{CiphertextBlob: blob, EncryptionContext: ctxA, KeyId: aws.String(kmslocal.DefaultKeyID)})
+	if err != nil {
+		t.Fatalf("Decrypt(golden) = %v", err)
+	}
+	if string(out.Plaintext) != goldenPlaintext {
+		t.Errorf("Decrypt(golden) = %q, want %q", out.Plaintext, goldenPlaintext)
+	}
+}
+
+func FuzzDecrypt(f *testing.F) {
+	p, blob := golden(f)
+	f.Add(blob)
 	f.Add([]byte{1, 0, 1, 'k'})
 	f.Add([]byte{1, 0xff, 0xff})
-	f.Fuzz(func(t *testing.T, blob []byte) {
-		dec, err := p.Decrypt(context.Background(), &kms.DecryptInput{CiphertextBlob: blob, EncryptionContext: ctxA})
-		if err == nil && !bytes.Equal(blob, out.CiphertextBlob) {
-			t.Fatalf("Decrypt accepted a forged blob (%d bytes of plaintext)", len(dec.Plaintext))
+	f.Add(blob[:len(blob)-1])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out, err := p.Decrypt(context.Background(), &kms.DecryptInput{CiphertextBlob: b, EncryptionContext: ctxA})
+		if err == nil && (!bytes.Equal(b, blob) || string(out.Plaintext) != goldenPlaintext) {
+			t.Fatalf("Decrypt accepted a forged blob (%d bytes of plaintext)", len(out.Plaintext))
 		}
 	})
 }
