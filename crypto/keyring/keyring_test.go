@@ -327,11 +327,13 @@ func TestCacheEvictionZeroesKEK(t *testing.T) {
 // goroutines: KMS calls grow with apps × periods, never with entries.
 func TestOneKMSCallPer100kEntries(t *testing.T) {
 	e := newEnv(t)
-	var hookCalls sync.Map
+	var hookMu sync.Mutex
+	hookCalls := map[string]int{}
 	k := e.keyring(func(c *keyring.Config) {
 		c.OnKMSCall = func(op string) {
-			v, _ := hookCalls.LoadOrStore(op, new(int))
-			*v.(*int)++ // only ever one call, so no race
+			hookMu.Lock()
+			defer hookMu.Unlock()
+			hookCalls[op]++
 		}
 	})
 	const workers, perWorker = 8, 12_500
@@ -367,10 +369,11 @@ func TestOneKMSCallPer100kEntries(t *testing.T) {
 	if got := e.kms.decrypts.Load(); got != 0 {
 		t.Errorf("Decrypt calls = %d, want 0", got)
 	}
-	v, _ := hookCalls.Load(keyring.OpGenerateDataKey)
-	if v == nil || *v.(*int) != 1 {
-		t.Errorf("OnKMSCall(GenerateDataKey) calls = %v, want 1", v)
+	hookMu.Lock()
+	if got := hookCalls[keyring.OpGenerateDataKey]; got != 1 || len(hookCalls) != 1 {
+		t.Errorf("OnKMSCall calls = %v, want only GenerateDataKey once", hookCalls)
 	}
+	hookMu.Unlock()
 	st := k.Stats()
 	if st.CacheHits+st.CacheMisses != workers*perWorker || st.GenerateDataKey != 1 {
 		t.Errorf("Stats() = %+v, want %d lookups and 1 GenerateDataKey", st, workers*perWorker)
