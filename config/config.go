@@ -1,0 +1,293 @@
+// Package config loads veil's configuration: defaults, then one YAML file, then VEIL_…
+// environment variables, then command-line flags, each overriding the one before. Every YAML key
+// has an environment name derived by one rule (EnvName): upper-case the dotted path, replace dots
+// by underscores and prefix VEIL_, so kafka.sasl.password is VEIL_KAFKA_SASL_PASSWORD.
+//
+// Guarantees: unknown YAML keys and unknown VEIL_ variables are errors (a typo never silently
+// leaves a default in place); Validate names the offending key in every error; secrets are held in
+// Secret, which never prints its contents, so a Config can be logged.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/ledgers"
+)
+
+// Config is the whole configuration. docs/config.md is its reference.
+type Config struct {
+	Kafka            Kafka             `yaml:"kafka"`
+	DataDir          string            `yaml:"data_dir"`
+	KMS              KMS               `yaml:"kms"`
+	Store            Store             `yaml:"store"`
+	AllowUnknownApps bool              `yaml:"allow_unknown_apps"`
+	Apps             map[string]App    `yaml:"apps"`
+	Ledgers          map[string]Ledger `yaml:"ledgers"`
+	Limits           Limits            `yaml:"limits"`
+	Listen           Listen            `yaml:"listen"`
+	TLS              TLS               `yaml:"tls"`
+	Dev              Dev               `yaml:"dev"`
+	Log              Log               `yaml:"log"`
+
+	flagFile string                // -config, recorded by BindFlags
+	flagSets []func(*Config) error // other flags, recorded by BindFlags
+}
+
+// Kafka is the connection to the brokers. No brokers means the embedded broker.
+type Kafka struct {
+	Brokers         []string `yaml:"brokers"`
+	TLS             KafkaTLS `yaml:"tls"`
+	SASL            SASL     `yaml:"sasl"`
+	Group           string   `yaml:"group"`
+	TransactionalID string   `yaml:"transactional_id"`
+	Embedded        Embedded `yaml:"embedded"`
+	RetentionCheck  string   `yaml:"retention_check"`
+}
+
+// KafkaTLS is TLS to the brokers.
+type KafkaTLS struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// SASL is SASL authentication to the brokers.
+type SASL struct {
+	Mechanism string `yaml:"mechanism"`
+	Username  string `yaml:"username"`
+	Password  Secret `yaml:"password"`
+}
+
+// Embedded configures the embedded broker used when Kafka.Brokers is empty.
+type Embedded struct {
+	Addr       string `yaml:"addr"`
+	Partitions int    `yaml:"partitions"`
+}
+
+// KMS selects the key-encryption provider.
+type KMS struct {
+	Provider string `yaml:"provider"`
+	KeyID    string `yaml:"key_id"`
+	AWS      AWS    `yaml:"aws"`
+}
+
+// AWS locates an AWS service (or a compatible one, such as LocalStack, through Endpoint).
+type AWS struct {
+	Region   string `yaml:"region"`
+	Endpoint string `yaml:"endpoint"`
+}
+
+// Store selects the encrypted store.
+type Store struct {
+	Kind     string   `yaml:"kind"`
+	Redis    Redis    `yaml:"redis"`
+	DynamoDB DynamoDB `yaml:"dynamodb"`
+}
+
+// Redis is the Redis store.
+type Redis struct {
+	Addr     string `yaml:"addr"`
+	Username string `yaml:"username"`
+	Password Secret `yaml:"password"`
+	DB       int    `yaml:"db"`
+	TLS      bool   `yaml:"tls"`
+}
+
+// DynamoDB is the DynamoDB store.
+type DynamoDB struct {
+	Table       string `yaml:"table"`
+	Region      string `yaml:"region"`
+	Endpoint    string `yaml:"endpoint"`
+	CreateTable bool   `yaml:"create_table"`
+}
+
+// App holds one app's switches; nil means the default (true).
+type App struct {
+	Transcript *bool `yaml:"transcript"`
+	Transport  *bool `yaml:"transport"`
+}
+
+// Settings returns the app's settings with defaults applied.
+func (a App) Settings() ledgers.AppSettings {
+	s := ledgers.DefaultAppSettings
+	if a.Transcript != nil {
+		s.Transcript = *a.Transcript
+	}
+	if a.Transport != nil {
+		s.Transport = *a.Transport
+	}
+	return s
+}
+
+// Ledger overrides one ledger's TTL (shorter only).
+type Ledger struct {
+	TTL time.Duration `yaml:"ttl"`
+}
+
+// Limits bound the input veil accepts; entries beyond them are dead-lettered.
+type Limits struct {
+	MaxEntryBytes int           `yaml:"max_entry_bytes"`
+	MaxDepth      int           `yaml:"max_depth"`
+	FutureSkew    time.Duration `yaml:"future_skew"`
+}
+
+// Listen holds the listen addresses; an empty Metrics disables the operations server.
+type Listen struct {
+	API     string `yaml:"api"`
+	Metrics string `yaml:"metrics"`
+}
+
+// TLS is the reveal API's certificate.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Dev holds development switches.
+type Dev struct {
+	PlainHTTP bool `yaml:"plain_http"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level string `yaml:"level"`
+}
+
+// Secret is a string that never prints: String, LogValue, and YAML and JSON encodings show
+// "[redacted]" (or "" when empty). Use string(s) where the value is needed.
+type Secret string
+
+const redacted = "[redacted]"
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// LogValue implements slog.LogValuer.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// GoString keeps %#v from printing the value.
+func (s Secret) GoString() string { return fmt.Sprintf("config.Secret(%q)", s.String()) }
+
+// MarshalYAML implements yaml.Marshaler.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// MarshalText implements encoding.TextMarshaler (used by encoding/json).
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Default returns the configuration with every default applied.
+func Default() *Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "local"
+	}
+	return &Config{
+		Kafka: Kafka{
+			Group:           "veil",
+			TransactionalID: "veil-" + host,
+			Embedded:        Embedded{Addr: "127.0.0.1:9092", Partitions: 3},
+			RetentionCheck:  "refuse",
+		},
+		DataDir: "./veil-data",
+		KMS:     KMS{Provider: "local"},
+		Store:   Store{Kind: "badger"},
+		Limits:  Limits{MaxEntryBytes: 1 << 20, MaxDepth: 32, FutureSkew: 5 * time.Minute},
+		Listen:  Listen{API: "127.0.0.1:8443", Metrics: "127.0.0.1:9090"},
+		Log:     Log{Level: "info"},
+	}
+}
+
+// Load returns the defaults overridden by the YAML file at path (none when path is empty) and
+// then by the VEIL_… variables in env (os.Environ() form; other variables are ignored). It does
+// not validate: call Validate after applying flags.
+func Load(path string, env []string) (*Config, error) {
+	c := Default()
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("loading config: %w", err)
+		}
+		defer f.Close()
+		dec := yaml.NewDecoder(f)
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("loading config %s: %w", path, err)
+		}
+	}
+	if err := c.applyEnv(env); err != nil {
+		return nil, fmt.Errorf("loading config from environment: %w", err)
+	}
+	return c, nil
+}
+
+// String renders the configuration as YAML with secrets redacted.
+func (c *Config) String() string {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return "config: " + err.Error()
+	}
+	return string(b)
+}
+
+// LogValue implements slog.LogValuer: the YAML rendering, secrets redacted.
+func (c *Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// EmbeddedBroker reports whether veil runs its own broker (no kafka.brokers).
+func (c *Config) EmbeddedBroker() bool { return len(c.Kafka.Brokers) == 0 }
+
+// LedgerTable returns the ledger table with the configured TTL overrides.
+func (c *Config) LedgerTable() (*ledgers.Table, error) {
+	ov := make(map[string]time.Duration, len(c.Ledgers))
+	for name, l := range c.Ledgers {
+		ov[name] = l.TTL
+	}
+	return ledgers.NewTable(ov)
+}
+
+// BrokerLedgers returns each ledger with its effective TTL, for broker.EnsureTopics and
+// broker.CheckRetention.
+func (c *Config) BrokerLedgers() ([]broker.LedgerTTL, error) {
+	t, err := c.LedgerTable()
+	if err != nil {
+		return nil, err
+	}
+	var out []broker.LedgerTTL
+	for _, l := range t.All() {
+		out = append(out, broker.LedgerTTL{Name: l.Name, TTL: l.TTL})
+	}
+	return out, nil
+}
+
+// AppSettings returns the settings of app and whether entries of app are accepted at all: a listed
+// app always is, an unlisted one only with allow_unknown_apps (and then gets the defaults).
+func (c *Config) AppSettings(app string) (ledgers.AppSettings, bool) {
+	if a, ok := c.Apps[app]; ok {
+		return a.Settings(), true
+	}
+	return ledgers.DefaultAppSettings, c.AllowUnknownApps
+}
+
+// splitList splits a comma-separated list, trimming spaces and dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
