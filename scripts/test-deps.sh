@@ -8,3 +8,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+
+# --- dynalite (DynamoDB-compatible server for sinks/store/dynamostore) ---------------------------
+# Installed under .cache/npm in the repository (git-ignored), where internal/testsvc looks for it;
+# the version matches testsvc.DynaliteVersion.
+DYNALITE_VERSION=4.0.0
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if ! command -v dynalite >/dev/null 2>&1 && [ ! -x "$repo_root/.cache/npm/node_modules/.bin/dynalite" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  npm install --prefix "$repo_root/.cache/npm" --no-audit --no-fund --silent "dynalite@$DYNALITE_VERSION" >/dev/null
+fi
+# --- end dynalite --------------------------------------------------------------------------------
