@@ -31,5 +31,10 @@ fuzz:
 lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
 
+# The pipeline on its embedded defaults (embedded broker, local key file, Badger store), with
+# sample traffic; it keeps running until Ctrl-C. Data goes to ./veil-data.
+run: build
+	./bin/veil demo
+
 clean:
 	rm -rf bin

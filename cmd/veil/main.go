@@ -1,0 +1,118 @@
+// Command veil keeps sensitive conversation data out of everything but an encrypted store.
+//
+// Exit codes: 0 success; 1 runtime failure; 2 bad usage; 3 invalid configuration; 4 a dependency
+// refused to start (for example a raw topic that keeps plaintext longer than its TTL).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+	exitConfig  = 3
+	exitRefused = 4
+)
+
+var version = "dev" // set by -ldflags "-X main.version=…"
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"run", "run the pipeline (embedded broker when no kafka.brokers are configured)", cmdRun},
+		{"demo", "run the pipeline with sample traffic and show one entry as original, encrypted and redacted", cmdDemo},
+		{"version", "print the version", cmdVersion},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "veil: encrypt sensitive transcript data in Kafka streams and shred it on schedule.\n\n")
+	fmt.Fprintf(w, "Usage:\n  veil <command> [flags]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun 'veil <command> --help' for the flags of a command.\n")
+	fmt.Fprintf(w, "Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid config, 4 refused to start.\n")
+}
+
+// usageError marks a bad command line (exit 2); configError an invalid configuration (exit 3);
+// refusedError a dependency that refused to start (exit 4).
+type (
+	usageError   struct{ error }
+	configError  struct{ error }
+	refusedError struct{ error }
+)
+
+func main() {
+	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func runMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err := c.run(ctx, args[1:], stdout, stderr)
+		return exitCode(err, stderr)
+	}
+	fmt.Fprintf(stderr, "veil: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "veil: %v\n", err)
+	var (
+		u *usageError
+		c *configError
+		r *refusedError
+	)
+	switch {
+	case errors.As(err, &u):
+		return exitUsage
+	case errors.As(err, &c):
+		return exitConfig
+	case errors.As(err, &r):
+		return exitRefused
+	}
+	return exitFailure
+}
+
+func cmdVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
+	if len(args) > 0 {
+		return &usageError{fmt.Errorf("version takes no arguments")}
+	}
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	fmt.Fprintf(stdout, "veil %s\n", v)
+	return nil
+}

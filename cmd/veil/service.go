@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/config"
+	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/crypto/kmsaws"
+	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/pipeline"
+	"github.com/veil-project/veil/reveal"
+	"github.com/veil-project/veil/schemas"
+	"github.com/veil-project/veil/sinks/store"
+	"github.com/veil-project/veil/sinks/store/badgerstore"
+	"github.com/veil-project/veil/sinks/store/redisstore"
+)
+
+// service is one veil process: broker connection (or the embedded broker), keys, store and the
+// stream processor.
+type service struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	embedded *broker.Embedded
+	brokers  []string
+	kopts    []kgo.Opt
+	keys     *keyring.Keyring
+	store    store.Store
+	sealer   *envelope.Sealer
+	opener   *reveal.Opener
+	proc     *pipeline.Processor
+	obs      *observer
+	closers  []func(context.Context) error
+}
+
+// parseConfig parses the common flags of a subcommand and loads the configuration.
+func parseConfig(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*config.Config, error) {
+	fs := flag.NewFlagSet("veil "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if extra != nil {
+		extra(fs)
+	}
+	cfg, err := config.Parse(fs, args, os.Environ())
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return nil, err
+	case errors.Is(err, config.ErrInvalid):
+		return nil, &configError{err}
+	case err != nil && fs.Parsed():
+		return nil, &configError{err}
+	case err != nil:
+		return nil, &usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return nil, &usageError{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
+	}
+	return cfg, nil
+}
+
+// start builds and starts every component; the processor is created but not yet running.
+func start(ctx context.Context, cfg *config.Config, logOut io.Writer) (s *service, err error) {
+	s = &service{cfg: cfg, log: newLogger(logOut, cfg.Log.Level)}
+	defer func() {
+		if err != nil {
+			s.close(context.Background())
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+	s.obs = newObserver()
+
+	// Kafka.
+	ledgerTTLs, err := cfg.BrokerLedgers()
+	if err != nil {
+		return nil, &configError{err}
+	}
+	if cfg.EmbeddedBroker() {
+		s.embedded, err = broker.StartEmbedded(ctx, broker.EmbeddedConfig{
+			Addr: cfg.Kafka.Embedded.Addr, DataDir: filepath.Join(cfg.DataDir, "broker"),
+			Partitions: cfg.Kafka.Embedded.Partitions, Logger: s.log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("starting embedded broker: %w", err)
+		}
+		s.closers = append(s.closers, s.embedded.Close)
+		s.brokers = s.embedded.Addrs()
+	} else {
+		s.brokers = cfg.Kafka.Brokers
+		if s.kopts, err = kafkaOpts(cfg.Kafka); err != nil {
+			return nil, &configError{err}
+		}
+	}
+	if err := s.prepareTopics(ctx, ledgerTTLs); err != nil {
+		return nil, err
+	}
+
+	// Keys.
+	kms, keyID, err := openKMS(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	ks, err := keyring.NewFileKeyStore(filepath.Join(cfg.DataDir, "keys"))
+	if err != nil {
+		return nil, fmt.Errorf("opening key store: %w", err)
+	}
+	s.keys, err = keyring.New(keyring.Config{KMS: kms, KeyID: keyID, Store: ks, OnKMSCall: s.obs.kmsCall})
+	if err != nil {
+		return nil, fmt.Errorf("creating keyring: %w", err)
+	}
+	s.closers = append(s.closers, func(context.Context) error { return s.keys.Close() })
+
+	// Store.
+	if s.store, err = openStore(ctx, cfg, s.log); err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, s.store.Close)
+
+	s.sealer = envelope.NewSealer(s.keys)
+	s.opener = &reveal.Opener{Store: s.store, Sealer: s.sealer}
+	table, err := cfg.LedgerTable()
+	if err != nil {
+		return nil, &configError{err}
+	}
+	tr := &pipeline.Transformer{
+		Registry: schemas.DefaultRegistry(), Ledgers: table, Apps: cfg.AppSettings, Sealer: s.sealer,
+		Limits:     schemas.Limits{MaxBytes: cfg.Limits.MaxEntryBytes, MaxDepth: cfg.Limits.MaxDepth},
+		FutureSkew: cfg.Limits.FutureSkew,
+	}
+	var names []string
+	for _, l := range table.All() {
+		names = append(names, l.Name)
+	}
+	s.proc, err = pipeline.New(pipeline.Config{
+		Brokers: s.brokers, Group: cfg.Kafka.Group, TransactionID: cfg.Kafka.TransactionalID,
+		Ledgers: names, KafkaOpts: s.kopts, Transformer: tr, Store: s.store, Observer: s.obs, Logger: s.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating processor: %w", err)
+	}
+	s.closers = append(s.closers, func(context.Context) error { s.proc.Close(); return nil })
+	return s, nil
+}
+
+// prepareTopics creates missing topics and checks that no raw topic keeps plaintext past its TTL.
+func (s *service) prepareTopics(ctx context.Context, ledgerTTLs []broker.LedgerTTL) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.brokers...)}, s.kopts...)...)
+	if err != nil {
+		return fmt.Errorf("connecting to Kafka: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	partitions := s.cfg.Kafka.Embedded.Partitions
+	if !s.cfg.EmbeddedBroker() {
+		partitions = -1 // the cluster's default
+	}
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := broker.EnsureTopics(tctx, adm, ledgerTTLs, partitions); err != nil {
+		return fmt.Errorf("creating topics: %w", err)
+	}
+	violations, err := broker.CheckRetention(tctx, adm, ledgerTTLs)
+	if err != nil {
+		return fmt.Errorf("checking raw topic retention: %w", err)
+	}
+	for _, v := range violations {
+		s.log.Warn("raw topic keeps plaintext longer than its ledger TTL", "violation", v.String())
+	}
+	if len(violations) > 0 && s.cfg.Kafka.RetentionCheck != "warn" {
+		return &refusedError{fmt.Errorf("%d raw topic(s) keep plaintext longer than their TTL (first: %s); fix retention.ms or set kafka.retention_check: warn", len(violations), violations[0])}
+	}
+	return nil
+}
+
+func openKMS(ctx context.Context, cfg *config.Config) (keyring.KMS, string, error) {
+	switch cfg.KMS.Provider {
+	case "aws":
+		c, err := kmsaws.New(ctx, kmsaws.Config{Region: cfg.KMS.AWS.Region, Endpoint: cfg.KMS.AWS.Endpoint, KeyID: cfg.KMS.KeyID})
+		if err != nil {
+			return nil, "", fmt.Errorf("creating AWS KMS client: %w", err)
+		}
+		return c, cfg.KMS.KeyID, nil
+	default:
+		p, err := kmslocal.Open(filepath.Join(cfg.DataDir, "root.key"))
+		if err != nil {
+			return nil, "", fmt.Errorf("opening local root key: %w", err)
+		}
+		id := cfg.KMS.KeyID
+		if id == "" {
+			id = kmslocal.DefaultKeyID
+		}
+		return p, id, nil
+	}
+}
+
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, error) {
+	switch cfg.Store.Kind {
+	case "redis":
+		r := cfg.Store.Redis
+		var tc *tls.Config
+		if r.TLS {
+			tc = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		st, err := redisstore.Open(ctx, redisstore.Options{Addr: r.Addr, Username: r.Username, Password: string(r.Password), DB: r.DB, TLS: tc})
+		if err != nil {
+			return nil, fmt.Errorf("opening Redis store: %w", err)
+		}
+		return st, nil
+	case "badger", "":
+		st, err := badgerstore.Open(filepath.Join(cfg.DataDir, "store"), badgerstore.WithLogger(log))
+		if err != nil {
+			return nil, fmt.Errorf("opening embedded store: %w", err)
+		}
+		return st, nil
+	default:
+		return nil, &configError{fmt.Errorf("store.kind %q is not available in this build", cfg.Store.Kind)}
+	}
+}
+
+func kafkaOpts(k config.Kafka) ([]kgo.Opt, error) {
+	var opts []kgo.Opt
+	if k.TLS.Enabled {
+		tc, err := kafkaTLS(k.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	switch strings.ToLower(k.SASL.Mechanism) {
+	case "":
+	case "plain":
+		opts = append(opts, kgo.SASL(plain.Auth{User: k.SASL.Username, Pass: string(k.SASL.Password)}.AsMechanism()))
+	case "scram-sha-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: string(k.SASL.Password)}.AsSha256Mechanism()))
+	case "scram-sha-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: string(k.SASL.Password)}.AsSha512Mechanism()))
+	default:
+		return nil, fmt.Errorf("kafka.sasl.mechanism %q is not supported", k.SASL.Mechanism)
+	}
+	return opts, nil
+}
+
+func (s *service) close(ctx context.Context) {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		if err := s.closers[i](ctx); err != nil {
+			s.log.Warn("closing component", "err", err)
+		}
+	}
+	s.closers = nil
+}
+
+// apps returns the configured app ids, for messages.
+func appsOf(cfg *config.Config) []string {
+	var out []string
+	for a := range cfg.Apps {
+		out = append(out, a)
+	}
+	return out
+}
+
+func kafkaTLS(t config.KafkaTLS) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading kafka.tls.ca_file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, errors.New("kafka.tls.ca_file holds no PEM certificate")
+		}
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		c, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading kafka.tls client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{c}
+	}
+	return tc, nil
+}
