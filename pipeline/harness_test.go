@@ -43,7 +43,10 @@ func allTopics() []string {
 	return append(ts, broker.DeadLetterTopic, broker.AuditTopic)
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessWith(t, nil, "") }
+
+// newHarnessWith uses kms (wrapping under keyID) instead of the local root key when kms is non-nil.
+func newHarnessWith(t *testing.T, kms keyring.KMS, keyID string) *harness {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, allTopics()...))
 	if err != nil {
@@ -51,15 +54,18 @@ func newHarness(t *testing.T) *harness {
 	}
 	t.Cleanup(c.Close)
 	dir := t.TempDir()
-	kms, err := kmslocal.Open(dir + "/root.key")
-	if err != nil {
-		t.Fatal(err)
+	if kms == nil {
+		local, err := kmslocal.Open(dir + "/root.key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		kms, keyID = local, "local"
 	}
 	ks, err := keyring.NewFileKeyStore(dir + "/keys")
 	if err != nil {
 		t.Fatal(err)
 	}
-	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: "local", Store: ks})
+	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: keyID, Store: ks})
 	if err != nil {
 		t.Fatal(err)
 	}

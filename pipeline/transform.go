@@ -157,6 +157,11 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 	if len(fields) > 0 && !expired {
 		ref := RefFor(e.AppID, e.ID, src)
 		rec, toks, err := t.Sealer.Seal(ctx, envelope.Header{App: e.AppID, Ledger: led.Name, Ref: ref, Expiry: expiry}, fields)
+		if errors.Is(err, envelope.ErrInvalidInput) {
+			// The entry itself cannot be sealed (e.g. an app id beyond the token's limits):
+			// retrying would stall the partition, so it is bad input.
+			return out, &permanentError{reason: schemas.ReasonInvalidField, field: "app_id"}
+		}
 		if err != nil {
 			return out, fmt.Errorf("sealing entry: %w", err)
 		}
