@@ -342,6 +342,19 @@ func TestEmbeddedRestart(t *testing.T) {
 	if o.At != recs[3].Offset {
 		t.Errorf("downstream offset after restart = %d, want %d (record d)", o.At, recs[3].Offset)
 	}
+	if tds, err := adm2.ListTopics(ctx); err != nil {
+		t.Fatal(err)
+	} else if td, ok := tds[RawTopic("event")]; ok && td.Err == nil {
+		t.Error("raw topic restored before EnsureTopics, want it left to EnsureTopics")
+	} else if !tds.Has(EncryptedTopic("event")) {
+		t.Error("encrypted topic not restored")
+	}
+	// A shorter TTL configured since the last run applies to the recreated raw topic.
+	shorter := slices.Clone(testLedgers)
+	shorter[0].TTL = time.Hour
+	if err := EnsureTopics(ctx, adm2, shorter, 1); err != nil {
+		t.Fatal(err)
+	}
 	raw, err := adm2.ListEndOffsets(ctx, RawTopic("event"))
 	if err != nil {
 		t.Fatal(err)
@@ -349,9 +362,9 @@ func TestEmbeddedRestart(t *testing.T) {
 	if lo, _ := raw.Lookup(RawTopic("event"), 0); lo.Offset != 0 {
 		t.Errorf("raw topic end offset after restart = %d, want 0 (raw records are never kept)", lo.Offset)
 	}
-	vs, err := CheckRetention(ctx, adm2, testLedgers)
+	vs, err := CheckRetention(ctx, adm2, shorter)
 	if err != nil || len(vs) != 0 {
-		t.Errorf("CheckRetention after restart = %v, %v; want raw topics restored with their retention", vs, err)
+		t.Errorf("CheckRetention after restart = %v, %v; want raw topics recreated with the current TTL", vs, err)
 	}
 	if vo, err := adm2.FetchOffsets(ctx, "veil"); err == nil {
 		if o, ok := vo.Lookup(RawTopic("event"), 0); ok && o.At >= 0 {
@@ -473,4 +486,53 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Errorf("decode/encode round trip differs")
 		}
 	})
+}
+
+// TestEmbeddedCrashCopy simulates a kill -9: the data directory is copied while the broker runs
+// (nothing written at Close), and a broker started on the copy has the committed records and the
+// group offsets written so far.
+func TestEmbeddedCrashCopy(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	_, cl, adm := startTest(t, dir)
+	if err := EnsureTopics(ctx, adm, testLedgers[:1], 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"r0", "r1", "r2"} {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: RedactedTopic("event"), Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := adm.CommitOffsets(ctx, "analytics", kadm.OffsetsFromRecords(kgo.Record{Topic: RedactedTopic("event"), Offset: 1})); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the keeper has written the records and the offsets.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(dir, offsetsFile))
+		recs, _ := readRecords(filepath.Join(dir, recordsDir, RedactedTopic("event")+"-0.log"))
+		if bytes.Contains(b, []byte("analytics")) && len(recs) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("keeper did not write state in time: offsets %s, %d records", b, len(recs))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	crashed := t.TempDir()
+	if err := os.CopyFS(crashed, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+
+	e2, _, adm2 := startTest(t, crashed)
+	if got := readAll(t, e2.Addrs(), RedactedTopic("event"), 3); !slices.Equal(got, []string{"r0", "r1", "r2"}) {
+		t.Errorf("after crash restore redacted.event = %v", got)
+	}
+	offs, err := adm2.FetchOffsets(ctx, "analytics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := offs.Lookup(RedactedTopic("event"), 0); o.At != 2 {
+		t.Errorf("analytics offset after crash restore = %d, want 2", o.At)
+	}
 }

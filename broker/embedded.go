@@ -36,18 +36,18 @@ type EmbeddedConfig struct {
 // plaintext, and plaintext must never reach the disk, so Embedded runs kfake in memory and keeps
 // its own state in DataDir instead:
 //
-//   - topics.json: every topic with its partition count and configs (raw topics included, so they
-//     come back with their retention);
+//   - topics.json: every topic with its partition count and configs;
 //   - records/: the committed records (read_committed) of every topic that is not raw, appended as
 //     they arrive, one CRC-framed file per partition (0600);
 //   - offsets.json: the committed offsets of every consumer group on non-raw topics, every
 //     SyncInterval and at Close.
 //
-// On start the topics are recreated, kept records are produced back in order with their keys,
+// On start the non-raw topics are recreated, kept records are produced back in order with their keys,
 // headers and timestamps (records already past their topic's retention.ms are dropped), and
 // group offsets are translated to the new offsets. Consequences, by design:
 //
-//   - Raw ledger topics come back empty. Records a producer wrote that veil had not consumed and
+//   - Raw ledger topics are not restored: run EnsureTopics after StartEmbedded, which creates them
+//     (empty) with the TTLs configured now. Records a producer wrote that veil had not consumed and
 //     committed before the broker stopped are lost; groups restart on raw topics at their reset
 //     offset. Use a real Kafka cluster where producers need durability across restarts.
 //   - Offsets of kept records are renumbered densely from 0 (transaction markers take no offset

@@ -386,11 +386,11 @@ func (k *keeper) restore(ctx context.Context, addrs []string) error {
 	remaps := make(map[tp]remap)
 	now := time.Now()
 	for _, t := range topics {
+		if IsRaw(t.Name) {
+			continue // empty anyway; EnsureTopics recreates it with the TTL configured now
+		}
 		if err := k.cluster.CreateTopic(t.Name, t.Partitions, t.Configs); err != nil {
 			return fmt.Errorf("creating topic %s: %w", t.Name, err)
-		}
-		if IsRaw(t.Name) {
-			continue
 		}
 		ret := kfakeDefRet
 		if v, ok := t.Configs["retention.ms"]; ok {
