@@ -1,0 +1,16 @@
+// Package analytics is the analytics sink: its own consumer-group stage over the redacted topics
+// (redacted.<ledger>, read committed) that writes the redacted rows as Parquet files partitioned
+// app=/ledger=/date=/hour= by event time (UTC).
+//
+// What it guarantees:
+//   - Exactly once, without joining the pipeline's transaction: a partition's offset is committed
+//     only after every file holding its rows up to that offset was durably written (temporary name
+//     in the same directory, fsync, rename, fsync of the directory).
+//   - Files are named by source partition and offset range (p3-o1200-o1399.parquet), so
+//     reprocessing after a crash or a rebalance overwrites instead of duplicating; a file left by an
+//     earlier, uncommitted run whose range overlaps a newly written batch is removed.
+//   - Write errors (disk full, read-only directory) are retried with backoff and hold back the
+//     commit: nothing is lost and nothing is skipped.
+//   - No token reaches a file: a row whose data holds a string starting with "veil:" is refused,
+//     counted and logged by position and field path only, never by value.
+package analytics
