@@ -88,6 +88,9 @@ func New(cfg Config) (*Processor, error) {
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(topics...),
 		kgo.TransactionalID(cfg.TransactionID),
+		// Static membership under the same id: a process restarted after a crash takes over its
+		// partitions at once instead of waiting for the dead member's session to time out.
+		kgo.InstanceID(cfg.TransactionID),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
