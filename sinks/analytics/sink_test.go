@@ -332,3 +332,40 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// Only committed transactions reach the files: the pipeline writes the redacted topics inside
+// Kafka transactions, and an aborted one must not become analytics rows.
+func TestSinkReadsCommittedTransactionsOnly(t *testing.T) {
+	c := newCluster(t)
+	w := newLocal(t)
+	txn, err := kgo.NewClient(kgo.SeedBrokers(c.addrs...), kgo.TransactionalID("analytics-test"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txn.Close()
+	want := make(map[string]*schemas.Entry)
+	for i, commit := range []bool{false, true, false, true} {
+		if err := txn.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 3 {
+			r, e := entry(t, fmt.Sprintf("e-%d-%d", i, j), "app-1", "event", hour0, j == 0, 0)
+			if err := txn.ProduceSync(t.Context(), r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			if commit {
+				want[e.ID] = e
+			}
+		}
+		if err := txn.EndTransaction(t.Context(), kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := startSink(t, analytics.Config{Brokers: c.addrs, Writer: w, Ledgers: []string{"event"}, FlushInterval: 50 * time.Millisecond})
+	waitFor(t, "the committed rows written", func() bool { return run.sink.Stats().Rows >= 6 })
+	if err := run.stop(t); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+	checkRows(t, readTree(t, w.Root()), want)
+}
