@@ -4,7 +4,14 @@
 // Guarantees:
 //   - KMS calls grow with apps × periods, never with entries: concurrent lookups of one
 //     (app, period) share a single KMS call, and several processes sharing one KeyStore agree on
-//     one key per (app, period) (put-if-absent).
+//     one key per (app, key version) (put-if-absent).
+//   - Rotation: a key version (KeyVersion) is a period index plus a generation. The 24 h schedule
+//     makes generation 0 of each period; Rotate adds the next generation at once, and every
+//     process sharing the store seals under it within RefreshInterval. Older generations still
+//     open until their period's DestroyAt.
+//   - Erasure and destruction leave no copy behind: the key file, the cached unwrapped key
+//     (zeroed) and any temp file naming the app are removed; Rewrap replaces key files in place
+//     (rename), keeping no backup of the old wrapping.
 //   - A key is wrapped under an encryption context naming its app and period, so a key wrapped
 //     for one app cannot be unwrapped for another.
 //   - A key opens data until its DestroyAt (end of its period + the longest TTL + a skew margin),

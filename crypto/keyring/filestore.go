@@ -43,7 +43,10 @@ func NewFileKeyStore(dir string) (*FileKeyStore, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("opening key store directory: %s is not a directory", dir)
 	}
-	return &FileKeyStore{dir: dir}, nil
+	s := &FileKeyStore{dir: dir}
+	// A process that died mid-write may have left a temp copy of a key: never keep it around.
+	_, _ = s.RemoveLeftovers(context.Background(), "")
+	return s, nil
 }
 
 // keyFile is the on-disk form of a WrappedKey.

@@ -62,6 +62,10 @@ type Config struct {
 	CacheSize int              // most unwrapped keys held in memory; default 4096
 	CacheTTL  time.Duration    // how long an unwrapped key stays cached; default 1h
 	OnKMSCall func(op string)  // called before every KMS call with OpGenerateDataKey or OpDecrypt; optional
+
+	// RefreshInterval is how often, by Clock, SealingKey asks the store whether another process
+	// rotated an app's key (see Rotate); default DefaultRefreshInterval.
+	RefreshInterval time.Duration
 }
 
 // Stats counts cache and KMS activity since New.
@@ -93,6 +97,7 @@ type Keyring struct {
 	cfg     Config
 	cache   *expirable.LRU[cacheKey, *entry]
 	flights singleflight.Group
+	gens    genTable // newest known generation per app (rotate.go)
 
 	mu     sync.Mutex // makes check-then-add on the cache atomic, and orders it with Close
 	closed atomic.Bool
@@ -134,27 +139,35 @@ func New(cfg Config) (*Keyring, error) {
 	return k, nil
 }
 
-// DestroyAt returns when the key of period p is destroyed: the end of the period plus the longest
-// TTL plus SkewMargin.
-func (k *Keyring) DestroyAt(p int64) time.Time {
-	return PeriodEnd(p).Add(k.cfg.MaxTTL + SkewMargin)
+// DestroyAt returns when the key of version v (see KeyVersion; for generation 0 the period index)
+// is destroyed: the end of its period plus the longest TTL plus SkewMargin.
+func (k *Keyring) DestroyAt(v int64) time.Time {
+	return PeriodEnd(PeriodOfVersion(v)).Add(k.cfg.MaxTTL + SkewMargin)
 }
 
-// SealingKey returns the key of app for the current period, unwrapping it from the store or, if
-// there is none yet, generating it through the KMS. Concurrent callers share one KMS call.
-// Cancelling ctx returns early; the shared KMS call goes on for the other callers.
+// SealingKey returns the key of app for the current period (its newest generation, see Rotate),
+// unwrapping it from the store or, if there is none yet, generating it through the KMS. Concurrent
+// callers share one KMS call. Cancelling ctx returns early; the shared KMS call goes on for the
+// other callers.
 func (k *Keyring) SealingKey(ctx context.Context, app string) (*envelope.AppKey, error) {
 	if err := ValidateApp(app); err != nil {
 		return nil, err
 	}
-	p := PeriodOf(k.cfg.Clock())
+	if k.closed.Load() {
+		return nil, ErrClosed
+	}
+	p, err := k.sealingVersion(ctx, app)
+	if err != nil {
+		return nil, err
+	}
 	if key, ok, err := k.cached(app, p); ok || err != nil {
 		return key, err
 	}
 	return k.load(ctx, app, p, true)
 }
 
-// OpeningKey returns the key of (app, period) for opening data. It never generates a key: a key
+// OpeningKey returns the key of (app, period) for opening data; period is the key version a
+// record carries (see KeyVersion). It never generates a key: a key
 // that is missing, erased or past its DestroyAt gives ErrKeyDestroyed.
 func (k *Keyring) OpeningKey(ctx context.Context, app string, period int64) (*envelope.AppKey, error) {
 	if err := ValidateApp(app); err != nil {
@@ -348,6 +361,9 @@ func (k *Keyring) DestroyExpired(ctx context.Context) (int, error) {
 		}
 		n++
 	}
+	if err := removeLeftovers(ctx, k.cfg.Store, ""); err != nil {
+		return n, err
+	}
 	return n, nil
 }
 
@@ -360,6 +376,7 @@ func (k *Keyring) EraseApp(ctx context.Context, app string) (int, error) {
 		return 0, err
 	}
 	k.dropCached(app)
+	k.gens.forget(app)
 	keys, err := k.cfg.Store.List(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("listing keys: %w", err)
@@ -376,6 +393,10 @@ func (k *Keyring) EraseApp(ctx context.Context, app string) (int, error) {
 	}
 	// A flight that was unwrapping one of these keys may have cached it meanwhile.
 	k.dropCached(app)
+	k.gens.forget(app)
+	if err := removeLeftovers(ctx, k.cfg.Store, app); err != nil {
+		return n, err
+	}
 	return n, nil
 }
 

@@ -1,0 +1,142 @@
+package keyring
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// staleTempAge is how old a temp file in the key store must be before anyone may remove it: a
+// younger one may be a Create in flight in another process.
+const staleTempAge = time.Minute
+
+var (
+	_ Replacer        = (*FileKeyStore)(nil)
+	_ LeftoverRemover = (*FileKeyStore)(nil)
+)
+
+// Replace implements Replacer: it writes nw to a synced temp file and renames it over the file of
+// old, so readers see either wrapping, never a partial file, and no copy of the old wrapping stays
+// in the directory. It fails with ErrKeyNotFound if the key is gone (erased or destroyed: Replace
+// never brings a key back) and with ErrKeyChanged if its ciphertext is no longer old's. The check
+// and the rename are not one atomic step: do not rewrap while erasing the same app.
+func (s *FileKeyStore) Replace(ctx context.Context, old, nw WrappedKey) error {
+	if err := ValidateApp(old.App); err != nil {
+		return err
+	}
+	if nw.App != old.App || nw.Period != old.Period {
+		return errors.New("replacing key file: app or version differs")
+	}
+	if len(nw.Ciphertext) == 0 {
+		return errors.New("replacing key file: empty ciphertext")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cur, err := s.read(old.App, old.Period)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(cur.Ciphertext, old.Ciphertext) {
+		return ErrKeyChanged
+	}
+	tmpName, err := s.writeTemp(nw)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmpName) // only left if the rename failed
+	if err := os.Rename(tmpName, s.path(old.App, old.Period)); err != nil {
+		return fmt.Errorf("replacing key file: %w", err)
+	}
+	return s.syncDir()
+}
+
+// writeTemp writes k to a synced temp file in the store directory and returns its name.
+func (s *FileKeyStore) writeTemp(k WrappedKey) (string, error) {
+	b, err := json.Marshal(keyFile{
+		Version: keyFileVersion, App: k.App, Period: k.Period, KeyID: k.KeyID,
+		Ciphertext: k.Ciphertext, DestroyAt: k.DestroyAt.UTC(),
+	})
+	if err != nil {
+		return "", fmt.Errorf("encoding key file: %w", err)
+	}
+	tmp, err := os.CreateTemp(s.dir, tempFilePrefix+"*")
+	if err != nil {
+		return "", fmt.Errorf("creating key file: %w", err)
+	}
+	_, werr := tmp.Write(b)
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("writing key file: %w", werr)
+	}
+	return tmp.Name(), nil
+}
+
+// RemoveLeftovers implements LeftoverRemover. A temp file is left behind only when a process dies
+// between writing it and removing it; this removes every such file that names app, and every temp
+// file older than a minute whatever it names. It returns how many it removed.
+func (s *FileKeyStore) RemoveLeftovers(ctx context.Context, app string) (int, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return 0, fmt.Errorf("listing key store: %w", err)
+	}
+	n := 0
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		if !strings.HasPrefix(e.Name(), tempFilePrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		p := filepath.Join(s.dir, e.Name())
+		if !s.leftover(p, app) {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return n, fmt.Errorf("removing leftover key file: %w", err)
+		}
+		n++
+	}
+	if n > 0 {
+		return n, s.syncDir()
+	}
+	return n, nil
+}
+
+func (s *FileKeyStore) leftover(path, app string) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	if time.Since(fi.ModTime()) > staleTempAge {
+		return true
+	}
+	if app == "" {
+		return false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize))
+	if err != nil {
+		return false
+	}
+	var kf keyFile
+	return json.Unmarshal(b, &kf) == nil && kf.App == app
+}

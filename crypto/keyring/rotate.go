@@ -1,0 +1,243 @@
+package keyring
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// DefaultRefreshInterval is the default of Config.RefreshInterval.
+const DefaultRefreshInterval = 10 * time.Second
+
+// genState is what a Keyring knows about the newest generation of one app's current period.
+type genState struct {
+	period  int64
+	gen     int
+	checked time.Time // when the store was last asked for a newer generation
+}
+
+// genTable maps app → genState. Its zero value is ready to use.
+type genTable struct {
+	mu sync.Mutex
+	m  map[string]genState
+}
+
+func (t *genTable) get(app string) (genState, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	g, ok := t.m[app]
+	return g, ok
+}
+
+func (t *genTable) set(app string, g genState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = make(map[string]genState)
+	}
+	// Never step back within a period: a slower probe may finish after a Rotate.
+	if old, ok := t.m[app]; ok && old.period == g.period && old.gen > g.gen {
+		g.gen = old.gen
+	}
+	t.m[app] = g
+}
+
+func (t *genTable) forget(app string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.m, app)
+}
+
+func (k *Keyring) refreshInterval() time.Duration {
+	if k.cfg.RefreshInterval > 0 {
+		return k.cfg.RefreshInterval
+	}
+	return DefaultRefreshInterval
+}
+
+// sealingVersion returns the version new data of app is sealed under: the newest generation of the
+// current period that this Keyring knows of. Every RefreshInterval (judged by the injected clock) it
+// asks the store whether another process rotated, so processes sharing a store converge on the
+// newest key within that interval. Checking costs one store read per app per interval.
+func (k *Keyring) sealingVersion(ctx context.Context, app string) (int64, error) {
+	now := k.cfg.Clock()
+	p := PeriodOf(now)
+	if g, ok := k.gens.get(app); ok && g.period == p && !now.Before(g.checked) && now.Sub(g.checked) < k.refreshInterval() {
+		return KeyVersion(p, g.gen), nil
+	}
+	ch := k.flights.DoChan("g/"+app, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
+		defer cancel()
+		return k.probe(fctx, app, p, now)
+	})
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return 0, r.Err
+		}
+		return r.Val.(int64), nil
+	}
+}
+
+// probe finds the newest generation of (app, p) in the store, starting from the one this Keyring
+// knows. If the known one is gone from the store while still cached here (the app was erased by
+// another process), every cached key of app is dropped.
+func (k *Keyring) probe(ctx context.Context, app string, p int64, now time.Time) (int64, error) {
+	gen := 0
+	if g, ok := k.gens.get(app); ok && g.period == p {
+		gen = g.gen
+	}
+	if _, cached := k.cache.Peek(cacheKey{app, KeyVersion(p, gen)}); cached {
+		_, err := k.cfg.Store.Get(ctx, app, KeyVersion(p, gen))
+		switch {
+		case errors.Is(err, ErrKeyNotFound):
+			k.dropCached(app)
+			k.gens.forget(app)
+			gen = 0
+		case err != nil:
+			return 0, fmt.Errorf("reading key store: %w", err)
+		}
+	}
+	gen, err := k.newestGen(ctx, app, p, gen)
+	if err != nil {
+		return 0, err
+	}
+	k.gens.set(app, genState{period: p, gen: gen, checked: now})
+	g, _ := k.gens.get(app)
+	return KeyVersion(p, g.gen), nil
+}
+
+// newestGen returns the highest generation g >= from of (app, p) such that every generation in
+// (from, g] is stored. It returns from when none above it is.
+func (k *Keyring) newestGen(ctx context.Context, app string, p int64, from int) (int, error) {
+	gen := from
+	for gen < MaxGeneration {
+		_, err := k.cfg.Store.Get(ctx, app, KeyVersion(p, gen+1))
+		if errors.Is(err, ErrKeyNotFound) {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("reading key store: %w", err)
+		}
+		gen++
+	}
+	return gen, nil
+}
+
+// Rotate makes app seal new data under a fresh KEK from now on, besides the 24 h schedule: it
+// generates the next generation of the current period and returns its version. Data sealed
+// under earlier generations still opens until their DestroyAt (the period's). Other processes
+// sharing the key store switch to the new key within their RefreshInterval. Two processes
+// rotating the same app at the same moment create one new generation, not two.
+func (k *Keyring) Rotate(ctx context.Context, app string) (int64, error) {
+	if err := ValidateApp(app); err != nil {
+		return 0, err
+	}
+	if k.closed.Load() {
+		return 0, ErrClosed
+	}
+	now := k.cfg.Clock()
+	p := PeriodOf(now)
+	next := 0
+	if _, err := k.cfg.Store.Get(ctx, app, KeyVersion(p, 0)); err == nil {
+		gen, err := k.newestGen(ctx, app, p, 0)
+		if err != nil {
+			return 0, err
+		}
+		if gen == MaxGeneration {
+			return 0, fmt.Errorf("rotating key: app %s has used every generation of period %d", app, p)
+		}
+		next = gen + 1
+	} else if !errors.Is(err, ErrKeyNotFound) {
+		return 0, fmt.Errorf("reading key store: %w", err)
+	}
+	v := KeyVersion(p, next)
+	if _, err := k.load(ctx, app, v, true); err != nil {
+		return 0, fmt.Errorf("rotating key: %w", err)
+	}
+	k.gens.set(app, genState{period: p, gen: next, checked: now})
+	return v, nil
+}
+
+// KeyState is the lifecycle state of a stored key.
+type KeyState string
+
+const (
+	// StateActive is the key new data of its app is sealed under.
+	StateActive KeyState = "active"
+	// StateRetired is a key that no longer seals but still opens data until its DestroyAt.
+	StateRetired KeyState = "retired-still-opening"
+	// StateDestroyPending is a key past its DestroyAt that DestroyExpired has not deleted yet. It
+	// opens nothing already.
+	StateDestroyPending KeyState = "destroyed-pending"
+)
+
+// KeyInfo describes one stored key. It holds no key material.
+type KeyInfo struct {
+	App         string
+	Version     int64 // what records sealed under the key carry as Period
+	Period      int64
+	Generation  int
+	PeriodStart time.Time
+	KMSKeyID    string // the KMS key that wraps it
+	DestroyAt   time.Time
+	State       KeyState
+}
+
+// Keys lists every stored key, sorted by app and version, with its state at the Keyring's clock.
+// A key is active when it is the newest stored generation of its app's current period.
+func (k *Keyring) Keys(ctx context.Context) ([]KeyInfo, error) {
+	stored, err := k.cfg.Store.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing keys: %w", err)
+	}
+	now := k.cfg.Clock()
+	cur := PeriodOf(now)
+	newest := make(map[string]int) // app → newest generation of the current period
+	for _, wk := range stored {
+		if p, g := SplitVersion(wk.Period); p == cur {
+			if n, ok := newest[wk.App]; !ok || g > n {
+				newest[wk.App] = g
+			}
+		}
+	}
+	out := make([]KeyInfo, 0, len(stored))
+	for _, wk := range stored {
+		p, g := SplitVersion(wk.Period)
+		ki := KeyInfo{
+			App: wk.App, Version: wk.Period, Period: p, Generation: g, PeriodStart: PeriodStart(p),
+			KMSKeyID: wk.KeyID, DestroyAt: wk.DestroyAt.UTC(), State: StateRetired,
+		}
+		switch n, ok := newest[wk.App]; {
+		case !now.Before(wk.DestroyAt):
+			ki.State = StateDestroyPending
+		case ok && p == cur && g == n:
+			ki.State = StateActive
+		}
+		out = append(out, ki)
+	}
+	slices.SortFunc(out, func(a, b KeyInfo) int {
+		return cmp.Or(cmp.Compare(a.App, b.App), cmp.Compare(a.Period, b.Period), cmp.Compare(a.Generation, b.Generation))
+	})
+	return out, nil
+}
+
+// Apps returns the ids of the apps that have at least one stored key, sorted.
+func (k *Keyring) Apps(ctx context.Context) ([]string, error) {
+	stored, err := k.cfg.Store.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing keys: %w", err)
+	}
+	var apps []string
+	for _, wk := range stored {
+		apps = append(apps, wk.App)
+	}
+	slices.Sort(apps)
+	return slices.Compact(apps), nil
+}
