@@ -27,7 +27,7 @@ type recorder struct {
 	aborted   int
 }
 
-func (r *recorder) Batch(outs []pipeline.Output, committed bool, _ time.Duration) {
+func (r *recorder) Batch(outs []pipeline.Output, committed bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if committed {

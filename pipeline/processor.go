@@ -35,14 +35,14 @@ type Config struct {
 // Observer receives what the processor does; ops.Metrics and readiness implement it. Nil is fine.
 type Observer interface {
 	// Batch reports one committed or aborted transaction.
-	Batch(outs []Output, committed bool, sealTime time.Duration)
+	Batch(outs []Output, committed bool)
 	// Dependency reports whether a dependency ("keys", "store", "broker") works.
 	Dependency(name string, ok bool)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) Batch([]Output, bool, time.Duration) {}
+func (nopObserver) Batch([]Output, bool)               {}
 func (nopObserver) Dependency(string, bool)             {}
 
 // Processor is the exactly-once stream processor.
@@ -153,7 +153,6 @@ func isFatal(err error) bool {
 // processBatch runs one transaction. A transient failure before the produce rewinds the session to
 // its committed offsets so the same records come back on the next poll.
 func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool, error) {
-	start := time.Now()
 	outs, err := p.transformAll(ctx, recs)
 	if err == nil {
 		p.obs.Dependency("keys", true)
@@ -161,7 +160,6 @@ func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool,
 	} else {
 		p.obs.Dependency("keys", false)
 	}
-	sealTime := time.Since(start)
 	if err != nil {
 		if rerr := p.rewind(ctx); rerr != nil {
 			return false, &fatalError{rerr}
@@ -182,7 +180,7 @@ func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool,
 	}
 	perr := promise.Err()
 	committed, err := p.sess.End(ctx, kgo.TransactionEndTry(perr == nil))
-	p.obs.Batch(outs, committed, sealTime)
+	p.obs.Batch(outs, committed)
 	if err != nil {
 		p.obs.Dependency("broker", false)
 		return false, &fatalError{fmt.Errorf("ending transaction: %w", err)}

@@ -67,6 +67,7 @@ type Output struct {
 	Ledger     string
 	Sensitive  bool
 	Reason     schemas.Reason // why the record was dead-lettered
+	SealTime   time.Duration  // time spent sealing the entry's values; zero if none were sealed
 }
 
 // Source names a raw record.
@@ -156,6 +157,7 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 	var tokens []envelope.Token
 	if len(fields) > 0 && !expired {
 		ref := RefFor(e.AppID, e.ID, src)
+		start := time.Now()
 		rec, toks, err := t.Sealer.Seal(ctx, envelope.Header{App: e.AppID, Ledger: led.Name, Ref: ref, Expiry: expiry}, fields)
 		if errors.Is(err, envelope.ErrInvalidInput) {
 			// The entry itself cannot be sealed (e.g. an app id beyond the token's limits):
@@ -170,6 +172,7 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 			return out, fmt.Errorf("encoding sealed record: %w", err)
 		}
 		out.Item = &store.Item{App: e.AppID, Ref: ref, Expiry: expiry, Value: b}
+		out.SealTime = time.Since(start)
 		tokens = toks
 	}
 	out.Sensitive = d.Sensitive || len(fields) > 0

@@ -1,34 +1,104 @@
 package main
 
 import (
+	"context"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/ops"
 	"github.com/veil-project/veil/pipeline"
 )
 
-// observer turns what the processor reports into metrics and readiness.
+// observer turns what the processor reports into Prometheus metrics and readiness.
 type observer struct {
-	mu    sync.Mutex
-	ready map[string]bool
+	m     *ops.Metrics
+	ready *ops.Readiness
+	last  keyring.Stats // cache statistics already counted
 }
 
-func newObserver() *observer { return &observer{ready: map[string]bool{}} }
+func newObserver() *observer {
+	return &observer{m: ops.NewMetrics(), ready: ops.NewReadiness("broker", "keys", "store")}
+}
 
-func (o *observer) Batch(outs []pipeline.Output, committed bool, sealTime time.Duration) {}
+func (o *observer) Batch(outs []pipeline.Output, committed bool) {
+	if !committed {
+		o.m.TxnAborts.Inc()
+		return
+	}
+	o.m.TxnCommits.Inc()
+	for i := range outs {
+		out := &outs[i]
+		ledger := out.Ledger
+		if ledger == "" {
+			ledger = "unknown"
+		}
+		o.m.EntriesIn.WithLabelValues(ledger).Inc()
+		if out.DeadLetter != nil {
+			o.m.DeadLettered.WithLabelValues(string(out.Reason)).Inc()
+			continue
+		}
+		o.m.EntriesOut.WithLabelValues(ledger, "encrypted").Inc()
+		o.m.EntriesOut.WithLabelValues(ledger, "redacted").Inc()
+		if out.Sensitive {
+			o.m.Sensitive.WithLabelValues(ledger).Inc()
+		}
+		if out.Item != nil {
+			o.m.StoreWrites.Inc()
+			o.m.SealSeconds.Observe(out.SealTime.Seconds())
+		}
+	}
+}
 
 func (o *observer) Dependency(name string, ok bool) {
-	o.mu.Lock()
-	o.ready[name] = ok
-	o.mu.Unlock()
+	reason := ""
+	if !ok {
+		reason = name + " unavailable; retrying with backoff"
+		if name == "store" {
+			o.m.StoreErrors.WithLabelValues("put").Inc()
+		}
+	}
+	o.ready.Set(name, ok, reason)
 }
 
-func (o *observer) kmsCall(op string) {}
+func (o *observer) kmsCall(op string) { o.m.KMSCalls.WithLabelValues(op).Inc() }
 
-func (o *observer) server(addr string) *http.Server {
-	return &http.Server{Addr: addr, ReadHeaderTimeout: 5 * time.Second}
+func (o *observer) server(addr string) *http.Server { return ops.NewServer(addr, o.m, o.ready) }
+
+// watch refreshes consumer lag and key-cache counters every interval until ctx ends.
+func (o *observer) watch(ctx context.Context, adm *kadm.Client, group string, keys *keyring.Keyring, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		st := keys.Stats()
+		o.m.KeyCacheHits.Add(float64(st.CacheHits - o.last.CacheHits))
+		o.m.KeyCacheMisses.Add(float64(st.CacheMisses - o.last.CacheMisses))
+		o.last = st
+		lctx, cancel := context.WithTimeout(ctx, every)
+		lags, err := adm.Lag(lctx, group)
+		cancel()
+		if err == nil {
+			for _, g := range lags {
+				for topic, parts := range g.Lag {
+					if !broker.IsRaw(topic) {
+						continue
+					}
+					for p, l := range parts {
+						o.m.SetLag(topic, p, l.Lag)
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,15 +10,16 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/ops"
+	"github.com/veil-project/veil/pipeline"
+	"github.com/veil-project/veil/sinks/store"
 )
 
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
-}
+func newLogger(w io.Writer, level string) *slog.Logger { return ops.NewLogger(w, level) }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig("run", args, stderr, nil)
@@ -44,6 +46,13 @@ func (s *service) serve(ctx context.Context) error {
 		}
 		go func() { _ = opsSrv.Serve(ln) }()
 	}
+	s.probe(ctx)
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.brokers...)}, s.kopts...)...); err == nil {
+		defer cl.Close()
+		go s.obs.watch(wctx, kadm.NewClient(cl), s.cfg.Kafka.Group, s.keys, 10*time.Second)
+	}
 	s.log.Info("veil running", "brokers", strings.Join(s.brokers, ","), "data_dir", s.cfg.DataDir)
 	err := s.proc.Run(ctx)
 	if opsSrv != nil {
@@ -53,6 +62,25 @@ func (s *service) serve(ctx context.Context) error {
 	}
 	s.log.Info("veil stopped")
 	return err
+}
+
+// probe checks the KMS and the store once at start, so readiness is true before the first
+// record arrives; the processor keeps it current afterwards.
+func (s *service) probe(ctx context.Context) {
+	s.obs.Dependency("broker", true) // topics were created or checked in start
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := s.keys.SealingKey(pctx, pipeline.DeadLetterApp)
+	s.obs.Dependency("keys", err == nil)
+	if err != nil {
+		s.log.Warn("KMS not reachable at start; entries wait until it is", "err", err)
+	}
+	_, err = s.store.Get(pctx, pipeline.DeadLetterApp, [16]byte{})
+	ok := err == nil || errors.Is(err, store.ErrNotFound)
+	s.obs.Dependency("store", ok)
+	if !ok {
+		s.log.Warn("encrypted store not reachable at start; entries wait until it is", "err", err)
+	}
 }
 
 func (s *service) printWhere(w io.Writer) {

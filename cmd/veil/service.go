@@ -57,16 +57,27 @@ func parseConfig(name string, args []string, stderr io.Writer, extra func(*flag.
 	if extra != nil {
 		extra(fs)
 	}
-	cfg, err := config.Parse(fs, args, os.Environ())
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return nil, err
-	case errors.Is(err, config.ErrInvalid):
-		return nil, &configError{err}
-	case err != nil && fs.Parsed():
-		return nil, &configError{err}
-	case err != nil:
+	var flags config.Config
+	flags.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
 		return nil, &usageError{err}
+	}
+	file := flags.File()
+	if file == "" {
+		file = os.Getenv(config.ConfigEnv)
+	}
+	cfg, err := config.Load(file, os.Environ())
+	if err == nil {
+		err = flags.ApplyFlags(cfg)
+	}
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		return nil, &configError{err}
 	}
 	if fs.NArg() > 0 {
 		return nil, &usageError{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/broker"
+)
+
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("store:\n  kind: floppy\n"), 0o600)
+	unknownKey := filepath.Join(dir, "unknown.yaml")
+	os.WriteFile(unknownKey, []byte("nonsense: 1\n"), 0o600)
+	tests := []struct {
+		name string
+		args []string
+		want int
+		out  string
+	}{
+		{"no args", nil, exitUsage, "Usage"},
+		{"help", []string{"--help"}, exitOK, "Commands:"},
+		{"unknown command", []string{"frobnicate"}, exitUsage, "unknown command"},
+		{"version", []string{"version"}, exitOK, "veil "},
+		{"run help", []string{"run", "--help"}, exitOK, "-config"},
+		{"bad flag", []string{"run", "--no-such-flag"}, exitUsage, "no-such-flag"},
+		{"invalid config value", []string{"run", "-config", bad}, exitConfig, "store.kind"},
+		{"unknown config key", []string{"run", "-config", unknownKey}, exitConfig, "nonsense"},
+		{"missing config file", []string{"run", "-config", filepath.Join(dir, "nope.yaml")}, exitConfig, "nope.yaml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			got := runMain(tt.args, &stdout, &stderr)
+			if got != tt.want {
+				t.Errorf("runMain(%q) = %d, want %d\nstdout: %s\nstderr: %s", tt.args, got, tt.want, stdout.String(), stderr.String())
+			}
+			if all := stdout.String() + stderr.String(); !strings.Contains(all, tt.out) {
+				t.Errorf("runMain(%q) output lacks %q:\n%s", tt.args, tt.out, all)
+			}
+		})
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestRunServesHealthAndMetrics starts `veil run` against a broker and checks the operations
+// endpoints: ready once keys, store and broker work, and metrics counting processed entries.
+func TestRunServesHealthAndMetrics(t *testing.T) {
+	addrs := externalBroker(t)
+	dir := t.TempDir()
+	metrics := freeAddr(t)
+	cfg := filepath.Join(dir, "veil.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("kafka:\n  brokers: [%s]\ndata_dir: %s\napps: {app-1: {}}\nlisten:\n  metrics: %s\n", addrs[0], filepath.Join(dir, "data"), metrics)), 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var stdout, stderr bytes.Buffer
+	go func() {
+		cfgArgs := []string{"-config", cfg}
+		s, err := parseConfig("run", cfgArgs, io.Discard, nil)
+		if err != nil {
+			done <- exitCode(err, io.Discard)
+			return
+		}
+		svc, err := start(ctx, s, &stderr)
+		if err != nil {
+			done <- exitCode(err, io.Discard)
+			return
+		}
+		defer svc.close(context.Background())
+		svc.printWhere(&stdout)
+		done <- exitCode(svc.serve(ctx), io.Discard)
+	}()
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + metrics + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, body := get("/readyz")
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz = %d %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d", code)
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	entry := `{"id":"e1","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` + time.Now().UTC().Format(time.RFC3339) + `","thread":{"mode":"agent"},"data":{"text":"hello"}}`
+	if err := prod.ProduceSync(ctx, &kgo.Record{Topic: broker.RawTopic("event"), Value: []byte(entry)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var code int
+	var body string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if code, body = get("/metrics"); strings.Contains(body, `veil_entries_sensitive_total{ledger="event"} 1`) {
+			break
+		}
+	}
+	for _, m := range []string{`veil_entries_in_total{ledger="event"} 1`, `veil_entries_sensitive_total{ledger="event"} 1`, "veil_transaction_commits_total", `veil_kms_calls_total{op="GenerateDataKey"}`} {
+		if code != http.StatusOK || !strings.Contains(body, m) {
+			t.Errorf("/metrics lacks %s (status %d)", m, code)
+		}
+	}
+	cancel()
+	if got := <-done; got != exitOK {
+		t.Errorf("run exited %d, want 0; stderr:\n%s", got, stderr.String())
+	}
+}
