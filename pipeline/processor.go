@@ -42,8 +42,8 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) Batch([]Output, bool)               {}
-func (nopObserver) Dependency(string, bool)             {}
+func (nopObserver) Batch([]Output, bool)    {}
+func (nopObserver) Dependency(string, bool) {}
 
 // Processor is the exactly-once stream processor.
 type Processor struct {
