@@ -3,8 +3,8 @@ package analytics_test
 import (
 	"bytes"
 	"context"
-	"io"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"path"
