@@ -1,0 +1,141 @@
+package reveal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/crypto/envelope"
+)
+
+// AuditRecord is one decrypt attempt: who asked for which field of which record, and what came of
+// it. It never holds the value, the token or the token's ref KEK: App, Ref and Field are enough to
+// find the record, and none of them opens it.
+type AuditRecord struct {
+	Time      time.Time `json:"time"`
+	RequestID string    `json:"request_id"`
+	Source    string    `json:"source"` // "api", or the stage that decrypted (e.g. "egress:<name>")
+	Principal string    `json:"principal"`
+	Kind      Kind      `json:"kind"`
+	App       string    `json:"app"`    // empty when the token did not parse
+	Ref       string    `json:"ref"`    // hex; empty when the token did not parse
+	Field     int       `json:"field"`  // field index in the record; -1 when the token did not parse
+	Status    string    `json:"status"` // ok, expired, denied, invalid, or error (store or KMS failed)
+}
+
+// StatusError is the audit status of an attempt that failed on the store or the KMS.
+const StatusError Status = "error"
+
+// NewAuditRecord fills the token's coordinates into an audit record. A zero tok (one that did not
+// parse) yields empty App and Ref and Field -1.
+func NewAuditRecord(tok *envelope.Token, st Status) AuditRecord {
+	r := AuditRecord{Field: -1, Status: string(st)}
+	if tok != nil {
+		r.App, r.Ref, r.Field = tok.App, tok.Ref.String(), int(tok.Field)
+	}
+	return r
+}
+
+// KafkaRecord encodes r for broker.AuditTopic, keyed by principal so one principal's records stay
+// in order. A stage that decrypts inside a Kafka transaction (egress) produces these in the same
+// transaction rather than through an Auditor.
+func (r AuditRecord) KafkaRecord() (*kgo.Record, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encoding audit record: %w", err)
+	}
+	return &kgo.Record{Topic: broker.AuditTopic, Key: []byte(r.Principal), Value: b}, nil
+}
+
+// Auditor durably records decrypt attempts.
+type Auditor interface {
+	// Audit returns nil only once every record is written. A caller must not release a value
+	// whose record failed: the reveal API fails closed (no plaintext leaves without its audit
+	// record). Cancelling ctx abandons the write and returns an error.
+	Audit(ctx context.Context, recs []AuditRecord) error
+}
+
+// AuditorFunc adapts a function to Auditor.
+type AuditorFunc func(ctx context.Context, recs []AuditRecord) error
+
+// Audit calls f.
+func (f AuditorFunc) Audit(ctx context.Context, recs []AuditRecord) error { return f(ctx, recs) }
+
+// ErrAuditClosed is returned by KafkaAuditor.Audit after Close.
+var ErrAuditClosed = errors.New("audit: closed")
+
+// KafkaAuditor writes audit records to broker.AuditTopic synchronously: Audit returns after the
+// brokers acknowledged every record (acks=all, idempotent producer), so an error means a record
+// may be missing and the caller must withhold the value. There is no buffering beyond the
+// in-flight request: a Kafka outage turns reveals into errors rather than unaudited reveals.
+type KafkaAuditor struct {
+	cl    *kgo.Client
+	own   bool
+	mu    sync.RWMutex
+	close bool
+}
+
+// NewKafkaAuditor audits through cl, which must not be transactional (see AuditRecord.KafkaRecord).
+// Close does not close cl.
+func NewKafkaAuditor(cl *kgo.Client) *KafkaAuditor { return &KafkaAuditor{cl: cl} }
+
+// DialKafkaAuditor creates its own producer to brokers; opts (TLS, SASL) are appended. Records
+// that cannot be delivered within 10 seconds fail.
+func DialKafkaAuditor(brokers []string, opts ...kgo.Opt) (*KafkaAuditor, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.DefaultProduceTopic(broker.AuditTopic),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(10 * time.Second),
+	}, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("creating audit producer: %w", err)
+	}
+	return &KafkaAuditor{cl: cl, own: true}, nil
+}
+
+// Audit produces recs and waits for every acknowledgement.
+func (a *KafkaAuditor) Audit(ctx context.Context, recs []AuditRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.close {
+		return ErrAuditClosed
+	}
+	krs := make([]*kgo.Record, len(recs))
+	for i, r := range recs {
+		kr, err := r.KafkaRecord()
+		if err != nil {
+			return err
+		}
+		krs[i] = kr
+	}
+	if err := a.cl.ProduceSync(ctx, krs...).FirstErr(); err != nil {
+		return fmt.Errorf("writing audit records: %w", err)
+	}
+	return nil
+}
+
+// Close stops accepting records, waits for Audit calls in flight and closes the producer if
+// DialKafkaAuditor created it. It is idempotent.
+func (a *KafkaAuditor) Close(context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.close {
+		return nil
+	}
+	a.close = true
+	if a.own {
+		a.cl.Close()
+	}
+	return nil
+}

@@ -1,0 +1,259 @@
+package reveal_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/reveal"
+	"github.com/veil-project/veil/sinks/store"
+	"github.com/veil-project/veil/sinks/store/badgerstore"
+)
+
+// clock is a settable clock shared by the keyring, the sealer and the store.
+type clock struct{ off atomic.Int64 }
+
+func (c *clock) now() time.Time         { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *clock) advance(d time.Duration) { c.off.Add(int64(d)) }
+
+// env is the reveal side of veil on real components: kfake, the local KMS, the file key store and
+// Badger.
+type env struct {
+	t       testing.TB
+	clock   *clock
+	cluster *kfake.Cluster
+	addrs   []string
+	store   store.Store
+	sealer  *envelope.Sealer
+	opener  *reveal.Opener
+	auditor *reveal.KafkaAuditor
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, broker.AuditTopic))
+	if err != nil {
+		t.Fatalf("starting kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	dir := t.TempDir()
+	kms, err := kmslocal.Open(filepath.Join(dir, "root.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := keyring.NewFileKeyStore(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{}
+	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: kmslocal.DefaultKeyID, Store: ks, Clock: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kr.Close() })
+	st, err := badgerstore.Open(filepath.Join(dir, "store"), badgerstore.WithClock(clk.now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(context.Background()) })
+	sealer := envelope.NewSealer(kr, envelope.WithClock(clk.now))
+	aud, err := reveal.DialKafkaAuditor(c.ListenAddrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { aud.Close(context.Background()) })
+	return &env{
+		t: t, clock: clk, cluster: c, addrs: c.ListenAddrs(), store: st, sealer: sealer,
+		opener: &reveal.Opener{Store: st, Sealer: sealer}, auditor: aud,
+	}
+}
+
+// seal stores one record of app with the given JSON values (one field each) expiring after ttl,
+// and returns its tokens.
+func (e *env) seal(app string, ttl time.Duration, values ...string) []envelope.Token {
+	e.t.Helper()
+	var ref envelope.RefID
+	rand.Read(ref[:])
+	expiry := e.clock.now().Add(ttl)
+	fields := make([]envelope.Field, len(values))
+	for i, v := range values {
+		fields[i] = envelope.Field{Path: "f" + string(rune('a'+i)), Value: []byte(v)}
+	}
+	ctx := context.Background()
+	rec, toks, err := e.sealer.Seal(ctx, envelope.Header{App: app, Ledger: "event", Ref: ref, Expiry: expiry}, fields)
+	if err != nil {
+		e.t.Fatalf("sealing: %v", err)
+	}
+	b, err := rec.MarshalBinary()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.store.Put(ctx, []store.Item{{App: app, Ref: ref, Expiry: rec.Expiry, Value: b}}); err != nil {
+		e.t.Fatalf("storing: %v", err)
+	}
+	return toks
+}
+
+// principal is a principal with its key.
+type principal struct {
+	reveal.Principal
+	key reveal.APIKey
+}
+
+func newPrincipal(t testing.TB, name string, kind reveal.Kind, override bool, apps ...string) principal {
+	t.Helper()
+	k, err := reveal.NewAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return principal{reveal.Principal{Name: name, Kind: kind, Override: override, Apps: apps, KeySHA256: reveal.HashKey(k)}, k}
+}
+
+func principalSet(t testing.TB, ps ...principal) *reveal.Principals {
+	t.Helper()
+	var list []reveal.Principal
+	for _, p := range ps {
+		list = append(list, p.Principal)
+	}
+	set, err := reveal.NewPrincipals(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// serve starts a server for cfg (Opener, Auditor, Addr and PlainHTTP filled in when unset) and
+// returns its base URL.
+func (e *env) serve(cfg reveal.ServerConfig) string {
+	e.t.Helper()
+	if cfg.Opener == nil {
+		cfg.Opener = e.opener
+	}
+	if cfg.Auditor == nil {
+		cfg.Auditor = e.auditor
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.CertFile == "" {
+		cfg.PlainHTTP = true
+	}
+	s, err := reveal.NewServer(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ln, err := s.Listen()
+	if err != nil {
+		e.t.Fatalf("Listen: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := s.Serve(ctx, ln); err != nil {
+			e.t.Errorf("Serve: %v", err)
+		}
+	})
+	e.t.Cleanup(func() { cancel(); wg.Wait() })
+	scheme := "http"
+	if !cfg.PlainHTTP {
+		scheme = "https"
+	}
+	return scheme + "://" + ln.Addr().String()
+}
+
+// auditRecords reads veil.audit until want records arrived (or 10 s passed), then briefly more.
+func (e *env) auditRecords(want int) ([]reveal.AuditRecord, [][]byte) {
+	e.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.addrs...), kgo.ConsumeTopics(broker.AuditTopic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []reveal.AuditRecord
+	var raw [][]byte
+	deadline := time.Now().Add(10 * time.Second)
+	grace := time.Time{}
+	for {
+		limit := deadline
+		if len(recs) >= want {
+			if grace.IsZero() {
+				grace = time.Now().Add(200 * time.Millisecond)
+			}
+			limit = grace
+		}
+		if time.Now().After(limit) {
+			break
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), limit)
+		f := cl.PollFetches(ctx)
+		cancel()
+		f.EachRecord(func(r *kgo.Record) {
+			var a reveal.AuditRecord
+			if err := json.Unmarshal(r.Value, &a); err != nil {
+				e.t.Errorf("audit record is not JSON: %v", err)
+			}
+			recs = append(recs, a)
+			raw = append(raw, r.Value)
+		})
+	}
+	return recs, raw
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and returns the file paths and pool.
+func writeCert(t testing.TB) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "veil test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
