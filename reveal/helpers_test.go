@@ -33,7 +33,7 @@ import (
 // clock is a settable clock shared by the keyring, the sealer and the store.
 type clock struct{ off atomic.Int64 }
 
-func (c *clock) now() time.Time         { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *clock) advance(d time.Duration) { c.off.Add(int64(d)) }
 
 // env is the reveal side of veil on real components: kfake, the local KMS, the file key store and
