@@ -1,11 +1,13 @@
 // Package analytics is the analytics sink: its own consumer-group stage over the redacted topics
 // (redacted.<ledger>, read committed) that writes the redacted rows as Parquet files partitioned
-// app=/ledger=/date=/hour= by event time (UTC).
+// app=/ledger=/date=/hour= by event time (UTC), to a local directory (LocalDir) or an S3 bucket
+// (S3).
 //
 // What it guarantees:
 //   - Exactly once, without joining the pipeline's transaction: a partition's offset is committed
-//     only after every file holding its rows up to that offset was durably written (temporary name
-//     in the same directory, fsync, rename, fsync of the directory).
+//     only after every file holding its rows up to that offset was durably written (locally: a
+//     temporary name in the same directory, fsync, rename, fsync of the directory; on S3: one
+//     completed PutObject).
 //   - Files are named by source partition and offset range (p3-o1200-o1399.parquet), so
 //     reprocessing after a crash or a rebalance overwrites instead of duplicating; a file left by an
 //     earlier, uncommitted run whose range overlaps a newly written batch is removed.

@@ -88,6 +88,7 @@ type FlushStats struct {
 
 // Stats are the sink's counters since New.
 type Stats struct {
+	Records       uint64 // records consumed, skipped ones included
 	Flushes       uint64 // successful flushes of a partition batch
 	Files         uint64 // files written (a rewrite counts again)
 	Rows          uint64 // rows written (a rewrite counts again)
@@ -115,7 +116,7 @@ type Sink struct {
 	parts   map[topicPartition]*batch
 	pending map[topicPartition]kgo.EpochOffset // durable in files, not yet committed
 
-	flushes, files, rows, bytes, writeErrs, commits, commitErrs, refused, invalid atomic.Uint64
+	records, flushes, files, rows, bytes, writeErrs, commits, commitErrs, refused, invalid atomic.Uint64
 }
 
 type topicPartition struct {
@@ -197,7 +198,7 @@ func New(cfg Config) (*Sink, error) {
 // Stats returns the sink's counters.
 func (s *Sink) Stats() Stats {
 	return Stats{
-		Flushes: s.flushes.Load(), Files: s.files.Load(), Rows: s.rows.Load(), Bytes: s.bytes.Load(),
+		Records: s.records.Load(), Flushes: s.flushes.Load(), Files: s.files.Load(), Rows: s.rows.Load(), Bytes: s.bytes.Load(),
 		WriteErrors: s.writeErrs.Load(), Commits: s.commits.Load(), CommitErrors: s.commitErrs.Load(),
 		RefusedTokens: s.refused.Load(), Invalid: s.invalid.Load(),
 	}
@@ -294,6 +295,7 @@ func (s *Sink) add(k topicPartition, r *kgo.Record) *batch {
 		b.first, b.since, b.files, b.full = r.Offset, time.Now(), make(map[fileKey]*fileRows), false
 	}
 	b.last, b.epoch = r.Offset, r.LeaderEpoch
+	s.records.Add(1)
 
 	ledger, _ := broker.LedgerOf(r.Topic)
 	e, err := schemas.Decode(r.Value, schemas.Limits{})

@@ -369,3 +369,32 @@ func TestSinkReadsCommittedTransactionsOnly(t *testing.T) {
 	}
 	checkRows(t, readTree(t, w.Root()), want)
 }
+
+// When the final flush cannot complete within ShutdownTimeout, Run reports it and commits
+// nothing: the rows are read again by the next run.
+func TestSinkShutdownWithUnwritableDir(t *testing.T) {
+	c := newCluster(t)
+	w := newLocal(t)
+	topic := broker.RedactedTopic("event")
+	t.Cleanup(blockWrites(t, w.Root(), "app-1"))
+	r, _ := entry(t, "e-1", "app-1", "event", hour0, true, 0)
+	c.produce(r)
+	run := startSink(t, analytics.Config{
+		Brokers: c.addrs, Writer: w, Ledgers: []string{"event"}, FlushInterval: time.Hour,
+		RetryBackoff: 20 * time.Millisecond, ShutdownTimeout: 200 * time.Millisecond,
+	})
+	waitFor(t, "the record consumed", func() bool { return run.sink.Stats().Records == 1 })
+	err := run.stop(t)
+	if err == nil {
+		t.Fatal("Run = nil with an unwritable directory, want an error")
+	}
+	if strings.Contains(err.Error(), "★") || strings.Contains(err.Error(), "hello") {
+		t.Errorf("Run error holds row content: %v", err)
+	}
+	if got := c.committed(analytics.DefaultGroup, topic, 0); got != -1 {
+		t.Errorf("committed = %d after a failed final flush, want nothing", got)
+	}
+	if st := run.sink.Stats(); st.WriteErrors < 2 || st.Rows != 0 {
+		t.Errorf("Stats() = %+v, want retried write errors and no rows", st)
+	}
+}
