@@ -36,5 +36,13 @@ lint: vet
 run: build
 	./bin/veil demo
 
+# End to end: 200,000 entries preloaded on a broker in its own process, pass-through vs pipeline;
+# then the seal micro-benchmark. Results also go to bench/results/latest.json.
+BENCH_ENTRIES ?= 200000
+bench:
+	$(GO) build -o bin/bench ./bench
+	./bin/bench -entries $(BENCH_ENTRIES)
+	$(GO) test -run '^$$' -bench 'Seal' -benchmem ./crypto/envelope/
+
 clean:
 	rm -rf bin

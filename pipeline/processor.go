@@ -26,10 +26,32 @@ type Config struct {
 	MaxPoll       int       // records per poll and transaction; default 2,000
 	Workers       int       // transform goroutines; default GOMAXPROCS
 
-	Transformer *Transformer
+	Transformer Stage // what each record becomes; *Transformer in production
 	Store       store.Store
 	Observer    Observer
 	Logger      *slog.Logger
+}
+
+// Stage turns one raw record into its outputs; a non-nil error is transient and retries the batch.
+type Stage interface {
+	Transform(ctx context.Context, src Source, key, value []byte) (Output, error)
+}
+
+// PassThrough copies each record unchanged to the two topics named by ledger, with the same
+// transactions and batching as the pipeline: the baseline the benchmark compares against.
+type PassThrough struct {
+	Topics func(ledger string) (a, b string)
+}
+
+// Transform implements Stage.
+func (p PassThrough) Transform(_ context.Context, src Source, key, value []byte) (Output, error) {
+	ledger, _ := broker.LedgerOf(src.Topic)
+	a, b := p.Topics(ledger)
+	return Output{
+		Ledger:    ledger,
+		Encrypted: &kgo.Record{Topic: a, Key: key, Value: value},
+		Redacted:  &kgo.Record{Topic: b, Key: key, Value: value},
+	}, nil
 }
 
 // Observer receives what the processor does; ops.Metrics and readiness implement it. Nil is fine.

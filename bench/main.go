@@ -1,0 +1,357 @@
+// Command bench is veil's end-to-end benchmark (make bench). It preloads a deterministic, realistic
+// mix of entries on a Kafka-protocol broker running in its own process, then runs a pass-through
+// copy and the full pipeline over the same records with the same transactions and batch settings,
+// and reports throughput, CPU per entry and peak RSS of each phase. veil's own work is the
+// pipeline's CPU time; the broker's CPU is in the child process and is not counted.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/ledgers"
+	"github.com/veil-project/veil/pipeline"
+	"github.com/veil-project/veil/pipeline/sample"
+	"github.com/veil-project/veil/schemas"
+	"github.com/veil-project/veil/sinks/store/badgerstore"
+)
+
+func main() {
+	var (
+		n          = flag.Int("entries", 200_000, "entries to preload and process")
+		partitions = flag.Int("partitions", 3, "partitions per topic")
+		maxPoll    = flag.Int("max-poll", 2000, "records per poll and transaction")
+		out        = flag.String("json", "bench/results/latest.json", "where to write the results as JSON (empty: nowhere)")
+		child      = flag.Bool("broker-child", false, "internal: run only the broker and print its address")
+	)
+	flag.Parse()
+	if *child {
+		runBroker()
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *n, *partitions, *maxPoll, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// runBroker serves kfake until stdin closes (the parent exits).
+func runBroker() {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "broker:", err)
+		os.Exit(1)
+	}
+	defer c.Close()
+	fmt.Println(c.ListenAddrs()[0])
+	_, _ = io.Copy(io.Discard, os.Stdin)
+}
+
+type phase struct {
+	Name        string  `json:"name"`
+	Entries     int     `json:"entries"`
+	Seconds     float64 `json:"seconds"`
+	EntriesPerS float64 `json:"entries_per_s"`
+	MBPerS      float64 `json:"mb_per_s"`
+	CPUUsPerE   float64 `json:"cpu_us_per_entry"`
+	PeakRSSMiB  float64 `json:"peak_rss_mib"`
+	Sensitive   int     `json:"sensitive,omitempty"`
+	KMSCalls    int64   `json:"kms_calls,omitempty"`
+}
+
+type results struct {
+	When       time.Time `json:"when"`
+	GoVersion  string    `json:"go_version"`
+	Cores      int       `json:"cores"`
+	Entries    int       `json:"entries"`
+	InputMB    float64   `json:"input_mb"`
+	Partitions int       `json:"partitions"`
+	MaxPoll    int       `json:"max_poll"`
+	Phases     []phase   `json:"phases"`
+	Ratio      float64   `json:"pipeline_over_passthrough"`
+	OwnCPUUs   float64   `json:"veil_cpu_us_per_entry_over_passthrough"`
+}
+
+func run(ctx context.Context, n, partitions, maxPoll int, out string) error {
+	addr, stopBroker, err := startBrokerChild()
+	if err != nil {
+		return err
+	}
+	defer stopBroker()
+	brokers := []string{addr}
+	if err := createTopics(ctx, brokers, partitions); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "preloading %d entries on %s …\n", n, addr)
+	inputBytes, err := preload(ctx, brokers, n)
+	if err != nil {
+		return err
+	}
+	res := results{When: time.Now().UTC(), GoVersion: runtime.Version(), Cores: runtime.NumCPU(), Entries: n,
+		InputMB: float64(inputBytes) / 1e6, Partitions: partitions, MaxPoll: maxPoll}
+
+	copyTopics := func(ledger string) (string, string) { return "bench.copy.a." + ledger, "bench.copy.b." + ledger }
+	pt, err := runPhase(ctx, "pass-through", brokers, n, inputBytes, maxPoll, pipeline.PassThrough{Topics: copyTopics}, nil)
+	if err != nil {
+		return err
+	}
+	res.Phases = append(res.Phases, pt)
+
+	dir, err := os.MkdirTemp("", "veil-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	kms, err := kmslocal.Open(filepath.Join(dir, "root.key"))
+	if err != nil {
+		return err
+	}
+	var kmsCalls atomic.Int64
+	ks, err := keyring.NewFileKeyStore(filepath.Join(dir, "keys"))
+	if err != nil {
+		return err
+	}
+	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: kmslocal.DefaultKeyID, Store: ks, OnKMSCall: func(string) { kmsCalls.Add(1) }})
+	if err != nil {
+		return err
+	}
+	defer kr.Close()
+	st, err := badgerstore.Open(filepath.Join(dir, "store"))
+	if err != nil {
+		return err
+	}
+	defer st.Close(context.Background())
+	table, _ := ledgers.NewTable(nil)
+	tr := &pipeline.Transformer{Registry: schemas.DefaultRegistry(), Ledgers: table, Sealer: envelope.NewSealer(kr),
+		Apps: func(string) (ledgers.AppSettings, bool) { return ledgers.DefaultAppSettings, true }}
+	pl, err := runPhase(ctx, "pipeline", brokers, n, inputBytes, maxPoll, tr, st)
+	if err != nil {
+		return err
+	}
+	pl.KMSCalls = kmsCalls.Load()
+	res.Phases = append(res.Phases, pl)
+	res.Ratio = pl.EntriesPerS / pt.EntriesPerS
+	res.OwnCPUUs = pl.CPUUsPerE - pt.CPUUsPerE
+
+	printTable(os.Stdout, res)
+	if out != "" {
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return err
+		}
+		b, _ := json.MarshalIndent(res, "", "  ")
+		if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "results written to %s\n", out)
+	}
+	return nil
+}
+
+func startBrokerChild() (string, func(), error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(self, "-broker-child")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("starting broker process: %w", err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return "", nil, fmt.Errorf("reading broker address: %w", err)
+	}
+	return strings.TrimSpace(line), func() { stdin.Close(); _ = cmd.Wait() }, nil
+}
+
+func createTopics(ctx context.Context, brokers []string, partitions int) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	var lt []broker.LedgerTTL
+	var extra []string
+	for _, l := range ledgers.All() {
+		lt = append(lt, broker.LedgerTTL{Name: l.Name, TTL: l.TTL})
+		extra = append(extra, "bench.copy.a."+l.Name, "bench.copy.b."+l.Name)
+	}
+	if err := broker.EnsureTopics(ctx, adm, lt, partitions); err != nil {
+		return err
+	}
+	_, err = adm.CreateTopics(ctx, int32(partitions), 1, nil, extra...)
+	return err
+}
+
+func preload(ctx context.Context, brokers []string, n int) (int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(50_000))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	gen := sample.New(sample.Options{Seed: 2026, Now: time.Now})
+	var total int64
+	var failed atomic.Value
+	for range n {
+		e := gen.Next()
+		total += int64(len(e.Value))
+		cl.Produce(ctx, &kgo.Record{Topic: broker.RawTopic(e.Ledger), Key: e.Key, Value: e.Value}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Store(err)
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return 0, err
+	}
+	if err, _ := failed.Load().(error); err != nil {
+		return 0, fmt.Errorf("preloading: %w", err)
+	}
+	return total, nil
+}
+
+// counter is an Observer counting committed entries.
+type counter struct {
+	done      atomic.Int64
+	sensitive atomic.Int64
+}
+
+func (c *counter) Batch(outs []pipeline.Output, committed bool) {
+	if !committed {
+		return
+	}
+	s := 0
+	for i := range outs {
+		if outs[i].Sensitive {
+			s++
+		}
+	}
+	c.sensitive.Add(int64(s))
+	c.done.Add(int64(len(outs)))
+}
+func (c *counter) Dependency(string, bool) {}
+
+func runPhase(ctx context.Context, name string, brokers []string, n int, inputBytes int64, maxPoll int, stage pipeline.Stage, st pipelineStore) (phase, error) {
+	var ledgerNames []string
+	for _, l := range ledgers.All() {
+		ledgerNames = append(ledgerNames, l.Name)
+	}
+	cnt := &counter{}
+	cfg := pipeline.Config{Brokers: brokers, Group: "bench-" + name, TransactionID: "bench-" + name, Ledgers: ledgerNames,
+		MaxPoll: maxPoll, Transformer: stage, Observer: cnt, Logger: slog.New(slog.DiscardHandler)}
+	if st != nil {
+		cfg.Store = st
+	} else {
+		cfg.Store = nopStore{}
+	}
+	p, err := pipeline.New(cfg)
+	if err != nil {
+		return phase{}, err
+	}
+	defer p.Close()
+	runtime.GC()
+	resetPeakRSS()
+	cpu0 := cpuTime()
+	start := time.Now()
+	pctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- p.Run(pctx) }()
+	last := time.Now()
+	for cnt.done.Load() < int64(n) {
+		select {
+		case err := <-errc:
+			cancel()
+			return phase{}, fmt.Errorf("%s stopped early: %v", name, err)
+		case <-ctx.Done():
+			cancel()
+			return phase{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Since(last) > time.Second {
+			last = time.Now()
+			d := cnt.done.Load()
+			fmt.Fprintf(os.Stderr, "  %s: %d/%d (%.0f/s)\n", name, d, n, float64(d)/time.Since(start).Seconds())
+		}
+	}
+	elapsed := time.Since(start).Seconds()
+	cpu := cpuTime() - cpu0
+	peak := peakRSS()
+	cancel()
+	<-errc
+	return phase{
+		Name: name, Entries: n, Seconds: elapsed, EntriesPerS: float64(n) / elapsed,
+		MBPerS: float64(inputBytes) / 1e6 / elapsed, CPUUsPerE: cpu.Seconds() * 1e6 / float64(n),
+		PeakRSSMiB: float64(peak) / (1 << 20), Sensitive: int(cnt.sensitive.Load()),
+	}, nil
+}
+
+func printTable(w io.Writer, r results) {
+	fmt.Fprintf(w, "veil bench: %d entries (%.1f MB), %d partitions, max poll %d, %d cores, %s\n\n", r.Entries, r.InputMB, r.Partitions, r.MaxPoll, r.Cores, r.GoVersion)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\tentries/s\tMB/s\tCPU µs/entry\tpeak RSS MiB\tsensitive\tKMS calls\t")
+	for _, p := range r.Phases {
+		fmt.Fprintf(tw, "%s\t%.0f\t%.1f\t%.1f\t%.0f\t%d\t%d\t\n", p.Name, p.EntriesPerS, p.MBPerS, p.CPUUsPerE, p.PeakRSSMiB, p.Sensitive, p.KMSCalls)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\npipeline / pass-through throughput: %.2f\nveil's own CPU per entry (pipeline − pass-through): %.1f µs\n", r.Ratio, r.OwnCPUUs)
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// resetPeakRSS resets the kernel's high-water mark of this process's RSS (Linux ≥ 4.0), so each
+// phase reports its own peak.
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
