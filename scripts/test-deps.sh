@@ -23,3 +23,13 @@ if ! command -v dynalite >/dev/null 2>&1 && [ ! -x "$repo_root/.cache/npm/node_m
   npm install --prefix "$repo_root/.cache/npm" --no-audit --no-fund --silent "dynalite@$DYNALITE_VERSION" >/dev/null
 fi
 # --- end dynalite --------------------------------------------------------------------------------
+
+# --- versitygw (S3-compatible server for sinks/blob) ---------------------------------------------
+# Installed with `go install` into GOBIN (or GOPATH/bin), where internal/testsvc looks for it; the
+# version matches testsvc.VersityGWVersion.
+VERSITYGW_VERSION=v1.8.0
+gobin="$(go env GOBIN)"; [ -n "$gobin" ] || gobin="$(go env GOPATH | cut -d: -f1)/bin"
+if ! command -v versitygw >/dev/null 2>&1 && [ ! -x "$gobin/versitygw" ]; then
+  GOFLAGS=-buildvcs=false go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+fi
+# --- end versitygw -------------------------------------------------------------------------------

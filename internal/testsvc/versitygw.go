@@ -1,0 +1,146 @@
+package testsvc
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// VersityGWVersion is the versitygw release scripts/test-deps.sh installs.
+const VersityGWVersion = "v1.8.0"
+
+// S3Server is a running S3-compatible server.
+type S3Server struct {
+	Endpoint  string // http://127.0.0.1:port
+	Region    string
+	AccessKey string
+	SecretKey string
+	Dir       string // root directory of the posix backend: one subdirectory per bucket
+}
+
+// VersityGW starts versitygw in posix mode on a fresh temporary directory, bound to 127.0.0.1 on
+// a free port, with one root user, and returns it once it answers its health endpoint. It checks
+// SigV4 signatures and presigned-URL expiry like S3 does. The server is stopped when tb ends.
+func VersityGW(tb testing.TB) *S3Server {
+	tb.Helper()
+	bin := versityGWPath(tb)
+	var lastErr error
+	for range 3 {
+		s, err := startVersityGW(tb, bin)
+		if err == nil {
+			return s
+		}
+		lastErr = err
+	}
+	if os.Getenv("CI") != "" {
+		tb.Fatalf("starting versitygw: %v", lastErr)
+	}
+	tb.Skipf("versitygw does not start here: %v", lastErr)
+	return nil
+}
+
+// versityGWPath finds the binary on PATH or where `go install` puts it.
+func versityGWPath(tb testing.TB) string {
+	tb.Helper()
+	if p, err := exec.LookPath("versitygw"); err == nil {
+		return p
+	}
+	var dirs []string
+	if d := os.Getenv("GOBIN"); d != "" {
+		dirs = append(dirs, d)
+	}
+	if out, err := exec.Command("go", "env", "GOBIN", "GOPATH").Output(); err == nil {
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) >= 1 && strings.TrimSpace(lines[0]) != "" {
+			dirs = append(dirs, strings.TrimSpace(lines[0]))
+		}
+		if len(lines) >= 2 {
+			for _, p := range filepath.SplitList(strings.TrimSpace(lines[1])) {
+				dirs = append(dirs, filepath.Join(p, "bin"))
+			}
+		}
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, "versitygw")
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		tb.Fatalf("versitygw not found on PATH or in GOBIN/GOPATH/bin (run scripts/test-deps.sh)")
+	}
+	tb.Skipf("versitygw not found; run scripts/test-deps.sh to install it")
+	return ""
+}
+
+func startVersityGW(tb testing.TB, bin string) (*S3Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s := &S3Server{
+		Endpoint:  "http://" + addr,
+		Region:    "us-east-1",
+		AccessKey: "veiltestaccess",
+		SecretKey: "veiltestsecret0123456789",
+		Dir:       tb.TempDir(),
+	}
+	cmd := exec.Command(bin,
+		"--port", addr,
+		"--region", s.Region,
+		"--health", "/health",
+		"--quiet",
+		"posix", s.Dir,
+	)
+	// Credentials go through the environment, not argv, so they never show in a process list.
+	cmd.Env = append(os.Environ(),
+		"ROOT_ACCESS_KEY_ID="+s.AccessKey,
+		"ROOT_SECRET_ACCESS_KEY="+s.SecretKey,
+	)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("running %s: %w", bin, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	stop := func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := client.Get(s.Endpoint + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				tb.Cleanup(stop)
+				return s, nil
+			}
+		}
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("versitygw exited: %s", lastLines(out.String(), 5))
+		default:
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return nil, fmt.Errorf("versitygw not healthy on %s after 15s: %s", addr, lastLines(out.String(), 5))
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}

@@ -1,0 +1,363 @@
+package blob
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/sinks/store"
+)
+
+func TestServiceRoundTrip(t *testing.T) {
+	e := newEnv(t, nil) // 1 KiB chunks
+	tests := []struct {
+		name string
+		size int
+	}{
+		{"empty", 0},
+		{"one byte", 1},
+		{"exactly one chunk", 1 << 10},
+		{"many chunks", 37<<10 + 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := media(tt.size)
+			tok, _ := e.seal("app-42", 24*time.Hour, bytes.NewReader(in))
+			m, st, err := e.svc.Open(t.Context(), tok)
+			if err != nil || st != StatusOK {
+				t.Fatalf("Open = %v, %v; want ok, nil", st, err)
+			}
+			defer m.Close()
+			if m.Size != int64(tt.size) || !bytes.Equal(m.SHA256, sum(in)) {
+				t.Errorf("Open size, sha256 = %d, %x; want %d, %x", m.Size, m.SHA256, tt.size, sum(in))
+			}
+			got := mustRead(t, m)
+			if !bytes.Equal(got, in) {
+				t.Errorf("Open(Seal(%d bytes)) read %d bytes that differ", tt.size, len(got))
+			}
+		})
+	}
+}
+
+// Only ciphertext reaches disk: no object file holds any part of the plaintext.
+func TestServiceNoPlaintextOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	d, err := NewDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, d)
+	e.seal("app-42", time.Hour, bytes.NewReader(media(100<<10)))
+	files := 0
+	err = filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil || de.IsDir() {
+			return err
+		}
+		files++
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, canary[:16]) {
+			t.Errorf("%s holds plaintext", p)
+		}
+		return nil
+	})
+	if err != nil || files != 1 {
+		t.Fatalf("walking blob dir: %d files, %v; want 1, nil", files, err)
+	}
+}
+
+func TestServiceOpenStatuses(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := t.Context()
+
+	t.Run("not a token", func(t *testing.T) {
+		if _, st, err := e.svc.Open(ctx, "veil:v1:nope"); st != StatusInvalid || err != nil {
+			t.Errorf("Open(garbage) = %v, %v; want invalid, nil", st, err)
+		}
+	})
+	t.Run("token of an ordinary field", func(t *testing.T) {
+		ref := newRef()
+		rec, toks, err := e.sealer.Seal(ctx, envelope.Header{App: "app-42", Ledger: "event", Ref: ref, Expiry: e.clock.Now().Add(time.Hour)},
+			[]envelope.Field{{Path: "data.text", Value: []byte(`"hello"`)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		val, _ := rec.MarshalBinary()
+		if err := e.store.Put(ctx, []store.Item{{App: "app-42", Ref: ref, Expiry: rec.Expiry, Value: val}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, st, err := e.svc.Open(ctx, toks[0].Encode()); st != StatusInvalid || err != nil {
+			t.Errorf("Open(text token) = %v, %v; want invalid, nil", st, err)
+		}
+	})
+	t.Run("forged ref KEK", func(t *testing.T) {
+		tok, _ := e.seal("app-42", time.Hour, bytes.NewReader([]byte("x")))
+		pt, _ := envelope.ParseToken(tok)
+		pt.RefKEK[0] ^= 1
+		if _, st, err := e.svc.Open(ctx, pt.Encode()); st != StatusInvalid || err != nil {
+			t.Errorf("Open(forged) = %v, %v; want invalid, nil", st, err)
+		}
+	})
+	t.Run("store row erased", func(t *testing.T) {
+		tok, ref := e.seal("app-42", time.Hour, bytes.NewReader([]byte("x")))
+		if err := e.store.Delete(ctx, "app-42", ref); err != nil {
+			t.Fatal(err)
+		}
+		if _, st, err := e.open(tok); st != StatusExpired || err != nil {
+			t.Errorf("Open(erased row) = %v, %v; want expired, nil", st, err)
+		}
+	})
+	t.Run("object swept", func(t *testing.T) {
+		tok, ref := e.seal("app-42", time.Hour, bytes.NewReader([]byte("x")))
+		if err := e.objects.Delete(ctx, ObjectKey("app-42", e.clock.Now().Add(time.Hour), ref)); err != nil {
+			t.Fatal(err)
+		}
+		if _, st, err := e.open(tok); st != StatusExpired || err != nil {
+			t.Errorf("Open(swept object) = %v, %v; want expired, nil", st, err)
+		}
+	})
+	t.Run("keys erased", func(t *testing.T) {
+		tok, _ := e.seal("app-erased", time.Hour, bytes.NewReader([]byte("x")))
+		if _, err := e.keys.EraseApp(ctx, "app-erased"); err != nil {
+			t.Fatal(err)
+		}
+		if _, st, err := e.open(tok); st != StatusExpired || err != nil {
+			t.Errorf("Open(after key erasure) = %v, %v; want expired, nil", st, err)
+		}
+	})
+	t.Run("past TTL", func(t *testing.T) {
+		e := newEnv(t, nil)
+		tok, _ := e.seal("app-42", time.Hour, bytes.NewReader([]byte("x")))
+		if _, st, err := e.open(tok); st != StatusOK || err != nil {
+			t.Fatalf("Open before TTL = %v, %v; want ok, nil", st, err)
+		}
+		e.clock.Advance(time.Hour)
+		if _, st, err := e.open(tok); st != StatusExpired || err != nil {
+			t.Errorf("Open at TTL = %v, %v; want expired, nil", st, err)
+		}
+	})
+}
+
+func TestServiceTamperedObject(t *testing.T) {
+	dir := t.TempDir()
+	d, _ := NewDir(dir)
+	e := newEnv(t, d)
+	tok, ref := e.seal("app-42", time.Hour, bytes.NewReader(media(10<<10)))
+	p := filepath.Join(dir, filepath.FromSlash(ObjectKey("app-42", e.clock.Now().Add(time.Hour), ref)))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"bit flip", func() []byte { c := bytes.Clone(b); c[len(c)/2] ^= 4; return c }()},
+		{"truncated", b[:len(b)-(1<<10+chunkTagLen)]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(p, tc.b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, st, err := e.open(tok)
+			if st != StatusOK || !errors.Is(err, ErrCorrupt) {
+				t.Errorf("reading tampered blob = %d bytes, %v, %v; want ok then ErrCorrupt", len(got), st, err)
+			}
+		})
+	}
+}
+
+func TestServiceSealInvalid(t *testing.T) {
+	e := newEnv(t, nil)
+	now := e.clock.Now()
+	tests := []struct {
+		name   string
+		app    string
+		ref    envelope.RefID
+		expiry time.Time
+	}{
+		{"bad app", "app/42", newRef(), now.Add(time.Hour)},
+		{"dot app", "..", newRef(), now.Add(time.Hour)},
+		{"zero ref", "app-42", envelope.RefID{}, now.Add(time.Hour)},
+		{"expired", "app-42", newRef(), now},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, _, err := e.svc.Seal(t.Context(), tt.app, "blob", tt.ref, tt.expiry, bytes.NewReader([]byte("x")))
+			if err == nil {
+				t.Errorf("Seal(%s) = nil error, want one", tt.name)
+			}
+		})
+	}
+	n := 0
+	_ = e.objects.List(t.Context(), "", func(string) error { n++; return nil })
+	if n != 0 {
+		t.Errorf("objects after refused seals = %d, want 0", n)
+	}
+}
+
+// A media reader that fails midway leaves no object behind.
+func TestServiceSealReaderError(t *testing.T) {
+	e := newEnv(t, nil)
+	boom := errors.New("staging read failed")
+	r := io.MultiReader(bytes.NewReader(media(5<<10)), errReader{boom})
+	_, _, _, err := e.svc.Seal(t.Context(), "app-42", "blob", newRef(), e.clock.Now().Add(time.Hour), r)
+	if !errors.Is(err, boom) {
+		t.Fatalf("Seal(failing reader) = %v, want it to wrap the read error", err)
+	}
+	n := 0
+	_ = e.objects.List(t.Context(), "", func(string) error { n++; return nil })
+	if n != 0 {
+		t.Errorf("objects after failed seal = %d, want 0", n)
+	}
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+func TestServiceSweep(t *testing.T) {
+	e := newEnv(t, nil)
+	short, _ := e.seal("app-a", time.Hour, bytes.NewReader([]byte("1h")))
+	long, _ := e.seal("app-b", 24*time.Hour, bytes.NewReader([]byte("24h")))
+	if n, err := e.svc.Sweep(t.Context()); n != 0 || err != nil {
+		t.Fatalf("Sweep before any TTL = %d, %v; want 0, nil", n, err)
+	}
+	e.clock.Advance(time.Hour)
+	if n, err := e.svc.Sweep(t.Context()); n != 1 || err != nil {
+		t.Fatalf("Sweep after 1h = %d, %v; want 1, nil", n, err)
+	}
+	if _, st, _ := e.open(short); st != StatusExpired {
+		t.Errorf("Open(1h blob) after sweep = %v, want expired", st)
+	}
+	if got, st, err := e.open(long); st != StatusOK || err != nil || string(got) != "24h" {
+		t.Errorf("Open(24h blob) after sweep = %q, %v, %v; want \"24h\", ok, nil", got, st, err)
+	}
+}
+
+func TestServiceDeleteApp(t *testing.T) {
+	e := newEnv(t, nil)
+	a1, _ := e.seal("app-a", time.Hour, bytes.NewReader([]byte("a1")))
+	e.seal("app-a", 2*time.Hour, bytes.NewReader([]byte("a2")))
+	b, _ := e.seal("app-ab", time.Hour, bytes.NewReader([]byte("b")))
+	if n, err := e.svc.DeleteApp(t.Context(), "app-a"); n != 2 || err != nil {
+		t.Fatalf("DeleteApp(app-a) = %d, %v; want 2, nil", n, err)
+	}
+	if _, st, _ := e.open(a1); st != StatusExpired {
+		t.Errorf("Open(app-a blob) after DeleteApp = %v, want expired", st)
+	}
+	if got, st, err := e.open(b); st != StatusOK || err != nil || string(got) != "b" {
+		t.Errorf("Open(app-ab blob) = %q, %v, %v; want \"b\", ok, nil", got, st, err)
+	}
+}
+
+func TestStaging(t *testing.T) {
+	stage := t.TempDir()
+	outside := t.TempDir()
+	e := newEnv(t, nil, func(c *Config) { c.StagingDir = stage })
+	write := func(name string, b []byte) {
+		t.Helper()
+		p := filepath.Join(stage, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secret := filepath.Join(outside, "secret")
+	if err := os.WriteFile(secret, []byte("outside"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(stage, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(stage, "escapedir")); err != nil {
+		t.Fatal(err)
+	}
+	write("in/ok", []byte("inside"))
+	if err := os.Symlink("in/ok", filepath.Join(stage, "innerlink")); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("relative path sealed and deleted", func(t *testing.T) {
+		write("up/1.bin", media(3000))
+		ref := newRef()
+		tok, _, n, err := e.svc.SealStaged(t.Context(), "app-42", "blob", ref, e.clock.Now().Add(time.Hour), "up/1.bin")
+		if err != nil || n != 3000 {
+			t.Fatalf("SealStaged = %d, %v; want 3000, nil", n, err)
+		}
+		if _, err := os.Stat(filepath.Join(stage, "up/1.bin")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("staging copy after seal: Stat = %v, want not exist", err)
+		}
+		// SealStaged wrote the item itself.
+		if got, st, err := e.open(tok.Encode()); st != StatusOK || err != nil || !bytes.Equal(got, media(3000)) {
+			t.Errorf("Open(staged blob) = %d bytes, %v, %v; want the staged media", len(got), st, err)
+		}
+	})
+	t.Run("absolute path inside", func(t *testing.T) {
+		write("up/2.bin", []byte("two"))
+		_, _, _, err := e.svc.SealStaged(t.Context(), "app-42", "blob", newRef(), e.clock.Now().Add(time.Hour), filepath.Join(stage, "up/2.bin"))
+		if err != nil {
+			t.Errorf("SealStaged(absolute inside) = %v, want nil", err)
+		}
+	})
+	t.Run("symlink inside", func(t *testing.T) {
+		r, err := e.svc.OpenStaging(t.Context(), "innerlink")
+		if err != nil {
+			t.Fatalf("OpenStaging(symlink within) = %v, want nil", err)
+		}
+		defer r.Close()
+		if got := mustRead(t, r); string(got) != "inside" {
+			t.Errorf("OpenStaging(symlink within) read %q, want \"inside\"", got)
+		}
+	})
+	refused := []string{
+		"../" + filepath.Base(outside) + "/secret",
+		"in/../../x",
+		secret,
+		"escape",
+		"escapedir/secret",
+		"in",
+		"",
+		"s3://bucket/key",
+		"http://example.com/x",
+	}
+	for _, ref := range refused {
+		t.Run("refused "+ref, func(t *testing.T) {
+			r, err := e.svc.OpenStaging(t.Context(), ref)
+			if err == nil {
+				r.Close()
+			}
+			if !errors.Is(err, ErrStagingRefused) {
+				t.Errorf("OpenStaging(%q) = %v, want ErrStagingRefused", ref, err)
+			}
+			if err := e.svc.DeleteStaging(t.Context(), ref); ref != "escape" && !errors.Is(err, ErrStagingRefused) {
+				t.Errorf("DeleteStaging(%q) = %v, want ErrStagingRefused", ref, err)
+			}
+		})
+	}
+	if b, err := os.ReadFile(secret); err != nil || string(b) != "outside" {
+		t.Errorf("file outside staging after refused references = %q, %v; want untouched", b, err)
+	}
+	t.Run("missing", func(t *testing.T) {
+		if _, err := e.svc.OpenStaging(t.Context(), "nope"); !errors.Is(err, ErrStagingNotFound) {
+			t.Errorf("OpenStaging(missing) = %v, want ErrStagingNotFound", err)
+		}
+	})
+	t.Run("no staging dir", func(t *testing.T) {
+		e := newEnv(t, nil)
+		if _, err := e.svc.OpenStaging(t.Context(), "x"); !errors.Is(err, ErrStagingRefused) || !strings.Contains(err.Error(), "no staging") {
+			t.Errorf("OpenStaging without staging dir = %v, want ErrStagingRefused", err)
+		}
+	})
+}
