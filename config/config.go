@@ -33,7 +33,10 @@ type Config struct {
 	Apps             map[string]App    `yaml:"apps"`
 	Ledgers          map[string]Ledger `yaml:"ledgers"`
 	Limits           Limits            `yaml:"limits"`
+	Analytics        Analytics         `yaml:"analytics"`
+	Blob             Blob              `yaml:"blob"`
 	Listen           Listen            `yaml:"listen"`
+	Reveal           Reveal            `yaml:"reveal"`
 	TLS              TLS               `yaml:"tls"`
 	Dev              Dev               `yaml:"dev"`
 	Log              Log               `yaml:"log"`
@@ -142,10 +145,44 @@ type Limits struct {
 	FutureSkew    time.Duration `yaml:"future_skew"`
 }
 
+// Analytics is the Parquet sink of redacted rows: a local directory, or S3 when s3.bucket is set.
+type Analytics struct {
+	Enabled       bool          `yaml:"enabled"`
+	Dir           string        `yaml:"dir"`
+	S3            S3            `yaml:"s3"`
+	Group         string        `yaml:"group"`
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	MaxRows       int           `yaml:"max_rows"`
+}
+
+// Blob is the store of encrypted media: a local directory, or S3 when s3.bucket is set.
+type Blob struct {
+	Dir        string        `yaml:"dir"`
+	StagingDir string        `yaml:"staging_dir"`
+	S3         S3            `yaml:"s3"`
+	LinkTTL    time.Duration `yaml:"link_ttl"`
+}
+
+// S3 locates a bucket on S3 or an S3-compatible server.
+type S3 struct {
+	Bucket    string `yaml:"bucket"`
+	Prefix    string `yaml:"prefix"`
+	Region    string `yaml:"region"`
+	Endpoint  string `yaml:"endpoint"`
+	PathStyle bool   `yaml:"path_style"`
+}
+
 // Listen holds the listen addresses; an empty Metrics disables the operations server.
 type Listen struct {
 	API     string `yaml:"api"`
 	Metrics string `yaml:"metrics"`
+}
+
+// Reveal configures the reveal API's callers: the principals file and per-principal rate limits.
+type Reveal struct {
+	PrincipalsFile string `yaml:"principals_file"` // empty: <data_dir>/principals.yaml
+	RatePerSecond  int    `yaml:"rate_per_second"`
+	Burst          int    `yaml:"burst"`
 }
 
 // TLS is the reveal API's certificate.
@@ -202,12 +239,15 @@ func Default() *Config {
 			Embedded:        Embedded{Addr: "127.0.0.1:9092", Partitions: 3},
 			RetentionCheck:  "refuse",
 		},
-		DataDir: "./veil-data",
-		KMS:     KMS{Provider: "local"},
-		Store:   Store{Kind: "badger"},
-		Limits:  Limits{MaxEntryBytes: 1 << 20, MaxDepth: 32, FutureSkew: 5 * time.Minute},
-		Listen:  Listen{API: "127.0.0.1:8443", Metrics: "127.0.0.1:9090"},
-		Log:     Log{Level: "info"},
+		DataDir:   "./veil-data",
+		KMS:       KMS{Provider: "local"},
+		Store:     Store{Kind: "badger"},
+		Limits:    Limits{MaxEntryBytes: 1 << 20, MaxDepth: 32, FutureSkew: 5 * time.Minute},
+		Analytics: Analytics{Enabled: true, Group: "veil-analytics", FlushInterval: 60 * time.Second, MaxRows: 50_000},
+		Blob:      Blob{LinkTTL: 15 * time.Minute},
+		Listen:    Listen{API: "127.0.0.1:8443", Metrics: "127.0.0.1:9090"},
+		Reveal:    Reveal{RatePerSecond: 50, Burst: 100},
+		Log:       Log{Level: "info"},
 	}
 }
 

@@ -16,6 +16,10 @@ const EnvPrefix = "VEIL_"
 // the one VEIL_ variable that is not a config key.
 const ConfigEnv = "VEIL_CONFIG"
 
+// ClientEnv lists the VEIL_ variables read by client commands (veil reveal), not config keys:
+// loading the config ignores them, so a shell that holds them can still run the service.
+var ClientEnv = []string{"VEIL_API_KEY", "VEIL_URL"}
+
 // EnvName returns the environment variable of a dotted YAML key path: VEIL_ followed by the path
 // upper-cased with dots replaced by underscores. EnvName("kafka.sasl.password") is
 // "VEIL_KAFKA_SASL_PASSWORD". Map keys are part of the path: ledgers.event.ttl is
@@ -126,7 +130,7 @@ func lookupEnv(name string) (target, bool) {
 
 // KnownEnv reports whether name is an environment variable veil reads.
 func KnownEnv(name string) bool {
-	if name == ConfigEnv {
+	if name == ConfigEnv || slices.Contains(ClientEnv, name) {
 		return true
 	}
 	_, ok := lookupEnv(name)
@@ -136,7 +140,7 @@ func KnownEnv(name string) bool {
 func (c *Config) applyEnv(env []string) error {
 	for _, kv := range env {
 		name, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, EnvPrefix) || name == ConfigEnv {
+		if !ok || !strings.HasPrefix(name, EnvPrefix) || name == ConfigEnv || slices.Contains(ClientEnv, name) {
 			continue
 		}
 		if err := c.setEnv(name, val); err != nil {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 )
 
 // ErrInvalid is wrapped by every error Validate returns.
@@ -76,6 +77,15 @@ func (c *Config) Validate() error {
 		bad("kms.key_id", "required with kms.provider aws")
 	}
 
+	if c.Analytics.FlushInterval <= 0 {
+		bad("analytics.flush_interval", "must be positive")
+	}
+	if c.Analytics.MaxRows <= 0 {
+		bad("analytics.max_rows", "must be positive")
+	}
+	if c.Blob.LinkTTL <= 0 || c.Blob.LinkTTL > time.Hour {
+		bad("blob.link_ttl", "must be between 1s and 60m")
+	}
 	oneOf("store.kind", c.Store.Kind, "badger", "redis", "dynamodb")
 	switch c.Store.Kind {
 	case "redis":
@@ -109,6 +119,12 @@ func (c *Config) Validate() error {
 	}
 
 	hostPort("listen.api", c.Listen.API, false)
+	if c.Reveal.RatePerSecond < 1 {
+		bad("reveal.rate_per_second", "must be at least 1")
+	}
+	if c.Reveal.Burst < 1 {
+		bad("reveal.burst", "must be at least 1")
+	}
 	hostPort("listen.metrics", c.Listen.Metrics, true)
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("tls.cert_file", "cert_file and key_file go together")

@@ -25,6 +25,11 @@ type Metrics struct {
 	KeyCacheMisses prometheus.Counter     // app-KEK cache misses
 	StoreWrites    prometheus.Counter     // items written to the encrypted store
 	StoreErrors    *prometheus.CounterVec // {op}: failed store calls (put, get, delete)
+
+	SinkWrites       *prometheus.CounterVec   // {sink}: files or objects written (analytics, blob)
+	SinkBytes        *prometheus.CounterVec   // {sink}: bytes written
+	SinkErrors       *prometheus.CounterVec   // {sink}: failed writes (retried with backoff)
+	SinkFlushSeconds *prometheus.HistogramVec // {sink}: time to write one flush
 }
 
 // NewMetrics creates and registers every collector.
@@ -72,12 +77,26 @@ func NewMetrics() *Metrics {
 		StoreErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "store_errors_total", Help: "Failed encrypted-store calls, by operation.",
 		}, []string{"op"}),
+		SinkWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "sink_writes_total", Help: "Files or objects written by a sink.",
+		}, []string{"sink"}),
+		SinkBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "sink_bytes_total", Help: "Bytes written by a sink.",
+		}, []string{"sink"}),
+		SinkErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "sink_errors_total", Help: "Failed sink writes (retried with backoff; the offset commit waits).",
+		}, []string{"sink"}),
+		SinkFlushSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "sink_flush_seconds", Help: "Time to write one flush of a sink.",
+			Buckets: prometheus.ExponentialBuckets(1e-3, 2.5, 12),
+		}, []string{"sink"}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.EntriesIn, m.EntriesOut, m.Sensitive, m.DeadLettered, m.SealSeconds, m.TxnCommits, m.TxnAborts,
 		m.ConsumerLag, m.KMSCalls, m.KeyCacheHits, m.KeyCacheMisses, m.StoreWrites, m.StoreErrors,
+		m.SinkWrites, m.SinkBytes, m.SinkErrors, m.SinkFlushSeconds,
 	)
 	return m
 }

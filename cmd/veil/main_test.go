@@ -70,7 +70,7 @@ func TestRunServesHealthAndMetrics(t *testing.T) {
 	dir := t.TempDir()
 	metrics := freeAddr(t)
 	cfg := filepath.Join(dir, "veil.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("kafka:\n  brokers: [%s]\ndata_dir: %s\napps: {app-1: {}}\nlisten:\n  metrics: %s\n", addrs[0], filepath.Join(dir, "data"), metrics)), 0o600)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("kafka:\n  brokers: [%s]\ndata_dir: %s\napps: {app-1: {}}\nanalytics: {flush_interval: 1s}\nlisten:\n  metrics: %s\n", addrs[0], filepath.Join(dir, "data"), metrics)), 0o600)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var stdout, stderr bytes.Buffer
@@ -133,6 +133,14 @@ func TestRunServesHealthAndMetrics(t *testing.T) {
 		if code != http.StatusOK || !strings.Contains(body, m) {
 			t.Errorf("/metrics lacks %s (status %d)", m, code)
 		}
+	}
+	// The analytics sink writes the redacted row as Parquet within its flush interval.
+	var files []string
+	for deadline := time.Now().Add(20 * time.Second); len(files) == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		files, _ = filepath.Glob(filepath.Join(dir, "data", "analytics", "app=app-1", "ledger=event", "date=*", "hour=*", "*.parquet"))
+	}
+	if len(files) == 0 {
+		t.Errorf("no Parquet file written by the analytics sink")
 	}
 	cancel()
 	if got := <-done; got != exitOK {

@@ -12,6 +12,7 @@ import (
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/ops"
 	"github.com/veil-project/veil/pipeline"
+	"github.com/veil-project/veil/sinks/analytics"
 )
 
 // observer turns what the processor reports into Prometheus metrics and readiness.
@@ -63,6 +64,18 @@ func (o *observer) Dependency(name string, ok bool) {
 		}
 	}
 	o.ready.Set(name, ok, reason)
+}
+
+func (o *observer) analyticsFlush(f analytics.FlushStats) {
+	if f.Err != nil {
+		o.m.SinkErrors.WithLabelValues("analytics").Inc()
+		o.ready.Set("analytics", false, "analytics writes failing; retrying with backoff")
+		return
+	}
+	o.ready.Set("analytics", true, "")
+	o.m.SinkWrites.WithLabelValues("analytics").Add(float64(f.Files))
+	o.m.SinkBytes.WithLabelValues("analytics").Add(float64(f.Bytes))
+	o.m.SinkFlushSeconds.WithLabelValues("analytics").Observe(f.Latency.Seconds())
 }
 
 func (o *observer) kmsCall(op string) { o.m.KMSCalls.WithLabelValues(op).Inc() }

@@ -53,8 +53,33 @@ func (s *service) serve(ctx context.Context) error {
 		defer cl.Close()
 		go s.obs.watch(wctx, kadm.NewClient(cl), s.cfg.Kafka.Group, s.keys, 10*time.Second)
 	}
+	sink, err := s.newAnalytics(ctx)
+	if err != nil {
+		return err
+	}
+	sinkDone := make(chan error, 1)
+	if sink != nil {
+		defer sink.Close()
+		go func() { sinkDone <- sink.Run(wctx) }()
+	} else {
+		sinkDone <- nil
+	}
+	stopAPI := func() {}
+	if apiConfigured(s.cfg) {
+		var err error
+		if stopAPI, err = s.startAPI(ctx); err != nil {
+			return err
+		}
+	} else {
+		s.log.Warn("reveal API disabled: set tls.cert_file and tls.key_file, or dev.plain_http on a loopback listen.api")
+	}
+	defer stopAPI()
 	s.log.Info("veil running", "brokers", strings.Join(s.brokers, ","), "data_dir", s.cfg.DataDir)
-	err := s.proc.Run(ctx)
+	err = s.proc.Run(ctx)
+	stopWatch()
+	if serr := <-sinkDone; serr != nil && err == nil {
+		err = fmt.Errorf("analytics sink: %w", serr)
+	}
 	if opsSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -103,5 +128,8 @@ func (s *service) printWhere(w io.Writer) {
 	fmt.Fprintf(w, "  apps       %s\n", appLine)
 	if s.cfg.Listen.Metrics != "" {
 		fmt.Fprintf(w, "  metrics    http://%s/metrics   health /healthz   ready /readyz\n", s.cfg.Listen.Metrics)
+	}
+	if apiConfigured(s.cfg) {
+		fmt.Fprintf(w, "  reveal     %s/v1/reveal   principals %s\n", apiURL(s.cfg), principalsPath(s.cfg))
 	}
 }

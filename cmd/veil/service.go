@@ -25,6 +25,7 @@ import (
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmsaws"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
@@ -45,6 +46,7 @@ type service struct {
 	store    store.Store
 	sealer   *envelope.Sealer
 	opener   *reveal.Opener
+	table    *ledgers.Table
 	proc     *pipeline.Processor
 	obs      *observer
 	closers  []func(context.Context) error
@@ -87,6 +89,11 @@ func parseConfig(name string, args []string, stderr io.Writer, extra func(*flag.
 
 // start builds and starts every component; the processor is created but not yet running.
 func start(ctx context.Context, cfg *config.Config, logOut io.Writer) (s *service, err error) {
+	return startService(ctx, cfg, logOut, true)
+}
+
+// startService is start; without the processor (veil serve) it stops after the opener.
+func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, withProcessor bool) (s *service, err error) {
 	s = &service{cfg: cfg, log: newLogger(logOut, cfg.Log.Level)}
 	defer func() {
 		if err != nil {
@@ -146,10 +153,14 @@ func start(ctx context.Context, cfg *config.Config, logOut io.Writer) (s *servic
 
 	s.sealer = envelope.NewSealer(s.keys)
 	s.opener = &reveal.Opener{Store: s.store, Sealer: s.sealer}
+	if !withProcessor {
+		return s, nil
+	}
 	table, err := cfg.LedgerTable()
 	if err != nil {
 		return nil, &configError{err}
 	}
+	s.table = table
 	tr := &pipeline.Transformer{
 		Registry: schemas.DefaultRegistry(), Ledgers: table, Apps: cfg.AppSettings, Sealer: s.sealer,
 		Limits:     schemas.Limits{MaxBytes: cfg.Limits.MaxEntryBytes, MaxDepth: cfg.Limits.MaxDepth},

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/veil-project/veil/config"
+	"github.com/veil-project/veil/sinks/analytics"
+	"github.com/veil-project/veil/sinks/blob"
+)
+
+// newAnalytics builds the Parquet sink from the config, or returns nil when it is disabled.
+func (s *service) newAnalytics(ctx context.Context) (*analytics.Sink, error) {
+	a := s.cfg.Analytics
+	if !a.Enabled {
+		return nil, nil
+	}
+	var w analytics.Writer
+	if a.S3.Bucket != "" {
+		client, err := blob.NewS3Client(ctx, s3ClientConfig(a.S3))
+		if err != nil {
+			return nil, fmt.Errorf("creating analytics S3 client: %w", err)
+		}
+		if w, err = analytics.NewS3(client, a.S3.Bucket, a.S3.Prefix); err != nil {
+			return nil, fmt.Errorf("creating analytics S3 writer: %w", err)
+		}
+	} else {
+		dir := a.Dir
+		if dir == "" {
+			dir = filepath.Join(s.cfg.DataDir, "analytics")
+		}
+		local, err := analytics.NewLocalDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("creating analytics directory: %w", err)
+		}
+		w = local
+	}
+	var names []string
+	for _, l := range s.table.All() {
+		names = append(names, l.Name)
+	}
+	sink, err := analytics.New(analytics.Config{
+		Brokers: s.brokers, Group: a.Group, Ledgers: names, Writer: w, KafkaOpts: s.kopts,
+		FlushInterval: a.FlushInterval, MaxRows: a.MaxRows, Logger: s.log.With("component", "analytics"),
+		OnFlush: s.obs.analyticsFlush,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating analytics sink: %w", err)
+	}
+	return sink, nil
+}
+
+func s3ClientConfig(c config.S3) blob.S3ClientConfig {
+	return blob.S3ClientConfig{Region: c.Region, Endpoint: c.Endpoint, PathStyle: c.PathStyle}
+}
