@@ -1,0 +1,475 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/config"
+	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/crypto/kmsaws"
+	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/sinks/store"
+)
+
+// keysNow is the clock of the keys commands; tests replace it.
+var keysNow = time.Now
+
+// blobEraser deletes every blob of app and reports how many it deleted. The blob store
+// (sinks/blob) has no app-wide delete wired into the command line yet: while this is nil,
+// "veil keys erase" reports blobs as not configured. Blobs are encrypted under keys derived
+// from the app's KEKs, so erasing the keys already makes them unreadable; deleting them is the
+// second step, like the store rows.
+var blobEraser func(ctx context.Context, cfg *config.Config, app string) (int, error)
+
+var keysSubcommands = []struct{ name, summary string }{
+	{"list", "list app KEKs: app, version, period, state, destroy time (--json)"},
+	{"rotate", "seal new data under a fresh KEK now (--app A, default every app)"},
+	{"rewrap", "re-wrap every app KEK under a new KMS key (--key-id) or local root key (--new-root-key)"},
+	{"destroy-expired", "delete every KEK past its destroy time"},
+	{"erase", "tenant erasure: destroy an app's KEKs, delete its store rows and blobs, audit it (--app A --yes)"},
+}
+
+func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		w := stderr
+		if len(args) > 0 {
+			w = stdout
+		}
+		fmt.Fprintf(w, "Usage:\n  veil keys <subcommand> [flags]\n\nSubcommands:\n")
+		for _, s := range keysSubcommands {
+			fmt.Fprintf(w, "  %-16s %s\n", s.name, s.summary)
+		}
+		if len(args) == 0 {
+			return &usageError{errors.New("keys needs a subcommand")}
+		}
+		return nil
+	}
+	sub, rest := args[0], args[1:]
+	switch sub {
+	case "list":
+		return keysList(ctx, rest, stdout, stderr)
+	case "rotate":
+		return keysRotate(ctx, rest, stdout, stderr)
+	case "rewrap":
+		return keysRewrap(ctx, rest, stdout, stderr)
+	case "destroy-expired":
+		return keysDestroyExpired(ctx, rest, stdout, stderr)
+	case "erase":
+		return keysErase(ctx, rest, stdout, stderr)
+	}
+	return &usageError{fmt.Errorf("unknown keys subcommand %q (want list, rotate, rewrap, destroy-expired or erase)", sub)}
+}
+
+// keyEnv is the key side of a veil process: KMS, key store and keyring.
+type keyEnv struct {
+	kms   keyring.KMS
+	keyID string
+	ks    *keyring.FileKeyStore
+	kr    *keyring.Keyring
+}
+
+func openKeyEnv(ctx context.Context, cfg *config.Config) (*keyEnv, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+	kms, keyID, err := openKMS(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	ks, err := keyring.NewFileKeyStore(filepath.Join(cfg.DataDir, "keys"))
+	if err != nil {
+		return nil, fmt.Errorf("opening key store: %w", err)
+	}
+	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: keyID, Store: ks, Clock: keysNow})
+	if err != nil {
+		return nil, fmt.Errorf("creating keyring: %w", err)
+	}
+	return &keyEnv{kms: kms, keyID: keyID, ks: ks, kr: kr}, nil
+}
+
+func (e *keyEnv) close() { e.kr.Close() }
+
+// keyInfoJSON is one row of "veil keys list --json".
+type keyInfoJSON struct {
+	App         string    `json:"app"`
+	Version     int64     `json:"version"`
+	Period      int64     `json:"period"`
+	Generation  int       `json:"generation"`
+	PeriodStart time.Time `json:"period_start"`
+	State       string    `json:"state"`
+	DestroyAt   time.Time `json:"destroy_at"`
+	KMSKeyID    string    `json:"kms_key_id"`
+}
+
+func keysList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var asJSON bool
+	cfg, err := parseConfig("keys list", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	})
+	if err != nil {
+		return err
+	}
+	env, err := openKeyEnv(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+	infos, err := env.kr.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		rows := make([]keyInfoJSON, 0, len(infos))
+		for _, k := range infos {
+			rows = append(rows, keyInfoJSON{
+				App: k.App, Version: k.Version, Period: k.Period, Generation: k.Generation,
+				PeriodStart: k.PeriodStart, State: string(k.State), DestroyAt: k.DestroyAt, KMSKeyID: k.KMSKeyID,
+			})
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "APP\tVERSION\tPERIOD\tGEN\tPERIOD START (UTC)\tSTATE\tDESTROY AT (UTC)")
+	for _, k := range infos {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\n", k.App, k.Version, k.Period, k.Generation,
+			k.PeriodStart.Format(time.RFC3339), k.State, k.DestroyAt.Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+func keysRotate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var app string
+	cfg, err := parseConfig("keys rotate", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&app, "app", "", "app to rotate (default: every configured app and every app with a key)")
+	})
+	if err != nil {
+		return err
+	}
+	if app != "" {
+		if err := keyring.ValidateApp(app); err != nil {
+			return &usageError{fmt.Errorf("--app: %w", err)}
+		}
+	}
+	env, err := openKeyEnv(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+	apps := []string{app}
+	if app == "" {
+		if apps, err = env.kr.Apps(ctx); err != nil {
+			return err
+		}
+		apps = append(apps, appsOf(cfg)...)
+		slices.Sort(apps)
+		apps = slices.Compact(apps)
+	}
+	if len(apps) == 0 {
+		fmt.Fprintln(stdout, "no apps to rotate")
+		return nil
+	}
+	for _, a := range apps {
+		v, err := env.kr.Rotate(ctx, a)
+		if err != nil {
+			return fmt.Errorf("rotating %s: %w", a, err)
+		}
+		p, g := keyring.SplitVersion(v)
+		fmt.Fprintf(stdout, "rotated %s: version %d (period %d, generation %d); running processes switch within %s\n",
+			a, v, p, g, keyring.DefaultRefreshInterval)
+	}
+	return nil
+}
+
+func keysRewrap(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var newKeyID, newRoot string
+	cfg, err := parseConfig("keys rewrap", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&newKeyID, "key-id", "", "KMS key id to wrap every app KEK under (aws: required; local: default kms.key_id)")
+		fs.StringVar(&newRoot, "new-root-key", "", "local provider: new root key file (created if missing); installed as <data_dir>/root.key on success")
+	})
+	if err != nil {
+		return err
+	}
+	ks, err := keyring.NewFileKeyStore(filepath.Join(cfg.DataDir, "keys"))
+	if err != nil {
+		return fmt.Errorf("opening key store: %w", err)
+	}
+	var (
+		from keyring.KMS
+		to   keyring.ReEncrypter
+	)
+	switch cfg.KMS.Provider {
+	case "aws":
+		if newKeyID == "" {
+			return &usageError{errors.New("rewrap with kms.provider aws needs --key-id")}
+		}
+		if newRoot != "" {
+			return &usageError{errors.New("--new-root-key is for kms.provider local")}
+		}
+		c, err := kmsaws.New(ctx, kmsaws.Config{Region: cfg.KMS.AWS.Region, Endpoint: cfg.KMS.AWS.Endpoint, KeyID: newKeyID})
+		if err != nil {
+			return fmt.Errorf("creating AWS KMS client: %w", err)
+		}
+		from, to = c, c
+	default:
+		if newRoot == "" {
+			return &usageError{errors.New("rewrap with the local KMS provider needs --new-root-key FILE")}
+		}
+		oldPath := filepath.Join(cfg.DataDir, "root.key")
+		if abs(newRoot) == abs(oldPath) {
+			return &usageError{errors.New("--new-root-key must not be the current root key file")}
+		}
+		if err := refuseIfRunning(ctx, cfg); err != nil {
+			return err
+		}
+		if from, err = kmslocal.Open(oldPath); err != nil {
+			return fmt.Errorf("opening current root key: %w", err)
+		}
+		p, err := kmslocal.Open(newRoot)
+		if err != nil {
+			return fmt.Errorf("opening new root key: %w", err)
+		}
+		to = p
+		if newKeyID == "" {
+			newKeyID = cfg.KMS.KeyID
+		}
+		if newKeyID == "" {
+			newKeyID = kmslocal.DefaultKeyID
+		}
+	}
+	res, err := keyring.Rewrap(ctx, ks, from, to, newKeyID, keysNow())
+	if err != nil {
+		return fmt.Errorf("%w (%d keys rewrapped so far; run again to finish)", err, res.Rewrapped)
+	}
+	fmt.Fprintf(stdout, "rewrapped %d keys under %s (%d already were; %d past their destroy time skipped)\n",
+		res.Rewrapped, newKeyID, res.Already, res.Skipped)
+	if cfg.KMS.Provider == "aws" {
+		fmt.Fprintf(stdout, "set kms.key_id to %s so that new keys are wrapped under it; the old KMS key is no longer needed\n", newKeyID)
+		return nil
+	}
+	oldPath := filepath.Join(cfg.DataDir, "root.key")
+	if err := os.Rename(newRoot, oldPath); err != nil {
+		return fmt.Errorf("installing the new root key (move %s to %s by hand, then delete nothing else): %w", newRoot, oldPath, err)
+	}
+	if d, err := os.Open(filepath.Dir(oldPath)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	fmt.Fprintf(stdout, "installed the new root key as %s; the old root key is destroyed\n", oldPath)
+	return nil
+}
+
+func abs(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// refuseIfRunning fails when a veil process holds the embedded store of cfg: with the local
+// provider, a running process would keep wrapping new keys under the old root key.
+func refuseIfRunning(ctx context.Context, cfg *config.Config) error {
+	if cfg.Store.Kind != "" && cfg.Store.Kind != "badger" {
+		return nil
+	}
+	st, err := openStore(ctx, cfg, newLogger(io.Discard, "error"))
+	if err != nil {
+		return &refusedError{fmt.Errorf("the embedded store is in use (stop veil first): %w", err)}
+	}
+	return st.Close(ctx)
+}
+
+func keysDestroyExpired(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig("keys destroy-expired", args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	env, err := openKeyEnv(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+	n, err := env.kr.DestroyExpired(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "destroyed %d keys past their destroy time\n", n)
+	return nil
+}
+
+// EraseAudit is the record "veil keys erase" writes to veil.audit. It holds counts only.
+type EraseAudit struct {
+	Time      time.Time `json:"time"`
+	Action    string    `json:"action"` // "erase"
+	App       string    `json:"app"`
+	Keys      int       `json:"keys"`       // app KEKs destroyed
+	StoreRows int       `json:"store_rows"` // sealed records deleted
+	Blobs     int       `json:"blobs"`      // blobs deleted; -1 when no blob store is wired in
+	Operator  string    `json:"operator"`
+}
+
+func keysErase(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		app string
+		yes bool
+	)
+	cfg, err := parseConfig("keys erase", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&app, "app", "", "app whose data is erased (required)")
+		fs.BoolVar(&yes, "yes", false, "confirm: erasure cannot be undone")
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case app == "":
+		return &usageError{errors.New("erase needs --app")}
+	case keyring.ValidateApp(app) != nil || store.ValidateApp(app) != nil:
+		return &usageError{errors.New("--app is not a valid app id")}
+	case !yes:
+		return &usageError{fmt.Errorf("erasing %s destroys all its data for good: pass --yes to confirm", app)}
+	}
+	// Open everything first, so that a dependency that is down stops us before anything is gone.
+	env, err := openKeyEnv(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+	st, err := openStore(ctx, cfg, newLogger(stderr, cfg.Log.Level))
+	if err != nil {
+		return fmt.Errorf("%w (with the embedded store, stop veil before erasing)", err)
+	}
+	defer st.Close(context.Background())
+	kc, err := connectKafka(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer kc.close()
+
+	rec := EraseAudit{Action: "erase", App: app, Blobs: -1, Operator: operator()}
+	// Crypto-shredding first: once the keys are gone nothing of app opens, whatever follows.
+	if rec.Keys, err = env.kr.EraseApp(ctx, app); err != nil {
+		return fmt.Errorf("destroying keys of %s: %w", app, err)
+	}
+	if rec.StoreRows, err = st.DeleteApp(ctx, app); err != nil {
+		return fmt.Errorf("keys of %s destroyed, deleting its store rows: %w (run erase again)", app, err)
+	}
+	if blobEraser != nil {
+		if rec.Blobs, err = blobEraser(ctx, cfg, app); err != nil {
+			return fmt.Errorf("keys and rows of %s deleted, deleting its blobs: %w (run erase again)", app, err)
+		}
+	}
+	rec.Time = keysNow().UTC()
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encoding audit record: %w", err)
+	}
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := kc.cl.ProduceSync(actx, &kgo.Record{Topic: broker.AuditTopic, Key: []byte(rec.Operator), Value: b}).FirstErr(); err != nil {
+		fmt.Fprintf(stderr, "veil: erasure done but not audited; record it by hand: %s\n", b)
+		return fmt.Errorf("writing audit record: %w", err)
+	}
+	fmt.Fprintf(stdout, "%s\n", b)
+	if rec.Blobs < 0 {
+		fmt.Fprintf(stderr, "veil: no blob store is wired into this build: blobs of %s were not deleted (they no longer decrypt)\n", app)
+	}
+	fmt.Fprintf(stderr, "veil: remove %s from the configured apps, or new entries will be sealed under fresh keys\n", app)
+	return nil
+}
+
+func operator() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "unknown"
+}
+
+// kafkaConn is a client to the configured brokers, or to the embedded broker: the one a running
+// "veil run" serves, or one started here on the data directory when none is running.
+type kafkaConn struct {
+	brokers  []string
+	opts     []kgo.Opt
+	cl       *kgo.Client
+	embedded *broker.Embedded
+}
+
+func connectKafka(ctx context.Context, cfg *config.Config, logOut io.Writer) (*kafkaConn, error) {
+	kc := &kafkaConn{}
+	if !cfg.EmbeddedBroker() {
+		kc.brokers = cfg.Kafka.Brokers
+		var err error
+		if kc.opts, err = kafkaOpts(cfg.Kafka); err != nil {
+			return nil, &configError{err}
+		}
+	} else if addr := cfg.Kafka.Embedded.Addr; reachable(addr) {
+		kc.brokers = []string{addr}
+	} else {
+		ledgerTTLs, err := cfg.BrokerLedgers()
+		if err != nil {
+			return nil, &configError{err}
+		}
+		e, err := broker.StartEmbedded(ctx, broker.EmbeddedConfig{
+			Addr: "127.0.0.1:0", DataDir: filepath.Join(cfg.DataDir, "broker"),
+			Partitions: cfg.Kafka.Embedded.Partitions, Logger: newLogger(logOut, "warn"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("starting embedded broker: %w", err)
+		}
+		kc.embedded, kc.brokers = e, e.Addrs()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(kc.brokers...))
+		if err != nil {
+			kc.close()
+			return nil, fmt.Errorf("connecting to Kafka: %w", err)
+		}
+		err = broker.EnsureTopics(ctx, kadm.NewClient(cl), ledgerTTLs, cfg.Kafka.Embedded.Partitions)
+		cl.Close()
+		if err != nil {
+			kc.close()
+			return nil, fmt.Errorf("creating topics: %w", err)
+		}
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(kc.brokers...)}, kc.opts...)...)
+	if err != nil {
+		kc.close()
+		return nil, fmt.Errorf("connecting to Kafka: %w", err)
+	}
+	kc.cl = cl
+	return kc, nil
+}
+
+func (kc *kafkaConn) close() {
+	if kc.cl != nil {
+		kc.cl.Close()
+	}
+	if kc.embedded != nil {
+		_ = kc.embedded.Close(context.Background())
+	}
+}
+
+func reachable(addr string) bool {
+	if addr == "" || strings.HasSuffix(addr, ":0") {
+		return false
+	}
+	c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}

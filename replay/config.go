@@ -1,0 +1,160 @@
+package replay
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/pipeline"
+	"github.com/veil-project/veil/sinks/store"
+)
+
+// ErrBadArgs is returned by Run, ParseTargets and ParseTime when the request itself is wrong (a
+// window that ends before it starts, an unknown target, a negative rate); nothing was done.
+var ErrBadArgs = errors.New("replay: bad arguments")
+
+func badArgs(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadArgs, fmt.Sprintf(format, args...))
+}
+
+// Target is an output replay can rebuild.
+type Target string
+
+// Targets.
+const (
+	TargetEncrypted Target = "encrypted" // encrypted.<ledger> and the encrypted store
+	TargetRedacted  Target = "redacted"  // redacted.<ledger>
+	TargetAnalytics Target = "analytics" // redacted.<ledger>, then the analytics group moved back
+	TargetEgress    Target = "egress"    // encrypted.<ledger>, then the egress groups moved back
+)
+
+// AllTargets lists every target, in the order "all" expands to.
+var AllTargets = []Target{TargetEncrypted, TargetRedacted, TargetAnalytics, TargetEgress}
+
+// ParseTargets parses a comma-separated list of targets; "all" means AllTargets.
+func ParseTargets(s string) ([]Target, error) {
+	var out []Target
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		switch {
+		case f == "all":
+			out = append(out, AllTargets...)
+		case slices.Contains(AllTargets, Target(f)):
+			out = append(out, Target(f))
+		default:
+			return nil, badArgs("unknown target %q (want redacted, encrypted, analytics, egress or all)", f)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// ParseTime parses an RFC 3339 timestamp.
+func ParseTime(name, s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, badArgs("%s %q is not an RFC 3339 timestamp (like 2026-11-22T10:00:00Z)", name, s)
+	}
+	return t, nil
+}
+
+// Defaults of the zero values of Config.
+const (
+	DefaultTransactionalID = "veil-replay"
+	DefaultAnalyticsGroup  = "veil-analytics"
+	DefaultBatchSize       = 500
+	DefaultOutputSlack     = time.Hour
+)
+
+// Config configures Run. Zero values are the documented defaults.
+type Config struct {
+	Brokers   []string
+	KafkaOpts []kgo.Opt
+
+	Ledgers []string  // ledger names to replay; required
+	From    time.Time // first raw record timestamp replayed; required
+	To      time.Time // last raw record timestamp replayed; required, not before From
+	App     string    // only entries of this app; empty: every app
+	Targets []Target  // required
+
+	DryRun bool    // count what would be produced; produce, store and move back nothing
+	Rate   float64 // most source records read per second; 0: unlimited
+
+	// Checkpoint is the file that records progress; empty: none. Resuming needs the same window.
+	Checkpoint string
+
+	Transformer *pipeline.Transformer // the pipeline's transformer; required
+	Store       store.Store           // the encrypted store; required for TargetEncrypted
+
+	TransactionalID string        // default DefaultTransactionalID; one replay at a time per id
+	AnalyticsGroup  string        // default DefaultAnalyticsGroup
+	EgressGroups    []string      // consumer groups of the egress stages; required for TargetEgress
+	OutputSlack     time.Duration // how far before From output topics are read for dedupe; default 1h
+	BatchSize       int           // outputs per transaction; default 500
+
+	Progress         io.Writer        // progress lines; nil: none
+	ProgressInterval time.Duration    // default 1s
+	OnRecord         func(Progress)   // called after every source record (tests stop a run with it)
+	Clock            func() time.Time // default time.Now
+}
+
+func (c *Config) validate() error {
+	switch {
+	case len(c.Ledgers) == 0:
+		return badArgs("no ledger")
+	case c.From.IsZero() || c.To.IsZero():
+		return badArgs("--from and --to are required")
+	case c.From.After(c.To):
+		return badArgs("--from %s is after --to %s", c.From.Format(time.RFC3339), c.To.Format(time.RFC3339))
+	case len(c.Targets) == 0:
+		return badArgs("no target")
+	case c.Rate < 0:
+		return badArgs("--rate must be positive")
+	case c.Transformer == nil:
+		return errors.New("replay: no transformer")
+	case c.has(TargetEncrypted) && c.Store == nil:
+		return errors.New("replay: no store")
+	case c.has(TargetEgress) && len(c.EgressGroups) == 0:
+		return badArgs("target egress needs the egress consumer groups (--egress-group)")
+	}
+	if c.App != "" {
+		if err := store.ValidateApp(c.App); err != nil {
+			return badArgs("--app is not a valid app id")
+		}
+	}
+	for _, t := range c.Targets {
+		if !slices.Contains(AllTargets, t) {
+			return badArgs("unknown target %q", t)
+		}
+	}
+	if c.TransactionalID == "" {
+		c.TransactionalID = DefaultTransactionalID
+	}
+	if c.AnalyticsGroup == "" {
+		c.AnalyticsGroup = DefaultAnalyticsGroup
+	}
+	if c.OutputSlack <= 0 {
+		c.OutputSlack = DefaultOutputSlack
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.ProgressInterval <= 0 {
+		c.ProgressInterval = time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	return nil
+}
+
+func (c *Config) has(t Target) bool { return slices.Contains(c.Targets, t) }
+
+// wantEncrypted and wantRedacted say which output topics are written.
+func (c *Config) wantEncrypted() bool { return c.has(TargetEncrypted) || c.has(TargetEgress) }
+func (c *Config) wantRedacted() bool  { return c.has(TargetRedacted) || c.has(TargetAnalytics) }
