@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/veil-project/veil/reveal"
+)
+
+const principalsUsage = "usage: veil principals add --name N --kind messaging|support|other|admin --apps a,b [--override] | list | remove --name N"
+
+// cmdPrincipals manages the reveal API's principals file. add prints the new key once: the file
+// keeps only its SHA-256.
+func cmdPrincipals(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return &usageError{errors.New(principalsUsage)}
+	}
+	sub, args := args[0], args[1:]
+	var (
+		name, kind, apps string
+		override         bool
+	)
+	extra := func(fs *flag.FlagSet) {
+		switch sub {
+		case "add":
+			fs.StringVar(&name, "name", "", "principal `name`")
+			fs.StringVar(&kind, "kind", "", "messaging, support, other or admin")
+			fs.StringVar(&apps, "apps", "", "comma-separated app `ids` it may read (\"*\": every app, admin only)")
+			fs.BoolVar(&override, "override", false, "let a principal of kind other decrypt")
+		case "remove":
+			fs.StringVar(&name, "name", "", "principal `name`")
+		}
+	}
+	switch sub {
+	case "add", "list", "remove":
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, principalsUsage)
+		return nil
+	default:
+		return &usageError{fmt.Errorf("unknown principals command %q; %s", sub, principalsUsage)}
+	}
+	cfg, err := parseConfig("principals "+sub, args, stderr, extra)
+	if err != nil {
+		return err
+	}
+	path := principalsPath(cfg)
+	switch sub {
+	case "add":
+		if name == "" || kind == "" || apps == "" {
+			return &usageError{errors.New("principals add needs --name, --kind and --apps")}
+		}
+		p := reveal.Principal{Name: name, Kind: reveal.Kind(kind), Override: override}
+		for _, a := range strings.Split(apps, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				p.Apps = append(p.Apps, a)
+			}
+		}
+		key, err := reveal.AddPrincipal(path, p)
+		if err != nil {
+			return fmt.Errorf("adding principal: %w", err)
+		}
+		fmt.Fprintf(stderr, "added principal %q to %s; its API key is shown once, store it now:\n", name, path)
+		fmt.Fprintln(stdout, string(key))
+	case "list":
+		ps, err := reveal.ReadPrincipals(path)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tKIND\tOVERRIDE\tAPPS")
+		for _, p := range ps.List() {
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\n", p.Name, p.Kind, p.Override, strings.Join(p.Apps, ","))
+		}
+		return tw.Flush()
+	case "remove":
+		if name == "" {
+			return &usageError{errors.New("principals remove needs --name")}
+		}
+		if err := reveal.RemovePrincipal(path, name); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "removed principal %q; its key stops working within a second\n", name)
+	}
+	return nil
+}
