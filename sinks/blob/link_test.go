@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -179,3 +181,37 @@ func TestLinks(t *testing.T) {
 }
 
 func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
+
+// A blob whose ciphertext was altered after sealing starts streaming, then the response is
+// aborted at the bad chunk: the client sees an error, never a clean short body.
+func TestLinkAbortsOnCorruptStream(t *testing.T) {
+	dir := t.TempDir()
+	d, _ := NewDir(dir)
+	e := newEnv(t, d)
+	srv := httptest.NewServer(e.svc.Handler())
+	t.Cleanup(srv.Close)
+	in := media(20 << 10) // 20 chunks of 1 KiB
+	tok, ref := e.seal("app-42", time.Hour, bytes.NewReader(in))
+	p := filepath.Join(dir, filepath.FromSlash(ObjectKey("app-42", e.clock.Now().Add(time.Hour), ref)))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-100] ^= 1 // inside the last chunk
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link, _, _ := e.svc.Link(tok, 0)
+	resp, err := srv.Client().Get(srv.URL + link)
+	if err != nil {
+		t.Fatalf("GET = %v", err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Errorf("reading a corrupt blob's response = %d bytes, nil error; want an error", len(got))
+	}
+	if len(got) >= len(in) {
+		t.Errorf("read %d bytes of a corrupt blob, want fewer than %d", len(got), len(in))
+	}
+}

@@ -133,7 +133,8 @@ func (d *Dir) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return f, nil
 }
 
-// Delete removes the object file and then its directory if that became empty.
+// Delete removes the object file. Directories stay: removing one could race with a Put
+// creating a file in it.
 func (d *Dir) Delete(ctx context.Context, key string) error {
 	p, err := d.path(key)
 	if err != nil {
@@ -141,12 +142,6 @@ func (d *Dir) Delete(ctx context.Context, key string) error {
 	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("deleting object: %w", err)
-	}
-	// Best effort: a directory still holding objects refuses to go.
-	for dir := filepath.Dir(p); dir != d.root && strings.HasPrefix(dir, d.root); dir = filepath.Dir(dir) {
-		if os.Remove(dir) != nil {
-			break
-		}
 	}
 	return nil
 }
