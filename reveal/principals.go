@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -322,16 +323,17 @@ type PrincipalsFile struct {
 	interval time.Duration
 	onError  func(error)
 
-	mu      sync.Mutex
-	cur     *Principals
-	checked time.Time
+	cur  atomic.Pointer[Principals]
+	next atomic.Int64 // UnixNano of the next check
+
+	mu      sync.Mutex // serializes checks
 	modTime time.Time
 	size    int64
 }
 
-// OpenPrincipalsFile reads path (a missing file is an empty set, so only admins added later can
-// call) and returns a PrincipalsFile that re-checks it every interval (default 1s). onError may be
-// nil.
+// OpenPrincipalsFile reads path (a missing file is an empty set: every key is refused until a
+// principal is added) and returns a PrincipalsFile that re-checks it every interval (default 1s).
+// onError may be nil.
 func OpenPrincipalsFile(path string, interval time.Duration, onError func(error)) (*PrincipalsFile, error) {
 	if interval <= 0 {
 		interval = time.Second
@@ -342,7 +344,8 @@ func OpenPrincipalsFile(path string, interval time.Duration, onError func(error)
 	if err != nil {
 		return nil, err
 	}
-	f.cur, f.checked = ps, time.Now()
+	f.cur.Store(ps)
+	f.next.Store(time.Now().Add(interval).UnixNano())
 	if fi != nil {
 		if fi.Mode().Perm()&0o077 != 0 && onError != nil {
 			onError(fmt.Errorf("principals file %s is readable by others (mode %v); use 0600", path, fi.Mode().Perm()))
@@ -357,15 +360,15 @@ func (f *PrincipalsFile) Lookup(key APIKey) (Principal, bool) {
 	return f.Current().Lookup(key)
 }
 
-// Current returns the current set, re-reading the file if it changed.
+// Current returns the current set, re-reading the file if it changed. Between checks it takes no
+// lock.
 func (f *PrincipalsFile) Current() *Principals {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	now := time.Now()
-	if now.Sub(f.checked) < f.interval {
-		return f.cur
+	if now.UnixNano() < f.next.Load() || !f.mu.TryLock() {
+		return f.cur.Load()
 	}
-	f.checked = now
+	defer f.mu.Unlock()
+	f.next.Store(now.Add(f.interval).UnixNano())
 	fi, err := os.Stat(f.path)
 	var mt time.Time
 	var size int64 = -1
@@ -373,15 +376,16 @@ func (f *PrincipalsFile) Current() *Principals {
 		mt, size = fi.ModTime(), fi.Size()
 	}
 	if mt.Equal(f.modTime) && size == f.size {
-		return f.cur
+		return f.cur.Load()
 	}
+	f.modTime, f.size = mt, size // a broken file is reported once per change
 	ps, err := ReadPrincipals(f.path)
 	if err != nil {
 		if f.onError != nil {
 			f.onError(err)
 		}
-		return f.cur
+		return f.cur.Load()
 	}
-	f.cur, f.modTime, f.size = ps, mt, size
-	return f.cur
+	f.cur.Store(ps)
+	return ps
 }
