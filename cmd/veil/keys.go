@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,21 +22,51 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/config"
+	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmsaws"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/sinks/blob"
 	"github.com/veil-project/veil/sinks/store"
 )
 
 // keysNow is the clock of the keys commands; tests replace it.
 var keysNow = time.Now
 
-// blobEraser deletes every blob of app and reports how many it deleted. The blob store
-// (sinks/blob) has no app-wide delete wired into the command line yet: while this is nil,
-// "veil keys erase" reports blobs as not configured. Blobs are encrypted under keys derived
-// from the app's KEKs, so erasing the keys already makes them unreadable; deleting them is the
-// second step, like the store rows.
-var blobEraser func(ctx context.Context, cfg *config.Config, app string) (int, error)
+// blobEraser deletes every blob of app and reports how many it deleted (tests replace it). Media
+// DEKs are sealed under the app's KEKs, so erasing the keys already makes the blobs unreadable;
+// deleting them is the second step, like the store rows.
+var blobEraser = eraseBlobs
+
+// eraseBlobs deletes app's objects from the configured blob store (blob.s3.bucket, or the local
+// blob.dir, default <data_dir>/blobs) through blob.Service.DeleteApp.
+func eraseBlobs(ctx context.Context, cfg *config.Config, sealer *envelope.Sealer, app string) (int, error) {
+	var objs blob.Objects
+	if b := cfg.Blob.S3; b.Bucket != "" {
+		c, err := blob.NewS3Client(ctx, s3ClientConfig(b))
+		if err != nil {
+			return 0, fmt.Errorf("creating S3 client: %w", err)
+		}
+		if objs, err = blob.NewS3(blob.S3Config{Client: c, Bucket: b.Bucket, Prefix: b.Prefix}); err != nil {
+			return 0, err
+		}
+	} else {
+		dir := cmp.Or(cfg.Blob.Dir, filepath.Join(cfg.DataDir, "blobs"))
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			return 0, nil // no blob was ever written here
+		}
+		d, err := blob.NewDir(dir)
+		if err != nil {
+			return 0, err
+		}
+		objs = d
+	}
+	svc, err := blob.New(blob.Config{Objects: objs, Sealer: sealer})
+	if err != nil {
+		return 0, err
+	}
+	return svc.DeleteApp(ctx, app)
+}
 
 var keysSubcommands = []struct{ name, summary string }{
 	{"list", "list app KEKs: app, version, period, state, destroy time (--json)"},
@@ -320,7 +352,7 @@ type EraseAudit struct {
 	App       string    `json:"app"`
 	Keys      int       `json:"keys"`       // app KEKs destroyed
 	StoreRows int       `json:"store_rows"` // sealed records deleted
-	Blobs     int       `json:"blobs"`      // blobs deleted; -1 when no blob store is wired in
+	Blobs     int       `json:"blobs"`      // blobs deleted
 	Operator  string    `json:"operator"`
 }
 
@@ -361,7 +393,7 @@ func keysErase(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer kc.close()
 
-	rec := EraseAudit{Action: "erase", App: app, Blobs: -1, Operator: operator()}
+	rec := EraseAudit{Action: "erase", App: app, Operator: operator()}
 	// Crypto-shredding first: once the keys are gone nothing of app opens, whatever follows.
 	if rec.Keys, err = env.kr.EraseApp(ctx, app); err != nil {
 		return fmt.Errorf("destroying keys of %s: %w", app, err)
@@ -369,10 +401,8 @@ func keysErase(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if rec.StoreRows, err = st.DeleteApp(ctx, app); err != nil {
 		return fmt.Errorf("keys of %s destroyed, deleting its store rows: %w (run erase again)", app, err)
 	}
-	if blobEraser != nil {
-		if rec.Blobs, err = blobEraser(ctx, cfg, app); err != nil {
-			return fmt.Errorf("keys and rows of %s deleted, deleting its blobs: %w (run erase again)", app, err)
-		}
+	if rec.Blobs, err = blobEraser(ctx, cfg, envelope.NewSealer(env.kr), app); err != nil {
+		return fmt.Errorf("keys and rows of %s deleted, deleting its blobs: %w (run erase again)", app, err)
 	}
 	rec.Time = keysNow().UTC()
 	b, err := json.Marshal(rec)
@@ -386,9 +416,6 @@ func keysErase(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("writing audit record: %w", err)
 	}
 	fmt.Fprintf(stdout, "%s\n", b)
-	if rec.Blobs < 0 {
-		fmt.Fprintf(stderr, "veil: no blob store is wired into this build: blobs of %s were not deleted (they no longer decrypt)\n", app)
-	}
 	fmt.Fprintf(stderr, "veil: remove %s from the configured apps, or new entries will be sealed under fresh keys\n", app)
 	return nil
 }

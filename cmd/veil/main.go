@@ -37,6 +37,7 @@ func commands() []command {
 		{"run", "run the pipeline (embedded broker when no kafka.brokers are configured)", cmdRun},
 		{"demo", "run the pipeline with sample traffic and show one entry as original, encrypted and redacted", cmdDemo},
 		{"keys", "list, rotate, rewrap, destroy and erase app keys (tenant erasure)", cmdKeys},
+		{"replay", "re-run a time window of ledgers into the encrypted, redacted, analytics or egress outputs", cmdReplay},
 		{"serve", "serve the reveal API alone (store, keys and audit; no stream processing)", cmdServe},
 		{"principals", "add, list or remove reveal API principals (add prints a new API key once)", cmdPrincipals},
 		{"reveal", "reveal tokens through a reveal API: veil reveal [--url U] TOKEN…", cmdReveal},
