@@ -138,8 +138,9 @@ func (c *streamCipher) set(i uint64, final bool) ([]byte, []byte) {
 type EncryptWriter struct {
 	w      io.Writer
 	c      *streamCipher
-	buf    []byte // plaintext of the pending chunk, cap chunkSize
-	out    []byte // ciphertext scratch, cap chunkSize + tag
+	chunk  int
+	buf    []byte // plaintext of the pending chunk; grows up to chunk, so small media stay small
+	out    []byte // ciphertext scratch; grows up to chunk + tag
 	header []byte // written before the first chunk
 	index  uint64
 	err    error
@@ -174,8 +175,8 @@ func newEncryptWriter(w io.Writer, key []byte, b Binding, chunkSize int, rnd io.
 	return &EncryptWriter{
 		w:      w,
 		c:      c,
-		buf:    make([]byte, 0, chunkSize),
-		out:    make([]byte, 0, chunkSize+chunkTagLen),
+		chunk:  chunkSize,
+		buf:    make([]byte, 0, min(chunkSize, 512)),
 		header: header,
 	}, nil
 }
@@ -191,13 +192,13 @@ func (e *EncryptWriter) Write(p []byte) (int, error) {
 	}
 	n := 0
 	for len(p) > 0 {
-		if len(e.buf) == cap(e.buf) {
+		if len(e.buf) == e.chunk {
 			if err := e.flush(false); err != nil {
 				return n, err
 			}
 		}
-		k := copy(e.buf[len(e.buf):cap(e.buf)], p)
-		e.buf = e.buf[:len(e.buf)+k]
+		k := min(len(p), e.chunk-len(e.buf))
+		e.buf = append(e.buf, p[:k]...)
 		p = p[k:]
 		n += k
 	}
