@@ -1,6 +1,19 @@
 // Package reveal turns tokens back into values for callers that are allowed to see them: it looks
 // the sealed record up in the encrypted store and opens it. Past the TTL, after erasure or for a
 // token that does not authenticate, it answers a status and never a value.
+//
+// The reveal API (Server) guarantees:
+//   - TLS 1.2 or newer; plain HTTP only with an explicit switch and only on a loopback address.
+//   - Callers are principals (principals file): only the SHA-256 of each API key is stored. A
+//     principal of kind messaging or support may decrypt, other only with its override, admin
+//     until the TTL; and only tokens of the apps it lists. Everyone else is refused (401) or
+//     answered "denied" with the redacted value.
+//   - Every token that reaches the decision is audited to veil.audit (who, app, ref, field,
+//     status, when; never the value, the token or its ref KEK) before any value is returned: if
+//     the audit cannot be written the request fails and no value leaves (fail closed).
+//   - Revealing only reads: it never extends a TTL or rewrites a record.
+//   - Bodies, token counts, header and body read times and each principal's request rate are
+//     bounded; error messages and logs never carry a value or a token.
 package reveal
 
 import (
