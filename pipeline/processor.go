@@ -211,6 +211,13 @@ func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool,
 	if perr != nil {
 		return false, fmt.Errorf("producing outputs: %w", perr)
 	}
+	if committed {
+		for i := range outs {
+			if outs[i].AfterCommit != nil {
+				outs[i].AfterCommit(ctx)
+			}
+		}
+	}
 	return committed, nil
 }
 
@@ -220,6 +227,7 @@ func (p *Processor) put(ctx context.Context, outs []Output) error {
 		if outs[i].Item != nil {
 			items = append(items, *outs[i].Item)
 		}
+		items = append(items, outs[i].Media...)
 	}
 	if len(items) == 0 {
 		return nil

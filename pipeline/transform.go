@@ -15,6 +15,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/schemas"
+	"github.com/veil-project/veil/sinks/blob"
 	"github.com/veil-project/veil/sinks/store"
 )
 
@@ -52,15 +54,20 @@ type Transformer struct {
 	Ledgers    *ledgers.Table
 	Apps       Apps
 	Sealer     *envelope.Sealer
+	Blobs      *blob.Service // moves blob media into the blob store; nil seals media inline
 	Limits     schemas.Limits
 	FutureSkew time.Duration    // entries with ts further in the future are dead-lettered; default 5m
 	MaxAge     time.Duration    // entries older than this are dead-lettered; default 7 days
 	Clock      func() time.Time // default time.Now
+	Logger     *slog.Logger     // optional
 }
 
 // Output is what one raw record becomes.
 type Output struct {
-	Item       *store.Item // sealed values to store before the commit; nil if nothing was sealed
+	Item       *store.Item  // sealed values to store before the commit; nil if nothing was sealed
+	Media      []store.Item // sealed media keys of blob entries, stored with Item
+	// AfterCommit runs once the outputs are committed (deleting staged media); nil if nothing.
+	AfterCommit func(context.Context)
 	Encrypted  *kgo.Record // to encrypted.<ledger>; nil when dead-lettered
 	Redacted   *kgo.Record // to redacted.<ledger>; nil when dead-lettered
 	DeadLetter *kgo.Record // to veil.deadletter; nil unless the input was rejected
@@ -148,6 +155,11 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 
 	d := ledgers.Decide(e, settings, t.Registry)
 	expiry := led.Expiry(e.TS)
+	if t.Blobs != nil && d.Sensitive && e.Type == blobType && expiry.After(now) {
+		if err := t.sealMedia(ctx, e, led.Name, src, expiry, &out); err != nil {
+			return out, err
+		}
+	}
 
 	fields, paths, err := collectFields(e, d.Paths)
 	if err != nil {

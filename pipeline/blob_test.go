@@ -1,0 +1,117 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/pipeline"
+	"github.com/veil-project/veil/schemas"
+	"github.com/veil-project/veil/sinks/blob"
+)
+
+// TestBlobMediaSealedToBlobStore: blob entries' media leave the entry for the blob store, sealed
+// under their own DEK; the tokens reopen the exact bytes; the staging copy is gone after commit;
+// no plaintext reaches the blob directory; a missing staged object is dead-lettered.
+func TestBlobMediaSealedToBlobStore(t *testing.T) {
+	h := newHarness(t)
+	objects, err := blob.NewDir(filepath.Join(h.dataDir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	staging := filepath.Join(h.dataDir, "staging")
+	if err := os.MkdirAll(staging, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := blob.New(blob.Config{Objects: objects, Store: h.store, Sealer: h.sealer, StagingDir: staging})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close(context.Background())
+	tr := *h.tr
+	tr.Blobs = svc
+
+	inline := bytes.Repeat([]byte("CANARY-inline-media "), 5000) // ~100 KB, several chunks
+	staged := bytes.Repeat([]byte("CANARY-staged-media "), 20000)
+	if err := os.WriteFile(filepath.Join(staging, "photo.bin"), staged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Format(time.RFC3339)
+	entry := func(id, data string) []byte {
+		return []byte(`{"id":"` + id + `","app_id":"app-1","ledger":"blob","type":"meya.blob.entry","ts":"` + now + `","data":` + data + `}`)
+	}
+	h.produce(
+		&kgo.Record{Topic: broker.RawTopic("blob"), Key: []byte("t"), Value: entry("b1", `{"content":"`+base64.StdEncoding.EncodeToString(inline)+`","filename":"CANARY-name.png"}`)},
+		&kgo.Record{Topic: broker.RawTopic("blob"), Key: []byte("t"), Value: entry("b2", `{"object":"photo.bin","filename":"x.bin"}`)},
+		&kgo.Record{Topic: broker.RawTopic("blob"), Key: []byte("t"), Value: entry("b3", `{"object":"missing.bin"}`)},
+	)
+	stop := h.run(pipeline.Config{Transformer: &tr})
+	defer stop()
+	out := h.consume(4, 30*time.Second, broker.EncryptedTopic("blob"), broker.RedactedTopic("blob"))
+	dl := h.consume(1, 10*time.Second, broker.DeadLetterTopic)
+	if len(out) != 4 || len(dl) != 1 {
+		t.Fatalf("outputs = %d, dead letters = %d; want 4 and 1", len(out), len(dl))
+	}
+	if !strings.Contains(string(dl[0].Value), `"reason":"invalid_field"`) || !strings.Contains(string(dl[0].Value), "data.object") {
+		t.Errorf("dead letter for the missing staged object = %s", dl[0].Value)
+	}
+	want := map[string][]byte{"b1": inline, "b2": staged}
+	for _, r := range out {
+		if bytes.Contains(r.Value, []byte("CANARY")) {
+			t.Fatalf("plaintext in %s: %.200s", r.Topic, r.Value)
+		}
+		e, err := schemas.Decode(r.Value, schemas.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := "data.content"
+		if e.ID == "b2" {
+			p = "data.object"
+		}
+		v, _ := e.Get(schemas.MustParsePath(p))
+		s, _ := v.(string)
+		if strings.HasPrefix(r.Topic, broker.RedactedPrefix) {
+			if s != envelope.Redacted {
+				t.Errorf("%s %s %s = %q, want redacted", r.Topic, e.ID, p, s)
+			}
+			continue
+		}
+		m, status, err := svc.Open(context.Background(), s)
+		if err != nil || status != blob.StatusOK {
+			t.Fatalf("opening %s media: %v %v", e.ID, status, err)
+		}
+		got, err := io.ReadAll(m)
+		m.Close()
+		if err != nil || !bytes.Equal(got, want[e.ID]) {
+			t.Errorf("%s media reopened to %d bytes (err %v), want %d exact bytes", e.ID, len(got), err, len(want[e.ID]))
+		}
+	}
+	if _, err := os.Stat(filepath.Join(staging, "photo.bin")); !os.IsNotExist(err) {
+		t.Errorf("staged media still present after commit (stat err %v)", err)
+	}
+	scanned := 0
+	filepath.Walk(h.dataDir, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		b, _ := os.ReadFile(path)
+		scanned++
+		if bytes.Contains(b, []byte("CANARY")) {
+			t.Errorf("plaintext media on disk in %s", path)
+		}
+		return nil
+	})
+	if scanned == 0 {
+		t.Fatal("scanned no files")
+	}
+}
