@@ -16,8 +16,10 @@ import (
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/pipeline"
+	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
 	"github.com/veil-project/veil/sinks/blob"
+	"github.com/veil-project/veil/sinks/store"
 )
 
 // TestBlobMediaSealedToBlobStore: blob entries' media leave the entry for the blob store, sealed
@@ -113,5 +115,31 @@ func TestBlobMediaSealedToBlobStore(t *testing.T) {
 	})
 	if scanned == 0 {
 		t.Fatal("scanned no files")
+	}
+}
+
+// TestBlobTokenNotRevealable: the reveal path refuses a blob token (it would hand out the media
+// DEK); media are read only through the blob service.
+func TestBlobTokenNotRevealable(t *testing.T) {
+	h := newHarness(t)
+	objects, err := blob.NewDir(filepath.Join(h.dataDir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := blob.New(blob.Config{Objects: objects, Store: h.store, Sealer: h.sealer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := pipeline.RefFor("app-1", "b1", pipeline.Source{Topic: "ledger.blob"})
+	tok, item, _, err := svc.Seal(context.Background(), "app-1", "blob", ref, time.Now().Add(time.Hour), strings.NewReader("media"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.Put(context.Background(), []store.Item{item}); err != nil {
+		t.Fatal(err)
+	}
+	v, status, err := h.opener.Open(context.Background(), tok.Encode())
+	if err != nil || status != reveal.StatusDenied || v != nil {
+		t.Fatalf("revealing a blob token = %q, %s, %v; want denied with no value", v, status, err)
 	}
 }

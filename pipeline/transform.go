@@ -64,17 +64,17 @@ type Transformer struct {
 
 // Output is what one raw record becomes.
 type Output struct {
-	Item       *store.Item  // sealed values to store before the commit; nil if nothing was sealed
-	Media      []store.Item // sealed media keys of blob entries, stored with Item
+	Item  *store.Item  // sealed values to store before the commit; nil if nothing was sealed
+	Media []store.Item // sealed media keys of blob entries, stored with Item
 	// AfterCommit runs once the outputs are committed (deleting staged media); nil if nothing.
 	AfterCommit func(context.Context)
-	Encrypted  *kgo.Record // to encrypted.<ledger>; nil when dead-lettered
-	Redacted   *kgo.Record // to redacted.<ledger>; nil when dead-lettered
-	DeadLetter *kgo.Record // to veil.deadletter; nil unless the input was rejected
-	Ledger     string
-	Sensitive  bool
-	Reason     schemas.Reason // why the record was dead-lettered
-	SealTime   time.Duration  // time spent sealing the entry's values; zero if none were sealed
+	Encrypted   *kgo.Record // to encrypted.<ledger>; nil when dead-lettered
+	Redacted    *kgo.Record // to redacted.<ledger>; nil when dead-lettered
+	DeadLetter  *kgo.Record // to veil.deadletter; nil unless the input was rejected
+	Ledger      string
+	Sensitive   bool
+	Reason      schemas.Reason // why the record was dead-lettered
+	SealTime    time.Duration  // time spent sealing the entry's values; zero if none were sealed
 }
 
 // Source names a raw record.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/sinks/blob"
 	"github.com/veil-project/veil/sinks/store"
 )
 
@@ -67,6 +68,10 @@ func (o *Opener) OpenToken(ctx context.Context, tok envelope.Token) ([]byte, Sta
 	}
 	v, err := o.Sealer.Open(ctx, &rec, tok)
 	switch {
+	case err == nil && blob.IsMediaKey(v):
+		// A blob token opens to the media DEK: never hand it out; media go through signed links.
+		clear(v)
+		return nil, StatusDenied, nil
 	case err == nil:
 		return v, StatusOK, nil
 	case errors.Is(err, envelope.ErrExpired), errors.Is(err, keyring.ErrKeyDestroyed):

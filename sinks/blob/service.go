@@ -405,3 +405,14 @@ func (s *Service) DeleteApp(ctx context.Context, app string) (int, error) {
 	}
 	return len(keys), nil
 }
+
+// IsMediaKey reports whether a revealed value is a sealed media DEK. Such values are never handed
+// to a caller: media are read only through Open and signed links, so the reveal API refuses them.
+func IsMediaKey(val []byte) bool {
+	var mk mediaKey
+	if err := json.Unmarshal(val, &mk); err != nil {
+		return false
+	}
+	defer clear(mk.DEK)
+	return mk.Kind == mediaKind && mk.V == 1 && len(mk.DEK) == KeySize
+}
