@@ -20,7 +20,7 @@ import (
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		ledgerList, from, to, app, targetList, rate, checkpoint, egressGroups, analyticsGroup string
-		dryRun                                                                               bool
+		dryRun                                                                                bool
 	)
 	cfg, err := parseConfig("replay", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&ledgerList, "ledger", "all", "comma-separated ledgers to replay, or all")

@@ -95,9 +95,11 @@ func start(ctx context.Context, cfg *config.Config, logOut io.Writer) (s *servic
 // startService is start; without the processor (veil serve) it stops after the opener.
 func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, withProcessor bool) (s *service, err error) {
 	s = &service{cfg: cfg, log: newLogger(logOut, cfg.Log.Level)}
+	// The error returns below set s to nil: close what was started through a copy.
+	started := s
 	defer func() {
 		if err != nil {
-			s.close(context.Background())
+			started.close(context.Background())
 		}
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
