@@ -22,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/sinks/blob"
 )
 
 // Authenticator finds the principal an API key belongs to. *Principals and *PrincipalsFile
@@ -43,6 +44,7 @@ type ServerConfig struct {
 	Opener     *Opener       // required
 	Principals Authenticator // required
 	Auditor    Auditor       // required: no decrypt without an audit record
+	Blobs      *blob.Service // optional: serves POST /v1/blobs/link and the signed links
 	Logger     *slog.Logger  // default: discard
 
 	// RatePerSecond and Burst bound each principal's requests (default 50/s, burst 100).
@@ -220,6 +222,13 @@ func (s *Server) Handler() http.Handler {
 				return
 			}
 			s.reveal(w, r)
+		case "/v1/blobs/link":
+			if r.Method != http.MethodPost {
+				w.Header().Set("Allow", http.MethodPost)
+				writeError(w, http.StatusMethodNotAllowed, "use POST")
+				return
+			}
+			s.link(w, r)
 		case "/healthz":
 			if r.Method != http.MethodGet && r.Method != http.MethodHead {
 				w.Header().Set("Allow", "GET, HEAD")
@@ -229,6 +238,10 @@ func (s *Server) Handler() http.Handler {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			io.WriteString(w, "ok\n")
 		default:
+			if s.cfg.Blobs != nil && strings.HasPrefix(r.URL.Path, blobLinkPrefix) {
+				s.cfg.Blobs.Handler().ServeHTTP(w, r)
+				return
+			}
 			writeError(w, http.StatusNotFound, "no such endpoint")
 		}
 	})
@@ -304,8 +317,8 @@ func (s *Server) limiter(name string) *rate.Limiter {
 	return l
 }
 
-func (s *Server) reveal(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+// authenticate answers 401 or 429 itself and reports false when the request may not proceed.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Principal, string, bool) {
 	reqID := newRequestID()
 	w.Header().Set("X-Request-Id", reqID)
 
@@ -317,8 +330,8 @@ func (s *Server) reveal(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="veil"`)
 		writeError(w, http.StatusUnauthorized, "missing or unknown API key")
-		s.log.Info("reveal refused", "request_id", reqID, "reason", "unauthenticated", "remote", r.RemoteAddr)
-		return
+		s.log.Info("request refused", "request_id", reqID, "path", r.URL.Path, "reason", "unauthenticated", "remote", r.RemoteAddr)
+		return Principal{}, reqID, false
 	}
 	if lim := s.limiter(p.Name); !lim.Allow() {
 		res := lim.Reserve()
@@ -330,7 +343,16 @@ func (s *Server) reveal(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		writeError(w, http.StatusTooManyRequests, "rate limit exceeded")
-		s.log.Info("reveal refused", "request_id", reqID, "principal", p.Name, "reason", "rate limit")
+		s.log.Info("request refused", "request_id", reqID, "principal", p.Name, "reason", "rate limit")
+		return Principal{}, reqID, false
+	}
+	return p, reqID, true
+}
+
+func (s *Server) reveal(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	p, reqID, ok := s.authenticate(w, r)
+	if !ok {
 		return
 	}
 

@@ -165,6 +165,16 @@ func (s *Service) serveLink(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
 	}
+	if s.cfg.Audit != nil {
+		tok, _ := envelope.ParseToken(token) // Link checked its form
+		if err := s.cfg.Audit(r.Context(), tok, st); err != nil {
+			if m != nil {
+				m.Close()
+			}
+			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			return
+		}
+	}
 	switch st {
 	case StatusOK:
 	case StatusExpired:

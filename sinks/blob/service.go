@@ -50,6 +50,10 @@ type Config struct {
 	// LinkPrefix starts every link path; default "/v1/blobs/".
 	LinkPrefix string
 
+	// Audit, when set, is called for every link fetch once the blob is opened (or found gone),
+	// before a byte is streamed; an error answers 503 and streams nothing (fail closed).
+	Audit func(ctx context.Context, tok envelope.Token, st Status) error
+
 	// Now is the clock for sweeping and links; default time.Now. The Sealer and the Store keep
 	// their own clocks for expiry on open.
 	Now func() time.Time

@@ -1,0 +1,123 @@
+package reveal_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/reveal"
+	"github.com/veil-project/veil/sinks/blob"
+	"github.com/veil-project/veil/sinks/store"
+)
+
+// TestBlobLinks: a principal allowed to decrypt gets a signed link that streams the media; a
+// principal of another app is denied; an expired link answers 410; a tampered one 403; a blob
+// token never reveals its DEK through /v1/reveal; issuing and fetching are audited without values.
+func TestBlobLinks(t *testing.T) {
+	e := newEnv(t)
+	objects, err := blob.NewDir(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := blob.New(blob.Config{Objects: objects, Store: e.store, Sealer: e.sealer, Now: e.clock.now,
+		Audit: reveal.LinkAudit(e.auditor, e.clock.now)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	media := bytes.Repeat([]byte("CANARY-media "), 10000)
+	var ref envelope.RefID
+	ref[0] = 7
+	tok, item, _, err := svc.Seal(context.Background(), "app-a", "blob", ref, time.Now().Add(24*time.Hour).Truncate(time.Second), bytes.NewReader(media))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Put(context.Background(), []store.Item{item}); err != nil {
+		t.Fatal(err)
+	}
+	support := newPrincipal(t, "support-a", reveal.KindSupport, false, "app-a")
+	other := newPrincipal(t, "support-b", reveal.KindSupport, false, "app-b")
+	base := e.serve(reveal.ServerConfig{Principals: principalSet(t, support, other), Blobs: svc})
+
+	post := func(p principal, path string, body any) (*http.Response, []byte) {
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest(http.MethodPost, base+path, bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+string(p.key))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp, out
+	}
+	get := func(url string) (int, []byte) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+
+	// The DEK never comes out of /v1/reveal.
+	resp, body := post(support, "/v1/reveal", map[string]any{"tokens": []string{tok.Encode()}})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"denied"`) {
+		t.Fatalf("reveal of a blob token = %d %s, want denied", resp.StatusCode, body)
+	}
+	// Another app's principal gets no link.
+	if resp, _ := post(other, "/v1/blobs/link", map[string]any{"token": tok.Encode()}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("link for another app's principal = %d, want 403", resp.StatusCode)
+	}
+	// Over 60 minutes is refused.
+	if resp, _ := post(support, "/v1/blobs/link", map[string]any{"token": tok.Encode(), "ttl_seconds": 3601}); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("link of 61 min = %d, want 400", resp.StatusCode)
+	}
+	resp, body = post(support, "/v1/blobs/link", map[string]any{"token": tok.Encode()})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("link = %d %s", resp.StatusCode, body)
+	}
+	var link struct {
+		URL     string    `json:"url"`
+		Expires time.Time `json:"expires"`
+	}
+	if err := json.Unmarshal(body, &link); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(link.Expires); d < 14*time.Minute || d > 15*time.Minute+time.Second {
+		t.Errorf("default link life = %v, want 15 min", d)
+	}
+	code, got := get(base + link.URL)
+	if code != http.StatusOK || !bytes.Equal(got, media) {
+		t.Fatalf("fetching the link = %d, %d bytes; want 200 and the %d media bytes", code, len(got), len(media))
+	}
+	tampered := link.URL[:len(link.URL)-2] + "AA"
+	if code, _ := get(base + tampered); code != http.StatusForbidden {
+		t.Errorf("tampered link = %d, want 403", code)
+	}
+	e.clock.advance(16 * time.Minute)
+	if code, _ := get(base + link.URL); code != http.StatusGone {
+		t.Errorf("expired link = %d, want 410", code)
+	}
+
+	recs, raw := e.auditRecords(5)
+	statuses := map[string]int{}
+	for i, r := range recs {
+		statuses[r.Source+":"+r.Status]++
+		if bytes.Contains(raw[i], []byte("CANARY")) || bytes.Contains(raw[i], []byte(tok.Encode())) {
+			t.Errorf("audit record carries a value or the token: %s", raw[i])
+		}
+	}
+	for _, want := range []string{"api:denied", "api:link:denied", "api:link:link_issued", "signed-link:ok"} {
+		if statuses[want] == 0 {
+			t.Errorf("no audit record %s (got %v)", want, statuses)
+		}
+	}
+}
