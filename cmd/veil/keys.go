@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -499,4 +500,26 @@ func reachable(addr string) bool {
 	}
 	c.Close()
 	return true
+}
+
+// keyJanitorInterval is how often a running veil deletes keys past their destroy time.
+const keyJanitorInterval = 10 * time.Minute
+
+// keyJanitor deletes every key past its destroy time at once and then every interval until ctx
+// ends: the keyring already refuses such keys, and this makes them gone from the key store too.
+func keyJanitor(ctx context.Context, kr *keyring.Keyring, log *slog.Logger, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if n, err := kr.DestroyExpired(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("destroying expired keys", "err", err)
+		} else if n > 0 {
+			log.Info("destroyed expired keys", "keys", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -365,4 +366,32 @@ func TestRunEnforcesRetention(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestKeyJanitorDeletesDestroyedKeys(t *testing.T) {
+	l := newLifecycle(t)
+	l.seal("app-1")
+	defer func(f func() time.Time) { keysNow = f }(keysNow)
+	keysNow = func() time.Time { return time.Now().Add(50 * time.Hour) }
+	env, err := openKeyEnv(context.Background(), l.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { keyJanitor(ctx, env.kr, newLogger(io.Discard, "error"), time.Hour); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(l.data, "keys", "*.kek"))
+		if len(files) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("key files past their destroy time still on disk: %v", files)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
 }
