@@ -47,6 +47,8 @@ func main() {
 		maxPoll    = flag.Int("max-poll", 2000, "records per poll and transaction")
 		out        = flag.String("json", "bench/results/latest.json", "where to write the results as JSON (empty: nowhere)")
 		child      = flag.Bool("broker-child", false, "internal: run only the broker and print its address")
+		cpuProf    = flag.String("cpuprofile", "", "write a CPU profile of the pipeline phase to this file")
+		memProf    = flag.String("memprofile", "", "write an allocation profile of the pipeline phase to this file")
 	)
 	flag.Parse()
 	if *child {
@@ -55,6 +57,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	profiles = profileFiles{cpu: *cpuProf, mem: *memProf}
 	if err := run(ctx, *n, *partitions, *maxPoll, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -286,6 +289,12 @@ func runPhase(ctx context.Context, name string, brokers []string, n int, inputBy
 	}
 	defer p.Close()
 	runtime.GC()
+	stopProfiles := func() error { return nil }
+	if name == "pipeline" {
+		if stopProfiles, err = startProfiles(profiles); err != nil {
+			return phase{}, err
+		}
+	}
 	resetPeakRSS()
 	cpu0 := cpuTime()
 	start := time.Now()
@@ -314,6 +323,9 @@ func runPhase(ctx context.Context, name string, brokers []string, n int, inputBy
 	peak := peakRSS()
 	cancel()
 	<-errc
+	if err := stopProfiles(); err != nil {
+		return phase{}, err
+	}
 	return phase{
 		Name: name, Entries: n, Seconds: elapsed, EntriesPerS: float64(n) / elapsed,
 		MBPerS: float64(inputBytes) / 1e6 / elapsed, CPUUsPerE: cpu.Seconds() * 1e6 / float64(n),

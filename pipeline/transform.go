@@ -122,6 +122,9 @@ func (t *Transformer) Transform(ctx context.Context, src Source, key, value []by
 }
 
 func (t *Transformer) transform(ctx context.Context, src Source, key, value []byte) (Output, error) {
+	if out, ok, err := t.transformFast(ctx, src, key, value); ok {
+		return out, err
+	}
 	e, err := schemas.Decode(value, t.Limits)
 	if err != nil {
 		var de *schemas.DecodeError

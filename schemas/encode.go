@@ -1,7 +1,6 @@
 package schemas
 
 import (
-	"bytes"
 	"errors"
 
 	"github.com/go-json-experiment/json"
@@ -12,24 +11,33 @@ import (
 var encodeOptions = json.Deterministic(true)
 
 // Encode returns the JSON form of e. Decode(Encode(e)) equals e for every entry Decode returns.
+// It encodes into a pooled buffer and allocates only the exactly sized result.
 func (e *Entry) Encode() ([]byte, error) {
-	return e.AppendEncode(nil)
+	b, err := json.Marshal(e, encodeOptions)
+	if err != nil {
+		return nil, encodeErr(err)
+	}
+	return b, nil
 }
 
 // AppendEncode appends the JSON form of e to dst. Errors name the field only (for example a
 // string that is not valid UTF-8 or a value of a type JSON cannot hold), never the value.
 func (e *Entry) AppendEncode(dst []byte) ([]byte, error) {
-	buf := bytes.NewBuffer(dst)
-	if err := json.MarshalWrite(buf, e, encodeOptions); err != nil {
-		var serr *json.SemanticError
-		field := ""
-		if errors.As(err, &serr) {
-			field = fieldOf(serr.JSONPointer)
-		}
-		if field == "" {
-			return dst, errors.New("encoding entry: unencodable value")
-		}
-		return dst, errors.New("encoding entry: unencodable value in " + field)
+	b, err := json.Marshal(e, encodeOptions)
+	if err != nil {
+		return dst, encodeErr(err)
 	}
-	return buf.Bytes(), nil
+	return append(dst, b...), nil
+}
+
+func encodeErr(err error) error {
+	var serr *json.SemanticError
+	field := ""
+	if errors.As(err, &serr) {
+		field = fieldOf(serr.JSONPointer)
+	}
+	if field == "" {
+		return errors.New("encoding entry: unencodable value")
+	}
+	return errors.New("encoding entry: unencodable value in " + field)
 }
