@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"context"
+	crand "crypto/rand"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -84,21 +86,32 @@ type phase struct {
 	MBPerS      float64 `json:"mb_per_s"`
 	CPUUsPerE   float64 `json:"cpu_us_per_entry"`
 	PeakRSSMiB  float64 `json:"peak_rss_mib"`
+	PeakAnonMiB float64 `json:"peak_anon_rss_mib"` // sampled every 20 ms: RSS less file-backed (mapped) pages
 	Sensitive   int     `json:"sensitive,omitempty"`
 	KMSCalls    int64   `json:"kms_calls,omitempty"`
 }
 
 type results struct {
-	When       time.Time `json:"when"`
-	GoVersion  string    `json:"go_version"`
-	Cores      int       `json:"cores"`
-	Entries    int       `json:"entries"`
-	InputMB    float64   `json:"input_mb"`
-	Partitions int       `json:"partitions"`
-	MaxPoll    int       `json:"max_poll"`
-	Phases     []phase   `json:"phases"`
-	Ratio      float64   `json:"pipeline_over_passthrough"`
-	OwnCPUUs   float64   `json:"veil_cpu_us_per_entry_over_passthrough"`
+	When       time.Time     `json:"when"`
+	GoVersion  string        `json:"go_version"`
+	Cores      int           `json:"cores"`
+	Entries    int           `json:"entries"`
+	InputMB    float64       `json:"input_mb"`
+	Partitions int           `json:"partitions"`
+	MaxPoll    int           `json:"max_poll"`
+	Phases     []phase       `json:"phases"`
+	Ratio      float64       `json:"pipeline_over_passthrough"`
+	OwnCPUUs   float64       `json:"veil_cpu_us_per_entry_over_passthrough"`
+	SealUs     float64       `json:"seal_us_per_entry"`
+	Reveal     *revealResult `json:"reveal,omitempty"`
+	Targets    []target      `json:"targets"`
+}
+
+type target struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	Goal  string `json:"goal"`
+	Met   bool   `json:"met"`
 }
 
 func run(ctx context.Context, n, partitions, maxPoll int, out string) error {
@@ -151,7 +164,8 @@ func run(ctx context.Context, n, partitions, maxPoll int, out string) error {
 	}
 	defer st.Close(context.Background())
 	table, _ := ledgers.NewTable(nil)
-	tr := &pipeline.Transformer{Registry: schemas.DefaultRegistry(), Ledgers: table, Sealer: envelope.NewSealer(kr),
+	sealer := envelope.NewSealer(kr)
+	tr := &pipeline.Transformer{Registry: schemas.DefaultRegistry(), Ledgers: table, Sealer: sealer,
 		Apps: func(string) (ledgers.AppSettings, bool) { return ledgers.DefaultAppSettings, true }}
 	pl, err := runPhase(ctx, "pipeline", brokers, n, inputBytes, maxPoll, tr, st)
 	if err != nil {
@@ -161,6 +175,22 @@ func run(ctx context.Context, n, partitions, maxPoll int, out string) error {
 	res.Phases = append(res.Phases, pl)
 	res.Ratio = pl.EntriesPerS / pt.EntriesPerS
 	res.OwnCPUUs = pl.CPUUsPerE - pt.CPUUsPerE
+
+	fmt.Fprintf(os.Stderr, "reveal: %d requests, %d clients …\n", revealRequests, revealClients)
+	rv, err := benchReveal(ctx, dir, brokers, st, sealer, lastTokens.toks, revealRequests)
+	if err != nil {
+		return err
+	}
+	res.Reveal = &rv
+	fmt.Fprintln(os.Stderr, "seal micro-benchmark …")
+	kek := make([]byte, 32)
+	_, _ = crand.Read(kek)
+	appKey, err := envelope.NewAppKey("bench-app", time.Now().Unix()/86400, kek)
+	if err != nil {
+		return err
+	}
+	res.SealUs = benchSeal(appKey)
+	res.Targets = targets(res, pt, pl)
 
 	printTable(os.Stdout, res)
 	if out != "" {
@@ -253,6 +283,7 @@ func preload(ctx context.Context, brokers []string, n int) (int64, error) {
 type counter struct {
 	done      atomic.Int64
 	sensitive atomic.Int64
+	tokens    *tokenSample // nil: keep none
 }
 
 func (c *counter) Batch(outs []pipeline.Output, committed bool) {
@@ -266,6 +297,13 @@ func (c *counter) Batch(outs []pipeline.Output, committed bool) {
 		}
 	}
 	c.sensitive.Add(int64(s))
+	if c.tokens != nil {
+		for i := range outs {
+			if outs[i].Encrypted != nil && outs[i].Sensitive {
+				c.tokens.add(outs[i].Encrypted.Value)
+			}
+		}
+	}
 	c.done.Add(int64(len(outs)))
 }
 func (c *counter) Dependency(string, bool) {}
@@ -276,6 +314,10 @@ func runPhase(ctx context.Context, name string, brokers []string, n int, inputBy
 		ledgerNames = append(ledgerNames, l.Name)
 	}
 	cnt := &counter{}
+	if name == "pipeline" {
+		lastTokens = &tokenSample{max: 2000}
+		cnt.tokens = lastTokens
+	}
 	cfg := pipeline.Config{Brokers: brokers, Group: "bench-" + name, TransactionID: "bench-" + name, Ledgers: ledgerNames,
 		MaxPoll: maxPoll, Transformer: stage, Observer: cnt, Logger: slog.New(slog.DiscardHandler)}
 	if st != nil {
@@ -288,7 +330,7 @@ func runPhase(ctx context.Context, name string, brokers []string, n int, inputBy
 		return phase{}, err
 	}
 	defer p.Close()
-	runtime.GC()
+	debug.FreeOSMemory() // what the preload or the previous phase left is not this phase's
 	stopProfiles := func() error { return nil }
 	if name == "pipeline" {
 		if stopProfiles, err = startProfiles(profiles); err != nil {
@@ -302,7 +344,9 @@ func runPhase(ctx context.Context, name string, brokers []string, n int, inputBy
 	errc := make(chan error, 1)
 	go func() { errc <- p.Run(pctx) }()
 	last := time.Now()
+	var peakAnon int64
 	for cnt.done.Load() < int64(n) {
+		peakAnon = max(peakAnon, anonRSS())
 		select {
 		case err := <-errc:
 			cancel()
@@ -329,19 +373,31 @@ func runPhase(ctx context.Context, name string, brokers []string, n int, inputBy
 	return phase{
 		Name: name, Entries: n, Seconds: elapsed, EntriesPerS: float64(n) / elapsed,
 		MBPerS: float64(inputBytes) / 1e6 / elapsed, CPUUsPerE: cpu.Seconds() * 1e6 / float64(n),
-		PeakRSSMiB: float64(peak) / (1 << 20), Sensitive: int(cnt.sensitive.Load()),
+		PeakRSSMiB: float64(peak) / (1 << 20), PeakAnonMiB: float64(peakAnon) / (1 << 20), Sensitive: int(cnt.sensitive.Load()),
 	}, nil
 }
 
 func printTable(w io.Writer, r results) {
 	fmt.Fprintf(w, "veil bench: %d entries (%.1f MB), %d partitions, max poll %d, %d cores, %s\n\n", r.Entries, r.InputMB, r.Partitions, r.MaxPoll, r.Cores, r.GoVersion)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tentries/s\tMB/s\tCPU µs/entry\tpeak RSS MiB\tsensitive\tKMS calls\t")
+	fmt.Fprintln(tw, "phase\tentries/s\tMB/s\tCPU µs/entry\tpeak RSS MiB\tpeak anon MiB\tsensitive\tKMS calls\t")
 	for _, p := range r.Phases {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.1f\t%.1f\t%.0f\t%d\t%d\t\n", p.Name, p.EntriesPerS, p.MBPerS, p.CPUUsPerE, p.PeakRSSMiB, p.Sensitive, p.KMSCalls)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.1f\t%.1f\t%.0f\t%.0f\t%d\t%d\t\n", p.Name, p.EntriesPerS, p.MBPerS, p.CPUUsPerE, p.PeakRSSMiB, p.PeakAnonMiB, p.Sensitive, p.KMSCalls)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\npipeline / pass-through throughput: %.2f\nveil's own CPU per entry (pipeline − pass-through): %.1f µs\n", r.Ratio, r.OwnCPUUs)
+	fmt.Fprintf(w, "seal: %.2f µs per entry (3 fields, tokens encoded)\n", r.SealUs)
+	if r.Reveal != nil {
+		fmt.Fprintf(w, "reveal API: %d clients, %d requests over TLS on loopback: p50 %.2f ms, p99 %.2f ms (%.0f req/s)\n",
+			r.Reveal.Clients, r.Reveal.Requests, r.Reveal.P50Ms, r.Reveal.P99Ms, r.Reveal.PerS)
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "target\tmeasured\tgoal\tmet")
+	for _, t := range r.Targets {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", t.Name, t.Value, t.Goal, t.Met)
+	}
+	tw.Flush()
 }
 
 func cpuTime() time.Duration {
@@ -354,16 +410,47 @@ func cpuTime() time.Duration {
 // phase reports its own peak.
 func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 
-func peakRSS() int64 {
+func peakRSS() int64 { return procStatus("VmHWM:") }
+
+// anonRSS is the resident memory that is not file-backed: the heap, stacks and anonymous maps,
+// without the pages of memory-mapped files (Badger's tables and value log), which are page cache
+// the kernel can reclaim.
+func anonRSS() int64 { return procStatus("RssAnon:") + procStatus("RssShmem:") }
+
+func procStatus(field string) int64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			return kb << 10
 		}
 	}
 	return 0
 }
+
+// revealRequests is how many reveal requests the reveal phase makes.
+const revealRequests = 20_000
+
+// lastTokens holds tokens from the pipeline phase's encrypted outputs.
+var lastTokens = &tokenSample{}
+
+func targets(r results, pt, pl phase) []target {
+	f := func(format string, v ...any) string { return fmt.Sprintf(format, v...) }
+	ts := []target{
+		{"pipeline / pass-through throughput", f("%.2f", r.Ratio), "≥ 0.60", r.Ratio >= 0.60},
+		{"veil CPU per entry", f("%.1f µs", r.OwnCPUUs), "≤ 10 µs", r.OwnCPUUs <= 10},
+		{"seal per entry", f("%.2f µs", r.SealUs), "≤ 2 µs", r.SealUs <= 2},
+		{"pipeline peak RSS", f("%.0f MiB (anon %.0f)", pl.PeakRSSMiB, pl.PeakAnonMiB), "≤ 300 MiB", pl.PeakRSSMiB <= 300},
+		{"KMS calls", f("%d for %d entries", pl.KMSCalls, pl.Entries), "apps × periods", pl.KMSCalls <= 2*int64(len(sampleApps))},
+	}
+	if r.Reveal != nil {
+		ts = append(ts, target{"reveal p99 at 32 clients", f("%.2f ms", r.Reveal.P99Ms), "≤ 2 ms", r.Reveal.P99Ms <= 2})
+	}
+	return ts
+}
+
+// sampleApps are the apps the sample generator uses by default.
+var sampleApps = []string{"app-1", "app-2"}

@@ -119,6 +119,10 @@ func New(cfg Config) (*Processor, error) {
 		kgo.TransactionTimeout(60 * time.Second),
 		kgo.ProducerBatchMaxBytes(4 << 20),
 		kgo.MaxBufferedRecords(4 * cfg.MaxPoll),
+		// Fetch about as much as a few transactions need: the default (50 MiB per fetch, and as
+		// much again decompressed) would keep a large backlog in memory for nothing.
+		kgo.FetchMaxBytes(8 << 20),
+		kgo.FetchMaxPartitionBytes(2 << 20),
 	}, cfg.KafkaOpts...)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {

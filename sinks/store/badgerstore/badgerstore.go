@@ -96,7 +96,22 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	}
 	bopts := badger.DefaultOptions(dir).
 		WithSyncWrites(cfg.syncWrites).
-		WithLogger(nil)
+		WithLogger(nil).
+		// Memory: Badger's defaults (five 64 MiB memtables, a 256 MiB block cache, 1 GiB value-log
+		// files mapped into memory) would dominate veil's footprint. Sealed records are written
+		// once and read rarely, so small memtables and caches cost little, and the heap Badger
+		// needs stays bounded whatever the backlog. (Its tables and value log are memory-mapped:
+		// their pages are page cache the kernel reclaims, see docs/performance.md.)
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(3).
+		WithNumLevelZeroTables(3).
+		WithNumLevelZeroTablesStall(8).
+		WithBlockCacheSize(16 << 20).
+		WithIndexCacheSize(16 << 20).
+		WithValueLogFileSize(64 << 20).
+		// Sealed records (hundreds of bytes to a few KiB) go to the value log, so compactions move
+		// small pointers rather than the ciphertext.
+		WithValueThreshold(256)
 	if cfg.logger != nil {
 		bopts = bopts.WithLogger(slogLogger{cfg.logger.With("component", "badger")}).
 			WithLoggingLevel(badger.WARNING)
