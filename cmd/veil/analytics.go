@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/config"
 	"github.com/veil-project/veil/sinks/analytics"
@@ -40,9 +43,13 @@ func (s *service) newAnalytics(ctx context.Context) (*analytics.Sink, error) {
 	for _, l := range s.table.All() {
 		names = append(names, l.Name)
 	}
+	// Static membership, like the processor: a restarted process takes its partitions back at
+	// once instead of waiting out a rebalance around its dead predecessor.
+	kopts := append(append([]kgo.Opt(nil), s.kopts...), kgo.InstanceID(s.cfg.Kafka.TransactionalID+"-analytics"))
 	sink, err := analytics.New(analytics.Config{
-		Brokers: s.brokers, Group: a.Group, Ledgers: names, Writer: w, KafkaOpts: s.kopts,
-		FlushInterval: a.FlushInterval, MaxRows: a.MaxRows, Logger: s.log.With("component", "analytics"),
+		Brokers: s.brokers, Group: a.Group, Ledgers: names, Writer: w, KafkaOpts: kopts,
+		ShutdownTimeout: 10 * time.Second,
+		FlushInterval:   a.FlushInterval, MaxRows: a.MaxRows, Logger: s.log.With("component", "analytics"),
 		OnFlush: s.obs.analyticsFlush,
 	})
 	if err != nil {

@@ -42,6 +42,9 @@ func (s *service) startAPI(ctx context.Context) (stop func(), err error) {
 		return nil, err
 	}
 	s.closers = append(s.closers, aud.Close)
+	if s.setLinkAudit != nil {
+		s.setLinkAudit(reveal.LinkAudit(aud, nil))
+	}
 	path := principalsPath(s.cfg)
 	pf, err := reveal.OpenPrincipalsFile(path, time.Second, func(err error) {
 		s.log.Warn("principals file", "path", path, "err", err)
@@ -52,7 +55,7 @@ func (s *service) startAPI(ctx context.Context) (stop func(), err error) {
 	srv, err := reveal.NewServer(reveal.ServerConfig{
 		Addr: s.cfg.Listen.API, CertFile: s.cfg.TLS.CertFile, KeyFile: s.cfg.TLS.KeyFile,
 		PlainHTTP: s.cfg.Dev.PlainHTTP, Opener: s.opener, Principals: pf, Auditor: aud, Logger: s.log,
-		RatePerSecond: float64(s.cfg.Reveal.RatePerSecond), Burst: s.cfg.Reveal.Burst,
+		RatePerSecond: float64(s.cfg.Reveal.RatePerSecond), Burst: s.cfg.Reveal.Burst, Blobs: s.blobs,
 	})
 	if err != nil {
 		return nil, err

@@ -64,6 +64,7 @@ func externalBroker(t *testing.T) []string {
 type veilProc struct {
 	cmd    *exec.Cmd
 	stderr *os.File
+	log    string
 }
 
 func startVeil(t *testing.T, bin, cfgPath, logPath string) *veilProc {
@@ -77,7 +78,7 @@ func startVeil(t *testing.T, bin, cfgPath, logPath string) *veilProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return &veilProc{cmd: cmd, stderr: f}
+	return &veilProc{cmd: cmd, stderr: f, log: logPath}
 }
 
 func (p *veilProc) kill() {
@@ -96,8 +97,19 @@ func (p *veilProc) stop(t *testing.T) {
 			t.Errorf("veil exited after SIGTERM with %v", err)
 		}
 	case <-time.After(20 * time.Second):
-		p.kill()
-		t.Errorf("veil did not stop within 20s of SIGTERM")
+		// Ask the Go runtime for a goroutine dump, so the hang can be diagnosed from the log.
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = p.cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+		}
+		b, _ := os.ReadFile(p.log)
+		if i := bytes.Index(b, []byte("goroutine ")); i >= 0 {
+			b = b[i:]
+		}
+		t.Errorf("veil did not stop within 20s of SIGTERM; goroutines:\n%s", b[:min(len(b), 20000)])
 	}
 	p.stderr.Close()
 }
@@ -153,6 +165,9 @@ func TestCrashExactlyOnce(t *testing.T) {
 	}
 	out := consumeAll(t, addrs, 2*n, 120*time.Second)
 	p.stop(t)
+	if dl := consumeTopics(t, addrs, 0, time.Second, broker.DeadLetterTopic); len(dl) != 0 {
+		t.Errorf("%d sample entries dead-lettered, first: %.200s", len(dl), dl[0].Value)
+	}
 
 	seen := map[string]int{}
 	for _, r := range out {
@@ -175,11 +190,26 @@ func TestCrashExactlyOnce(t *testing.T) {
 		}
 	}
 	if len(out) != 2*n || len(seen) != 2*n {
-		t.Fatalf("outputs = %d (%d distinct), want %d", len(out), len(seen), 2*n)
+		t.Fatalf("outputs = %d (%d distinct), want %d; veil's warnings:\n%s", len(out), len(seen), 2*n, warnings(logPath, 30))
 	}
 	scanned, bytesScanned := scanForCanaries(t, []string{dataDir, logPath}, canaries)
 	t.Logf("%d entries, %d SIGKILLs survived, %d outputs exactly once; scanned %d files (%d bytes) for %d canaries: none found",
 		n, killed, len(out), scanned, bytesScanned, len(canaries))
+}
+
+// warnings returns up to n WARN or ERROR lines of a veil log (they carry no values).
+func warnings(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
+			out = append(out, line)
+			if len(out) == n {
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func consumeAll(t *testing.T, addrs []string, want int, timeout time.Duration) []*kgo.Record {
@@ -188,6 +218,13 @@ func consumeAll(t *testing.T, addrs []string, want int, timeout time.Duration) [
 	for _, l := range ledgers.All() {
 		topics = append(topics, broker.EncryptedTopic(l.Name), broker.RedactedTopic(l.Name))
 	}
+	return consumeTopics(t, addrs, want, timeout, topics...)
+}
+
+// consumeTopics reads topics with read_committed until want records arrived or timeout passed,
+// then one more second for stragglers (duplicates).
+func consumeTopics(t *testing.T, addrs []string, want int, timeout time.Duration, topics ...string) []*kgo.Record {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topics...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {

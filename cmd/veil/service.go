@@ -29,6 +29,7 @@ import (
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
+	"github.com/veil-project/veil/sinks/blob"
 	"github.com/veil-project/veil/sinks/store"
 	"github.com/veil-project/veil/sinks/store/badgerstore"
 	"github.com/veil-project/veil/sinks/store/redisstore"
@@ -47,9 +48,12 @@ type service struct {
 	sealer   *envelope.Sealer
 	opener   *reveal.Opener
 	table    *ledgers.Table
-	proc     *pipeline.Processor
-	obs      *observer
-	closers  []func(context.Context) error
+	blobs    *blob.Service
+	// setLinkAudit installs the audit hook of signed-link fetches (see openBlobs).
+	setLinkAudit func(linkAuditor)
+	proc         *pipeline.Processor
+	obs          *observer
+	closers      []func(context.Context) error
 }
 
 // parseConfig parses the common flags of a subcommand and loads the configuration.
@@ -155,6 +159,9 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 
 	s.sealer = envelope.NewSealer(s.keys)
 	s.opener = &reveal.Opener{Store: s.store, Sealer: s.sealer}
+	if err := s.openBlobs(ctx); err != nil {
+		return nil, err
+	}
 	if !withProcessor {
 		return s, nil
 	}
@@ -166,7 +173,7 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 	tr := &pipeline.Transformer{
 		Registry: schemas.DefaultRegistry(), Ledgers: table, Apps: cfg.AppSettings, Sealer: s.sealer,
 		Limits:     schemas.Limits{MaxBytes: cfg.Limits.MaxEntryBytes, MaxDepth: cfg.Limits.MaxDepth},
-		FutureSkew: cfg.Limits.FutureSkew,
+		FutureSkew: cfg.Limits.FutureSkew, Blobs: s.blobs, Logger: s.log,
 	}
 	var names []string
 	for _, l := range table.All() {

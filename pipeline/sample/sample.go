@@ -5,6 +5,7 @@
 package sample
 
 import (
+	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -168,7 +169,13 @@ func (g *Generator) Next() Entry {
 				continue
 			}
 			c := fmt.Sprintf("%s%d-%d", CanaryPrefix, g.seq, i)
-			e.Set(p, c+" "+g.text(40))
+			v := c + " " + g.text(40)
+			if ps == "data.content" {
+				// Inline media are base64: the canary is in the decoded bytes, where a leak
+				// of the media plaintext would show it.
+				v = base64.StdEncoding.EncodeToString([]byte(v))
+			}
+			e.Set(p, v)
 			out.Canaries = append(out.Canaries, c)
 		}
 	}

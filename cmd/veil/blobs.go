@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/sinks/blob"
+)
+
+// linkAuditor is the audit hook of signed-link fetches, set once the reveal API (which serves the
+// links) has its auditor. Until then a fetch fails closed.
+type linkAuditor = func(context.Context, envelope.Token, blob.Status) error
+
+// openBlobs builds the blob service (local directory or S3) and starts its sweeper, which deletes
+// media past their TTL (S3 lifecycle rules are day-grained, so veil deletes them itself).
+func (s *service) openBlobs(ctx context.Context) error {
+	c := s.cfg.Blob
+	var objects blob.Objects
+	if c.S3.Bucket != "" {
+		client, err := blob.NewS3Client(ctx, s3ClientConfig(c.S3))
+		if err != nil {
+			return fmt.Errorf("creating blob S3 client: %w", err)
+		}
+		if objects, err = blob.NewS3(blob.S3Config{Client: client, Bucket: c.S3.Bucket, Prefix: c.S3.Prefix}); err != nil {
+			return fmt.Errorf("creating blob S3 store: %w", err)
+		}
+	} else {
+		dir := c.Dir
+		if dir == "" {
+			dir = filepath.Join(s.cfg.DataDir, "blobs")
+		}
+		d, err := blob.NewDir(dir)
+		if err != nil {
+			return fmt.Errorf("creating blob directory: %w", err)
+		}
+		objects = d
+	}
+	staging := c.StagingDir
+	if staging == "" {
+		staging = filepath.Join(s.cfg.DataDir, "staging")
+	}
+	if err := os.MkdirAll(staging, 0o700); err != nil {
+		return fmt.Errorf("creating staging directory: %w", err)
+	}
+	secret, err := linkSecret(filepath.Join(s.cfg.DataDir, "link.key"))
+	if err != nil {
+		return err
+	}
+	var audit atomic.Pointer[linkAuditor]
+	s.setLinkAudit = func(a linkAuditor) { audit.Store(&a) }
+	s.blobs, err = blob.New(blob.Config{
+		Objects: objects, Store: s.store, Sealer: s.sealer, StagingDir: staging, LinkSecret: secret,
+		Audit: func(ctx context.Context, tok envelope.Token, st blob.Status) error {
+			a := audit.Load()
+			if a == nil {
+				return errors.New("no auditor for signed links")
+			}
+			return (*a)(ctx, tok, st)
+		},
+	})
+	clear(secret)
+	if err != nil {
+		return fmt.Errorf("creating blob service: %w", err)
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { defer close(done); s.sweepBlobs(sctx, time.Minute) }()
+	s.closers = append(s.closers, func(ctx context.Context) error {
+		cancel()
+		<-done
+		return s.blobs.Close(ctx)
+	})
+	return nil
+}
+
+func (s *service) sweepBlobs(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		n, err := s.blobs.Sweep(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.obs.m.SinkErrors.WithLabelValues("blob").Inc()
+			s.log.Warn("sweeping expired blobs", "err", err)
+			continue
+		}
+		if n > 0 {
+			s.log.Info("swept expired blobs", "deleted", n, "took", time.Since(start))
+		}
+	}
+}
+
+// linkSecret reads the signed-link key, creating it (0600) on first run, so links survive a
+// restart. Processes that serve one deployment's links must share this file.
+func linkSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if len(b) != 32 {
+			return nil, fmt.Errorf("link key %s: want 32 bytes, found %d", path, len(b))
+		}
+		return b, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading link key: %w", err)
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return linkSecret(path) // another process created it first
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating link key: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		return nil, fmt.Errorf("writing link key: %w", err)
+	}
+	return b, f.Sync()
+}
