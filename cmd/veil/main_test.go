@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/internal/testsvc"
 )
 
 func TestExitCodes(t *testing.T) {
@@ -145,5 +146,68 @@ func TestRunServesHealthAndMetrics(t *testing.T) {
 	cancel()
 	if got := <-done; got != exitOK {
 		t.Errorf("run exited %d, want 0; stderr:\n%s", got, stderr.String())
+	}
+}
+
+// TestRunOnDynamoDBAndRedis starts veil's service on each production store (real dynalite and
+// redis-server on loopback) and checks that an entry is sealed into it and its token reopens.
+func TestRunOnDynamoDBAndRedis(t *testing.T) {
+	addrs := externalBroker(t)
+	for i, kind := range []string{"dynamodb", "redis"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			var storeCfg string
+			switch kind {
+			case "dynamodb":
+				t.Setenv("AWS_ACCESS_KEY_ID", "test")
+				t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+				storeCfg = fmt.Sprintf("store:\n  kind: dynamodb\n  dynamodb: {table: veil-%d, region: us-east-1, endpoint: %q, create_table: true}\n", time.Now().UnixNano(), testsvc.Dynalite(t))
+			case "redis":
+				storeCfg = fmt.Sprintf("store:\n  kind: redis\n  redis: {addr: %q}\n", testsvc.Redis(t))
+			}
+			yaml := fmt.Sprintf("kafka:\n  brokers: [%s]\n  group: g-%s\n  transactional_id: veil-%s\ndata_dir: %s\napps: {app-1: {}}\nanalytics: {enabled: false}\nlisten: {metrics: \"\"}\n%s",
+				addrs[0], kind, kind, filepath.Join(dir, "data"), storeCfg)
+			path := filepath.Join(dir, "veil.yaml")
+			os.WriteFile(path, []byte(yaml), 0o600)
+			cfg, err := parseConfig("run", []string{"-config", path}, io.Discard, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			svc, err := start(ctx, cfg, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer svc.close(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- svc.serve(ctx) }()
+			prod, _ := kgo.NewClient(kgo.SeedBrokers(addrs...))
+			defer prod.Close()
+			id := "e-" + kind
+			entry := `{"id":"` + id + `","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` + time.Now().UTC().Format(time.RFC3339) + `","thread":{"mode":"agent"},"data":{"text":"hello ` + kind + `"}}`
+			if err := prod.ProduceSync(ctx, &kgo.Record{Topic: broker.RawTopic("event"), Value: []byte(entry)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			var token string
+			// The topic is shared by the subtests: the i-th one finds i+1 records.
+			for _, r := range consumeTopics(t, addrs, i+1, 30*time.Second, broker.EncryptedTopic("event")) {
+				if strings.Contains(string(r.Value), id) {
+					i := strings.Index(string(r.Value), "veil:v1:")
+					token = string(r.Value)[i : i+strings.IndexByte(string(r.Value)[i:], '"')]
+				}
+			}
+			if token == "" {
+				t.Fatalf("no encrypted output for %s", id)
+			}
+			v, status, err := svc.opener.Open(ctx, token)
+			if err != nil || string(v) != `"hello `+kind+`"` {
+				t.Fatalf("token on %s opens to %s %s %v", kind, v, status, err)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		})
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/veil-project/veil/sinks/blob"
 	"github.com/veil-project/veil/sinks/store"
 	"github.com/veil-project/veil/sinks/store/badgerstore"
+	"github.com/veil-project/veil/sinks/store/dynamostore"
 	"github.com/veil-project/veil/sinks/store/redisstore"
 )
 
@@ -252,6 +253,13 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store
 		st, err := redisstore.Open(ctx, redisstore.Options{Addr: r.Addr, Username: r.Username, Password: string(r.Password), DB: r.DB, TLS: tc})
 		if err != nil {
 			return nil, fmt.Errorf("opening Redis store: %w", err)
+		}
+		return st, nil
+	case "dynamodb":
+		d := cfg.Store.DynamoDB
+		st, err := dynamostore.Open(ctx, dynamostore.Options{Table: d.Table, Region: d.Region, Endpoint: d.Endpoint, CreateTable: d.CreateTable, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("opening DynamoDB store: %w", err)
 		}
 		return st, nil
 	case "badger", "":
