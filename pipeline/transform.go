@@ -219,7 +219,7 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 	for _, p := range paths {
 		e.Set(p, envelope.Redacted)
 	}
-	redactTokens(e.Data)
+	RedactTokens(e.Data)
 	redacted, err := e.Encode()
 	if err != nil {
 		return out, &permanentError{reason: schemas.ReasonInvalidField, field: "data"}
@@ -273,20 +273,22 @@ func validToken(s string) bool {
 	return err == nil
 }
 
-// redactTokens replaces every token string in v with the redacted view, in place.
-func redactTokens(v any) any {
+// RedactTokens replaces every token string in v (a decoded JSON value) with the redacted view,
+// in place, and returns v: what the redacted view holds where the encrypted view holds a token.
+// Any string with the token scheme prefix counts, valid or not.
+func RedactTokens(v any) any {
 	switch x := v.(type) {
 	case string:
-		if envelope.IsToken(x) {
+		if schemas.IsToken(x) {
 			return envelope.Redacted
 		}
 	case map[string]any:
 		for k, e := range x {
-			x[k] = redactTokens(e)
+			x[k] = RedactTokens(e)
 		}
 	case []any:
 		for i, e := range x {
-			x[i] = redactTokens(e)
+			x[i] = RedactTokens(e)
 		}
 	}
 	return v

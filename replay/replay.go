@@ -18,7 +18,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
-	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/schemas"
 	"github.com/veil-project/veil/sinks/store"
@@ -288,7 +287,7 @@ func (r *runner) fromEncrypted(ctx context.Context, rec *kgo.Record, p plan, pre
 		r.skipped.Add(1)
 		return r.maybeFlush(ctx)
 	}
-	redactTokens(e.Data)
+	pipeline.RedactTokens(e.Data)
 	b, err := e.Encode()
 	if err != nil {
 		r.skipped.Add(1)
@@ -299,26 +298,6 @@ func (r *runner) fromEncrypted(ctx context.Context, rec *kgo.Record, p plan, pre
 	r.nRed++
 	r.nReb++
 	return r.maybeFlush(ctx)
-}
-
-// redactTokens replaces every token in v with the redacted view, in place: what the pipeline's
-// redacted view holds where the encrypted view holds a token.
-func redactTokens(v any) any {
-	switch x := v.(type) {
-	case string:
-		if schemas.IsToken(x) {
-			return envelope.Redacted
-		}
-	case map[string]any:
-		for k, e := range x {
-			x[k] = redactTokens(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = redactTokens(e)
-		}
-	}
-	return v
 }
 
 // parseSource splits a veil-source header "topic/partition/offset".
