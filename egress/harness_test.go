@@ -1,0 +1,254 @@
+package egress_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/egress"
+	"github.com/veil-project/veil/ledgers"
+	"github.com/veil-project/veil/pipeline"
+	"github.com/veil-project/veil/pipeline/sample"
+	"github.com/veil-project/veil/reveal"
+	"github.com/veil-project/veil/schemas"
+	"github.com/veil-project/veil/sinks/store"
+	"github.com/veil-project/veil/sinks/store/badgerstore"
+)
+
+// harness is the pipeline and egress on real components: kfake, the local KMS, the file key
+// store and Badger.
+type harness struct {
+	t      *testing.T
+	addrs  []string
+	store  store.Store
+	sealer *envelope.Sealer
+	opener *reveal.Opener
+	tr     *pipeline.Transformer
+}
+
+func allTopics() []string {
+	var ts []string
+	for _, l := range ledgers.All() {
+		ts = append(ts, broker.RawTopic(l.Name), broker.EncryptedTopic(l.Name), broker.RedactedTopic(l.Name))
+	}
+	return append(ts, broker.DeadLetterTopic, broker.AuditTopic)
+}
+
+// newHarness builds the components; table nil means the default ledger TTLs.
+func newHarness(t *testing.T, table *ledgers.Table) *harness {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(3), kfake.SeedTopics(3, allTopics()...))
+	if err != nil {
+		t.Fatalf("starting kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	dir := t.TempDir()
+	kms, err := kmslocal.Open(dir + "/root.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := keyring.NewFileKeyStore(dir + "/keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: "local", Store: ks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kr.Close() })
+	st, err := badgerstore.Open(dir + "/store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(context.Background()) })
+	if table == nil {
+		table = ledgers.DefaultTable()
+	}
+	sealer := envelope.NewSealer(kr)
+	apps := map[string]ledgers.AppSettings{"app-1": ledgers.DefaultAppSettings, "app-2": ledgers.DefaultAppSettings}
+	return &harness{
+		t: t, addrs: c.ListenAddrs(), store: st, sealer: sealer,
+		opener: &reveal.Opener{Store: st, Sealer: sealer},
+		tr: &pipeline.Transformer{
+			Registry: schemas.DefaultRegistry(), Ledgers: table, Sealer: sealer,
+			Apps: func(app string) (ledgers.AppSettings, bool) { s, ok := apps[app]; return s, ok },
+		},
+	}
+}
+
+// runPipeline starts the processor on every ledger and returns a stop function that waits for it.
+func (h *harness) runPipeline() (stop func()) {
+	h.t.Helper()
+	var names []string
+	for _, l := range ledgers.All() {
+		names = append(names, l.Name)
+	}
+	p, err := pipeline.New(pipeline.Config{Brokers: h.addrs, Ledgers: names, Transformer: h.tr, Store: h.store})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return h.background("pipeline", p.Run, p.Close)
+}
+
+// runStage starts an egress stage (Brokers and Opener filled in when unset).
+func (h *harness) runStage(cfg egress.Config) (stop func()) {
+	h.t.Helper()
+	if cfg.Brokers == nil {
+		cfg.Brokers = h.addrs
+	}
+	if cfg.Opener == nil {
+		cfg.Opener = h.opener
+	}
+	s, err := egress.New(cfg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return h.background("egress "+cfg.Integration.Name, s.Run, s.Close)
+}
+
+func (h *harness) background(what string, run func(context.Context) error, closeFn func()) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := run(ctx); err != nil {
+			h.t.Errorf("%s: %v", what, err)
+		}
+	})
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait(); closeFn() }) }
+	h.t.Cleanup(stop)
+	return stop
+}
+
+func (h *harness) produce(recs ...*kgo.Record) {
+	h.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.addrs...))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		h.t.Fatalf("producing: %v", err)
+	}
+}
+
+// consume reads topics with read_committed until want records arrived or the deadline passed,
+// then reads a little longer to catch records beyond want (duplicates).
+func (h *harness) consume(want int, timeout time.Duration, topics ...string) []*kgo.Record {
+	h.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.addrs...), kgo.ConsumeTopics(topics...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < want {
+		f := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		out = append(out, f.Records()...)
+	}
+	gctx, gcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer gcancel()
+	out = append(out, cl.PollFetches(gctx).Records()...)
+	return out
+}
+
+// sampleRecords returns n raw records of sample traffic (every ledger, apps app-1 and app-2,
+// canaries in every value that will be sealed), the decoded originals by id and the canaries.
+func sampleRecords(t *testing.T, seed uint64, n int) ([]*kgo.Record, map[string]*schemas.Entry, []string) {
+	t.Helper()
+	gen := sample.New(sample.Options{Seed: seed, Canaries: true})
+	var recs []*kgo.Record
+	byID := map[string]*schemas.Entry{}
+	var canaries []string
+	for range n {
+		e := gen.Next()
+		orig, err := schemas.Decode(e.Value, schemas.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		byID[e.ID] = orig
+		canaries = append(canaries, e.Canaries...)
+		recs = append(recs, &kgo.Record{Topic: broker.RawTopic(e.Ledger), Key: e.Key, Value: e.Value})
+	}
+	return recs, byID, canaries
+}
+
+func encryptedTopics() []string {
+	var ts []string
+	for _, l := range ledgers.All() {
+		ts = append(ts, broker.EncryptedTopic(l.Name))
+	}
+	return ts
+}
+
+func headerOf(r *kgo.Record, key string) []byte {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return h.Value
+		}
+	}
+	return nil
+}
+
+func decode(t *testing.T, r *kgo.Record) *schemas.Entry {
+	t.Helper()
+	e, err := schemas.Decode(r.Value, schemas.Limits{MaxBytes: 64 << 20})
+	if err != nil {
+		t.Fatalf("record on %s does not decode: %v", r.Topic, err)
+	}
+	return e
+}
+
+// audits returns the audit records on veil.audit written by integration name.
+func audits(t *testing.T, recs []*kgo.Record, name string) []reveal.AuditRecord {
+	t.Helper()
+	var out []reveal.AuditRecord
+	for _, r := range recs {
+		var a reveal.AuditRecord
+		if err := json.Unmarshal(r.Value, &a); err != nil {
+			t.Fatalf("audit record does not decode: %v", err)
+		}
+		if a.Source == "egress:"+name {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// countTokens counts the token strings under v.
+func countTokens(v any) int {
+	switch c := v.(type) {
+	case string:
+		if schemas.IsToken(c) {
+			return 1
+		}
+	case map[string]any:
+		n := 0
+		for _, x := range c {
+			n += countTokens(x)
+		}
+		return n
+	case []any:
+		n := 0
+		for _, x := range c {
+			n += countTokens(x)
+		}
+		return n
+	}
+	return 0
+}

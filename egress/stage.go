@@ -1,0 +1,348 @@
+package egress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/reveal"
+	"github.com/veil-project/veil/schemas"
+)
+
+// Config configures a Stage. Zero values are the documented defaults.
+type Config struct {
+	Brokers   []string
+	KafkaOpts []kgo.Opt // extra client options (TLS, SASL, logger)
+	// TransactionalID is the process's transactional id (kafka.transactional_id); the stage
+	// uses TransactionalID + "-egress-" + name as its transactional and static instance id.
+	// Default "veil".
+	TransactionalID string
+	Integration     Integration
+	Opener          *reveal.Opener
+	MaxPoll         int            // records per poll and transaction; default 500
+	Workers         int            // goroutines opening tokens; default GOMAXPROCS
+	Partitions      int            // partitions of the integration topic if veil creates it; 0: the cluster's default
+	Limits          schemas.Limits // decoding bounds of encrypted entries; default 64 MiB and 32 levels
+	Clock           func() time.Time
+	Logger          *slog.Logger
+	Observer        Observer // nil: none
+}
+
+// Observer receives what a stage does. Nil is fine.
+type Observer interface {
+	// Batch reports one committed or aborted transaction of integration.
+	Batch(integration string, b BatchStats, committed bool)
+	// Dependency reports whether a dependency ("store", "broker") works.
+	Dependency(name string, ok bool)
+}
+
+// BatchStats counts one transaction's work.
+type BatchStats struct {
+	Delivered int // entries produced to the integration topic
+	Skipped   int // entries not delivered (app filter, malformed)
+	Opened    int // tokens delivered as their value
+	Masked    int // tokens delivered as ★★★★★
+	Audited   int // audit records produced
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Batch(string, BatchStats, bool) {}
+func (nopObserver) Dependency(string, bool)        {}
+
+// Stage is the exactly-once delivery of entries to one integration.
+type Stage struct {
+	cfg  Config
+	sess *kgo.GroupTransactSession
+	log  *slog.Logger
+	obs  Observer
+
+	closeOnce sync.Once
+}
+
+// Group returns the consumer group of the stage for integration name: "veil-egress-<name>".
+func Group(name string) string { return "veil-egress-" + name }
+
+// New validates cfg and creates the stage's Kafka session; Run starts delivering.
+func New(cfg Config) (*Stage, error) {
+	if cfg.Opener == nil {
+		return nil, errors.New("egress: Opener is required")
+	}
+	if err := cfg.Integration.Validate(); err != nil {
+		return nil, fmt.Errorf("egress: %w", err)
+	}
+	if cfg.TransactionalID == "" {
+		cfg.TransactionalID = "veil"
+	}
+	if cfg.MaxPoll <= 0 {
+		cfg.MaxPoll = 500
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Limits.MaxBytes <= 0 {
+		// Tokens are longer than most values they replace: allow well beyond the input limit.
+		cfg.Limits.MaxBytes = 64 << 20
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	obs := cfg.Observer
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	in := cfg.Integration
+	topics := make([]string, len(in.Ledgers))
+	for i, l := range in.Ledgers {
+		topics[i] = broker.EncryptedTopic(l)
+	}
+	id := cfg.TransactionalID + "-egress-" + in.Name
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(Group(in.Name)),
+		kgo.ConsumeTopics(topics...),
+		kgo.TransactionalID(id),
+		// Static membership, as in the pipeline: a restarted process takes its partitions
+		// back at once.
+		kgo.InstanceID(id),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.TransactionTimeout(60 * time.Second),
+		kgo.ProducerBatchMaxBytes(4 << 20),
+		kgo.MaxBufferedRecords(8 * cfg.MaxPoll),
+		kgo.FetchMaxBytes(8 << 20),
+		kgo.FetchMaxPartitionBytes(2 << 20),
+	}, cfg.KafkaOpts...)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating transactional session of integration %s: %w", in.Name, err)
+	}
+	log := cfg.Logger.With("integration", in.Name)
+	return &Stage{cfg: cfg, sess: sess, log: log, obs: obs}, nil
+}
+
+func (s *Stage) now() time.Time { return s.cfg.Clock() }
+
+// Run creates the integration topic if it is missing, then delivers until ctx is cancelled
+// (returning nil) or the transactional session fails fatally. Cancelling ctx aborts the
+// transaction in flight; its records are delivered on restart, once.
+func (s *Stage) Run(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		err := s.ensureTopic(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.obs.Dependency("broker", false)
+		s.log.Warn("creating integration topic failed, retrying", "topic", s.cfg.Integration.Topic, "attempt", attempt, "err", err)
+		s.sleep(ctx, attempt)
+	}
+	var failures int
+	for {
+		fetches := s.sess.PollRecords(ctx, s.cfg.MaxPoll)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			s.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+		})
+		recs := fetches.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		committed, err := s.batch(ctx, recs)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && isFatal(err):
+			return err
+		case err != nil:
+			failures++
+			s.log.Warn("batch failed, retrying", "records", len(recs), "attempt", failures, "err", err)
+			s.sleep(ctx, failures)
+		case !committed:
+			failures++
+			s.log.Info("transaction aborted, redelivering", "records", len(recs))
+		default:
+			failures = 0
+		}
+	}
+}
+
+func (s *Stage) ensureTopic(ctx context.Context) error {
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	p := int32(-1)
+	if s.cfg.Partitions > 0 {
+		p = int32(s.cfg.Partitions)
+	}
+	resp, err := kadm.NewClient(s.sess.Client()).CreateTopic(tctx, p, -1, nil, s.cfg.Integration.Topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("creating topic %s: %w", s.cfg.Integration.Topic, err)
+	}
+	return nil
+}
+
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+func isFatal(err error) bool {
+	var f *fatalError
+	return errors.As(err, &f)
+}
+
+// batch delivers recs and their audit records in one transaction with the offset commit. A
+// transient failure before the produce rewinds the session to its committed offsets so the same
+// records come back on the next poll.
+func (s *Stage) batch(ctx context.Context, recs []*kgo.Record) (bool, error) {
+	outs, err := s.entries(ctx, recs)
+	if err != nil {
+		s.obs.Dependency("store", false)
+		if rerr := s.rewind(ctx); rerr != nil {
+			return false, &fatalError{rerr}
+		}
+		return false, err
+	}
+	if s.cfg.Integration.Decrypts() {
+		s.obs.Dependency("store", true)
+	}
+
+	var st BatchStats
+	if err := s.sess.Begin(); err != nil {
+		return false, &fatalError{fmt.Errorf("beginning transaction: %w", err)}
+	}
+	promise := kgo.AbortingFirstErrPromise(s.sess.Client())
+	var encErr error
+	for i := range outs {
+		o := &outs[i]
+		if o.rec != nil {
+			s.sess.Produce(ctx, o.rec, promise.Promise())
+			st.Delivered++
+		} else {
+			st.Skipped++
+		}
+		st.Opened += o.opened
+		st.Masked += o.masked
+		for _, a := range o.audits {
+			kr, err := a.KafkaRecord()
+			if err != nil {
+				encErr = err
+				continue
+			}
+			s.sess.Produce(ctx, kr, promise.Promise())
+			st.Audited++
+		}
+	}
+	perr := promise.Err()
+	if perr == nil {
+		perr = encErr
+	}
+	committed, err := s.sess.End(ctx, kgo.TransactionEndTry(perr == nil))
+	s.obs.Batch(s.cfg.Integration.Name, st, committed)
+	if err != nil {
+		s.obs.Dependency("broker", false)
+		return false, &fatalError{fmt.Errorf("ending transaction: %w", err)}
+	}
+	s.obs.Dependency("broker", perr == nil)
+	if perr != nil {
+		return false, fmt.Errorf("producing deliveries: %w", perr)
+	}
+	return committed, nil
+}
+
+// rewind aborts an empty transaction, which resets the session to its committed offsets.
+func (s *Stage) rewind(ctx context.Context) error {
+	if err := s.sess.Begin(); err != nil {
+		return fmt.Errorf("beginning rewind: %w", err)
+	}
+	if _, err := s.sess.End(ctx, kgo.TryAbort); err != nil {
+		return fmt.Errorf("rewinding to committed offsets: %w", err)
+	}
+	return nil
+}
+
+// entries turns recs into outputs in parallel, keeping the input order so each partition's
+// (and so each thread's) order holds on the integration topic.
+func (s *Stage) entries(ctx context.Context, recs []*kgo.Record) ([]output, error) {
+	outs := make([]output, len(recs))
+	workers := 1
+	if s.cfg.Integration.Decrypts() {
+		// Only opening waits on the store and the KMS; redacting is pure CPU.
+		workers = min(s.cfg.Workers, (len(recs)+15)/16)
+	}
+	if workers <= 1 {
+		for i, r := range recs {
+			o, err := s.entry(ctx, r)
+			if err != nil {
+				return nil, err
+			}
+			outs[i] = o
+		}
+		return outs, nil
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	chunk := (len(recs) + workers - 1) / workers
+	for lo := 0; lo < len(recs); lo += chunk {
+		hi := min(lo+chunk, len(recs))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				o, err := s.entry(ctx, recs[i])
+				if err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
+				outs[i] = o
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, first
+	}
+	return outs, nil
+}
+
+func (s *Stage) sleep(ctx context.Context, failures int) {
+	d := min(100*time.Millisecond<<min(failures-1, 6), 5*time.Second)
+	d = d/2 + rand.N(d/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// Close leaves the group and closes the session; it is idempotent. In-flight work is aborted.
+func (s *Stage) Close() {
+	s.closeOnce.Do(func() { s.sess.Close() })
+}
