@@ -1,0 +1,166 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-json-experiment/json"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/ledgers"
+	"github.com/veil-project/veil/pipeline"
+	"github.com/veil-project/veil/pipeline/sample"
+	"github.com/veil-project/veil/reveal"
+	"github.com/veil-project/veil/schemas"
+	"github.com/veil-project/veil/sinks/store"
+	"github.com/veil-project/veil/sinks/store/badgerstore"
+)
+
+// fuzzMarker is what FuzzTransform looks for: when an input carries it, a dead letter made of
+// that input must not.
+const fuzzMarker = "FUZZ-MARK-9c1d4e"
+
+// FuzzTransform runs arbitrary bytes through Transformer.Transform with real keys (local KMS, file
+// key store) and a Badger store, on a fixed clock so every input is processed the same way each
+// time. Whatever the input: no panic; no error (errors are for transient failures, and nothing
+// here fails transiently), so bad input can never stall a partition by being retried forever;
+// exactly one of a dead letter or the two views; a dead letter never holds the input's marker,
+// and its payload reopens to exactly the input.
+func FuzzTransform(f *testing.F) {
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	dir := f.TempDir()
+	kms, err := kmslocal.Open(filepath.Join(dir, "root.key"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	ks, err := keyring.NewFileKeyStore(filepath.Join(dir, "keys"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: kmslocal.DefaultKeyID, Store: ks, Clock: clock})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { kr.Close() })
+	st, err := badgerstore.Open(filepath.Join(dir, "store"), badgerstore.WithClock(clock))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { st.Close(context.Background()) })
+	sealer := envelope.NewSealer(kr, envelope.WithClock(clock))
+	table, err := ledgers.NewTable(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	apps := map[string]ledgers.AppSettings{
+		"app-1": ledgers.DefaultAppSettings,
+		"app-2": {Transcript: false, Transport: false},
+	}
+	tr := &pipeline.Transformer{
+		Registry: schemas.DefaultRegistry(), Ledgers: table, Sealer: sealer, Clock: clock,
+		Apps: func(app string) (ledgers.AppSettings, bool) { s, ok := apps[app]; return s, ok },
+	}
+	opener := &reveal.Opener{Store: st, Sealer: sealer}
+	topics := []string{""}
+	for _, l := range ledgers.All() {
+		topics = append(topics, broker.RawTopic(l.Name))
+	}
+
+	ts := now.Format(time.RFC3339)
+	gen := sample.New(sample.Options{Seed: 3, Now: clock})
+	for range 24 {
+		e := gen.Next()
+		for i, tp := range topics {
+			if tp == broker.RawTopic(e.Ledger) {
+				f.Add(e.Value, uint8(i))
+			}
+		}
+	}
+	say := `{"id":"e-1","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` + ts +
+		`","thread":{"id":"t-1","mode":"agent"},"data":{"text":"` + fuzzMarker + `"}}`
+	for _, s := range []string{
+		say,
+		strings.Replace(say, `"text":"`, `"text":"\u00e9`, 1),
+		strings.Replace(say, `"ledger":"event"`, `"ledger":"nope"`, 1),
+		strings.Replace(say, `"app_id":"app-1"`, `"app_id":"app-9"`, 1),
+		strings.Replace(say, `"data":`, `"sensitive_paths":["data.x.0"],"data":`, 1),
+		strings.Replace(say, `"data":{`, `"data":{"x":["veil:v1:AAAA"],`, 1),
+		strings.Replace(say, `"text":"`, `"text":"\xff`, 1),
+		strings.Replace(say, ts, "2099-01-01T00:00:00Z", 1),
+		say[:len(say)-3],
+		say + say,
+		`[` + say + `]`,
+		`{"data":` + strings.Repeat("[", 40) + `"` + fuzzMarker + `"` + strings.Repeat("]", 40) + `}`,
+		`{"id":"` + fuzzMarker + `","id":"x"}`,
+		"",
+		"null",
+	} {
+		f.Add([]byte(s), uint8(0))
+		f.Add([]byte(s), uint8(1))
+	}
+
+	f.Fuzz(func(t *testing.T, value []byte, topic uint8) {
+		ctx := context.Background()
+		src := pipeline.Source{Topic: topics[int(topic)%len(topics)], Partition: 1, Offset: 42}
+		out, err := tr.Transform(ctx, src, []byte("k"), value)
+		if err != nil {
+			t.Fatalf("Transform returned an error (retried forever as transient): %v", err)
+		}
+		if (out.DeadLetter == nil) == (out.Encrypted == nil || out.Redacted == nil) {
+			t.Fatalf("outputs: dead letter %v, encrypted %v, redacted %v; want a dead letter or both views",
+				out.DeadLetter != nil, out.Encrypted != nil, out.Redacted != nil)
+		}
+		if out.DeadLetter == nil {
+			if out.Reason != "" {
+				t.Fatalf("reason %s without a dead letter", out.Reason)
+			}
+			return
+		}
+		dl := out.DeadLetter
+		if out.Reason == "" || string(headerOf(dl, pipeline.HeaderReason)) != string(out.Reason) {
+			t.Fatalf("dead letter without its reason")
+		}
+		if bytes.Contains(value, []byte(fuzzMarker)) {
+			if bytes.Contains(dl.Value, []byte(fuzzMarker)) || bytes.Contains(dl.Key, []byte(fuzzMarker)) {
+				t.Fatalf("dead letter holds the input's marker")
+			}
+			for _, h := range dl.Headers {
+				if bytes.Contains(h.Value, []byte(fuzzMarker)) {
+					t.Fatalf("dead-letter header %s holds the input's marker", h.Key)
+				}
+			}
+		}
+		var rec struct {
+			Payload string `json:"payload"`
+		}
+		if err := json.Unmarshal(dl.Value, &rec); err != nil {
+			t.Fatalf("dead letter is not JSON: %v", err)
+		}
+		if out.Item == nil {
+			t.Fatalf("dead letter without its sealed payload")
+		}
+		if err := st.Put(ctx, []store.Item{*out.Item}); err != nil {
+			t.Fatalf("storing the payload: %v", err)
+		}
+		v, status, err := opener.Open(ctx, rec.Payload)
+		if err != nil || status != reveal.StatusOK {
+			t.Fatalf("payload reopens with %s, %v; want ok", status, err)
+		}
+		var b64 string
+		if err := json.Unmarshal(v, &b64); err != nil {
+			t.Fatalf("payload is not a JSON string: %v", err)
+		}
+		if back, err := base64.StdEncoding.DecodeString(b64); err != nil || !bytes.Equal(back, value) {
+			t.Fatalf("payload opens to other bytes than the input")
+		}
+	})
+}
