@@ -25,21 +25,22 @@ import (
 
 // Config is the whole configuration. docs/config.md is its reference.
 type Config struct {
-	Kafka            Kafka             `yaml:"kafka"`
-	DataDir          string            `yaml:"data_dir"`
-	KMS              KMS               `yaml:"kms"`
-	Store            Store             `yaml:"store"`
-	AllowUnknownApps bool              `yaml:"allow_unknown_apps"`
-	Apps             map[string]App    `yaml:"apps"`
-	Ledgers          map[string]Ledger `yaml:"ledgers"`
-	Limits           Limits            `yaml:"limits"`
-	Analytics        Analytics         `yaml:"analytics"`
-	Blob             Blob              `yaml:"blob"`
-	Listen           Listen            `yaml:"listen"`
-	Reveal           Reveal            `yaml:"reveal"`
-	TLS              TLS               `yaml:"tls"`
-	Dev              Dev               `yaml:"dev"`
-	Log              Log               `yaml:"log"`
+	Kafka            Kafka                  `yaml:"kafka"`
+	DataDir          string                 `yaml:"data_dir"`
+	KMS              KMS                    `yaml:"kms"`
+	Store            Store                  `yaml:"store"`
+	AllowUnknownApps bool                   `yaml:"allow_unknown_apps"`
+	Apps             map[string]App         `yaml:"apps"`
+	Ledgers          map[string]Ledger      `yaml:"ledgers"`
+	Limits           Limits                 `yaml:"limits"`
+	Analytics        Analytics              `yaml:"analytics"`
+	Blob             Blob                   `yaml:"blob"`
+	Listen           Listen                 `yaml:"listen"`
+	Reveal           Reveal                 `yaml:"reveal"`
+	Integrations     map[string]Integration `yaml:"integrations"`
+	TLS              TLS                    `yaml:"tls"`
+	Dev              Dev                    `yaml:"dev"`
+	Log              Log                    `yaml:"log"`
 
 	flagFile string                // -config, recorded by BindFlags
 	flagSets []func(*Config) error // other flags, recorded by BindFlags
@@ -183,6 +184,17 @@ type Reveal struct {
 	PrincipalsFile string `yaml:"principals_file"` // empty: <data_dir>/principals.yaml
 	RatePerSecond  int    `yaml:"rate_per_second"`
 	Burst          int    `yaml:"burst"`
+}
+
+// Integration is one consumer of entries outside veil, keyed by its name: veil run delivers the
+// entries of its ledgers to its topic, decrypted when it may process sensitive data (kind
+// messaging or support, or other with override) and redacted otherwise.
+type Integration struct {
+	Kind     string   `yaml:"kind"`
+	Override bool     `yaml:"override"`
+	Apps     []string `yaml:"apps"`
+	Ledgers  []string `yaml:"ledgers"`
+	Topic    string   `yaml:"topic"`
 }
 
 // TLS is the reveal API's certificate.

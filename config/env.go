@@ -57,6 +57,8 @@ func placeholder(mapPath string) string {
 		return "app_id"
 	case "ledgers":
 		return "ledger"
+	case "integrations":
+		return "name"
 	}
 	return "key"
 }

@@ -3,10 +3,14 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/ledgers"
 )
 
 // ErrInvalid is wrapped by every error Validate returns.
@@ -125,6 +129,7 @@ func (c *Config) Validate() error {
 	if c.Reveal.Burst < 1 {
 		bad("reveal.burst", "must be at least 1")
 	}
+	errs = append(errs, c.validateIntegrations()...)
 	hostPort("listen.metrics", c.Listen.Metrics, true)
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("tls.cert_file", "cert_file and key_file go together")
@@ -147,4 +152,72 @@ func loopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// validateIntegrations checks integrations.<name>.*: the same rules egress.New applies, here with
+// the key at fault named.
+func (c *Config) validateIntegrations() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s: %w", key, fmt.Sprintf(format, args...), ErrInvalid))
+	}
+	topics := make(map[string]string, len(c.Integrations))
+	for _, name := range slices.Sorted(maps.Keys(c.Integrations)) {
+		in, key := c.Integrations[name], "integrations."+name
+		if !integrationName(name) {
+			bad("integrations", "name %q must be 1-64 letters, digits, '-', '_' or '.'", name)
+		}
+		if !slices.Contains([]string{"messaging", "support", "other"}, in.Kind) {
+			bad(key+".kind", "%q is not one of messaging, support, other", in.Kind)
+		}
+		if in.Override && in.Kind != "other" {
+			bad(key+".override", "applies to kind other only")
+		}
+		for _, a := range in.Apps {
+			if strings.TrimSpace(a) == "" {
+				bad(key+".apps", "app ids must not be empty")
+			}
+		}
+		if len(in.Ledgers) == 0 {
+			bad(key+".ledgers", "must list at least one ledger")
+		}
+		for _, l := range in.Ledgers {
+			if _, ok := ledgers.Lookup(l); !ok {
+				bad(key+".ledgers", "unknown ledger %q", l)
+			}
+		}
+		switch msg := topicProblem(in.Topic); {
+		case msg != "":
+			bad(key+".topic", "%s", msg)
+		case topics[in.Topic] != "":
+			bad(key+".topic", "%q is also the topic of integration %q", in.Topic, topics[in.Topic])
+		default:
+			topics[in.Topic] = name
+		}
+	}
+	return errs
+}
+
+const topicChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
+
+func integrationName(s string) bool {
+	return s != "" && len(s) <= 64 && strings.Trim(s, topicChars) == ""
+}
+
+// topicProblem describes what is wrong with an integration topic, or returns "". veil's own
+// topics are refused: an integration writing there could put plaintext where only sealed or
+// redacted values belong.
+func topicProblem(t string) string {
+	if t == "" {
+		return "required"
+	}
+	if len(t) > 249 || t == "." || t == ".." || strings.Trim(t, topicChars) != "" {
+		return "must be 1-249 letters, digits, '-', '_' or '.'"
+	}
+	for _, p := range []string{broker.RawPrefix, broker.EncryptedPrefix, broker.RedactedPrefix, "veil.", "__"} {
+		if strings.HasPrefix(t, p) {
+			return fmt.Sprintf("%q topics are veil's own", p+"*")
+		}
+	}
+	return ""
 }
