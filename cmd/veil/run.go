@@ -65,6 +65,12 @@ func (s *service) serve(ctx context.Context) error {
 	} else {
 		sinkDone <- nil
 	}
+	stages, err := s.newEgress()
+	if err != nil {
+		return err
+	}
+	stopEgress := s.runEgress(wctx, stages)
+	defer stopEgress()
 	stopAPI := func() {}
 	if apiConfigured(s.cfg) {
 		var err error
@@ -80,6 +86,9 @@ func (s *service) serve(ctx context.Context) error {
 	stopWatch()
 	if serr := <-sinkDone; serr != nil && err == nil {
 		err = fmt.Errorf("analytics sink: %w", serr)
+	}
+	if eerr := stopEgress(); eerr != nil && err == nil {
+		err = fmt.Errorf("egress: %w", eerr)
 	}
 	if opsSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

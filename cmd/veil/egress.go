@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/veil-project/veil/egress"
+	"github.com/veil-project/veil/reveal"
+	"github.com/veil-project/veil/schemas"
+)
+
+// newEgress builds one egress stage per configured integration, in name order.
+func (s *service) newEgress() ([]*egress.Stage, error) {
+	var stages []*egress.Stage
+	partitions := 0 // the cluster's default
+	if s.cfg.EmbeddedBroker() {
+		partitions = s.cfg.Kafka.Embedded.Partitions
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.cfg.Integrations)) {
+		in := s.cfg.Integrations[name]
+		st, err := egress.New(egress.Config{
+			Brokers: s.brokers, KafkaOpts: s.kopts, TransactionalID: s.cfg.Kafka.TransactionalID,
+			Integration: egress.Integration{
+				Name: name, Kind: reveal.Kind(in.Kind), Override: in.Override,
+				Apps: in.Apps, Ledgers: in.Ledgers, Topic: in.Topic,
+			},
+			Opener: s.opener, Partitions: partitions,
+			Limits: schemas.Limits{MaxDepth: s.cfg.Limits.MaxDepth},
+			Logger: s.log.With("component", "egress"), Observer: egressObserver{s.obs},
+		})
+		if err != nil {
+			for _, st := range stages {
+				st.Close()
+			}
+			return nil, fmt.Errorf("creating egress stage of integration %s: %w", name, err)
+		}
+		stages = append(stages, st)
+	}
+	return stages, nil
+}
+
+// runEgress runs stages until ctx ends or stop is called; stop waits for them, closes them and
+// returns their errors. It is idempotent.
+func (s *service) runEgress(ctx context.Context, stages []*egress.Stage) (stop func() error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, st := range stages {
+		wg.Go(func() {
+			if err := st.Run(ctx); err != nil {
+				s.log.Error("egress stage stopped", "err", err)
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	var once sync.Once
+	return func() error {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			for _, st := range stages {
+				st.Close()
+			}
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		return errors.Join(errs...)
+	}
+}
+
+// egressObserver feeds the stages' dependency reports into readiness.
+type egressObserver struct{ o *observer }
+
+func (egressObserver) Batch(string, egress.BatchStats, bool) {}
+
+func (e egressObserver) Dependency(name string, ok bool) { e.o.Dependency(name, ok) }

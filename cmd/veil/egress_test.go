@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/reveal"
+)
+
+// TestRunDeliversToIntegrations: `veil run` with two integrations configured delivers a sensitive
+// entry decrypted to the support integration (audited) and redacted to the other one.
+func TestRunDeliversToIntegrations(t *testing.T) {
+	addrs := externalBroker(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "veil.yaml")
+	yaml := fmt.Sprintf(`kafka: {brokers: [%s], transactional_id: veil-it}
+data_dir: %s
+apps: {app-1: {}}
+analytics: {enabled: false}
+listen: {metrics: ""}
+integrations:
+  desk: {kind: support, ledgers: [event], topic: out.desk}
+  crm: {kind: other, ledgers: [event], topic: out.crm}
+`, addrs[0], filepath.Join(dir, "data"))
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() {
+		c, err := parseConfig("run", []string{"-config", cfg}, io.Discard, nil)
+		if err != nil {
+			done <- exitCode(err, io.Discard)
+			return
+		}
+		svc, err := start(ctx, c, &stderr)
+		if err != nil {
+			done <- exitCode(err, io.Discard)
+			return
+		}
+		defer svc.close(context.Background())
+		done <- exitCode(svc.serve(ctx), io.Discard)
+	}()
+
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	entry := `{"id":"e1","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` +
+		time.Now().UTC().Format(time.RFC3339) + `","thread":{"mode":"agent"},"data":{"text":"SECRET-egress-1"}}`
+	if err := prod.ProduceSync(ctx, &kgo.Record{Topic: broker.RawTopic("event"), Key: []byte("t1"), Value: []byte(entry)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tt := range []struct{ topic, want string }{
+		{"out.desk", `"text":"SECRET-egress-1"`},
+		{"out.crm", `"text":"` + envelope.Redacted + `"`},
+	} {
+		out := consumeTopics(t, addrs, 1, 30*time.Second, tt.topic)
+		if len(out) != 1 {
+			t.Fatalf("%s: %d records, want 1; stderr:\n%s", tt.topic, len(out), stderr.String())
+		}
+		if v := string(out[0].Value); !strings.Contains(v, tt.want) || strings.Contains(v, envelope.TokenPrefix) {
+			t.Errorf("%s: delivered %s, want it to hold %s and no token", tt.topic, v, tt.want)
+		}
+	}
+	var found bool
+	for _, r := range consumeTopics(t, addrs, 1, 10*time.Second, broker.AuditTopic) {
+		if bytes.Contains(r.Value, []byte("SECRET")) {
+			t.Fatalf("audit record holds the value")
+		}
+		var a reveal.AuditRecord
+		if json.Unmarshal(r.Value, &a) == nil && a.Source == "egress:desk" && a.Status == "ok" && a.App == "app-1" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no audit record of the desk integration's decrypt")
+	}
+	cancel()
+	select {
+	case got := <-done:
+		if got != exitOK {
+			t.Errorf("run exited %d, want 0; stderr:\n%s", got, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("veil run did not stop")
+	}
+}
