@@ -176,26 +176,29 @@ func isFatal(err error) bool {
 	return errors.As(err, &f)
 }
 
-// processBatch runs one transaction. A transient failure before the produce rewinds the session to
-// its committed offsets so the same records come back on the next poll.
+// processBatch runs one transaction. A transient failure before the transaction begins rewinds the
+// session to its committed offsets so the same records come back on the next poll.
+//
+// The store write runs while the outputs are produced: the transaction commits only if both the
+// store write and every produce succeeded, so a failed store write aborts the transaction (the
+// records produced in it are never visible to read_committed consumers) and the abort rewinds the
+// session. Nothing commits before its sealed values are in the store.
 func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool, error) {
 	outs, err := p.transformAll(ctx, recs)
-	if err == nil {
-		p.obs.Dependency("keys", true)
-		err = p.put(ctx, outs)
-	} else {
-		p.obs.Dependency("keys", false)
-	}
 	if err != nil {
+		p.obs.Dependency("keys", false)
 		if rerr := p.rewind(ctx); rerr != nil {
 			return false, &fatalError{rerr}
 		}
 		return false, err
 	}
+	p.obs.Dependency("keys", true)
 
 	if err := p.sess.Begin(); err != nil {
 		return false, &fatalError{fmt.Errorf("beginning transaction: %w", err)}
 	}
+	stored := make(chan error, 1)
+	go func() { stored <- p.put(ctx, outs) }()
 	promise := kgo.AbortingFirstErrPromise(p.sess.Client())
 	for i := range outs {
 		for _, r := range []*kgo.Record{outs[i].Encrypted, outs[i].Redacted, outs[i].DeadLetter} {
@@ -205,13 +208,17 @@ func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool,
 		}
 	}
 	perr := promise.Err()
-	committed, err := p.sess.End(ctx, kgo.TransactionEndTry(perr == nil))
+	serr := <-stored // the store write must have succeeded before the commit is tried
+	committed, err := p.sess.End(ctx, kgo.TransactionEndTry(perr == nil && serr == nil))
 	p.obs.Batch(outs, committed)
 	if err != nil {
 		p.obs.Dependency("broker", false)
 		return false, &fatalError{fmt.Errorf("ending transaction: %w", err)}
 	}
 	p.obs.Dependency("broker", perr == nil)
+	if serr != nil {
+		return false, serr
+	}
 	if perr != nil {
 		return false, fmt.Errorf("producing outputs: %w", perr)
 	}
