@@ -218,7 +218,9 @@ func isFatal(err error) bool {
 func (s *Stage) batch(ctx context.Context, recs []*kgo.Record) (bool, error) {
 	outs, err := s.entries(ctx, recs)
 	if err != nil {
-		s.obs.Dependency("store", false)
+		if ctx.Err() == nil {
+			s.obs.Dependency("store", false)
+		}
 		if rerr := s.rewind(ctx); rerr != nil {
 			return false, &fatalError{rerr}
 		}
