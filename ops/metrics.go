@@ -30,6 +30,9 @@ type Metrics struct {
 	SinkBytes        *prometheus.CounterVec   // {sink}: bytes written
 	SinkErrors       *prometheus.CounterVec   // {sink}: failed writes (retried with backoff)
 	SinkFlushSeconds *prometheus.HistogramVec // {sink}: time to write one flush
+
+	EgressEntries *prometheus.CounterVec // {integration, outcome}: delivered or skipped entries
+	EgressTokens  *prometheus.CounterVec // {integration, outcome}: tokens delivered opened or masked
 }
 
 // NewMetrics creates and registers every collector.
@@ -90,13 +93,19 @@ func NewMetrics() *Metrics {
 			Namespace: ns, Name: "sink_flush_seconds", Help: "Time to write one flush of a sink.",
 			Buckets: prometheus.ExponentialBuckets(1e-3, 2.5, 12),
 		}, []string{"sink"}),
+		EgressEntries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "egress_entries_total", Help: "Entries handled by an integration's egress stage, by outcome (delivered, skipped).",
+		}, []string{"integration", "outcome"}),
+		EgressTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "egress_tokens_total", Help: "Tokens delivered to an integration, by outcome (opened, masked).",
+		}, []string{"integration", "outcome"}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.EntriesIn, m.EntriesOut, m.Sensitive, m.DeadLettered, m.SealSeconds, m.TxnCommits, m.TxnAborts,
 		m.ConsumerLag, m.KMSCalls, m.KeyCacheHits, m.KeyCacheMisses, m.StoreWrites, m.StoreErrors,
-		m.SinkWrites, m.SinkBytes, m.SinkErrors, m.SinkFlushSeconds,
+		m.SinkWrites, m.SinkBytes, m.SinkErrors, m.SinkFlushSeconds, m.EgressEntries, m.EgressTokens,
 	)
 	return m
 }

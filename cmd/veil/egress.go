@@ -77,9 +77,20 @@ func (s *service) runEgress(ctx context.Context, stages []*egress.Stage) (stop f
 	}
 }
 
-// egressObserver feeds the stages' dependency reports into readiness.
+// egressObserver feeds the stages' batches into metrics and their dependency reports into
+// readiness.
 type egressObserver struct{ o *observer }
 
-func (egressObserver) Batch(string, egress.BatchStats, bool) {}
+func (e egressObserver) Batch(name string, st egress.BatchStats, committed bool) {
+	if !committed {
+		e.o.m.TxnAborts.Inc()
+		return
+	}
+	m := e.o.m
+	m.EgressEntries.WithLabelValues(name, "delivered").Add(float64(st.Delivered))
+	m.EgressEntries.WithLabelValues(name, "skipped").Add(float64(st.Skipped))
+	m.EgressTokens.WithLabelValues(name, "opened").Add(float64(st.Opened))
+	m.EgressTokens.WithLabelValues(name, "masked").Add(float64(st.Masked))
+}
 
 func (e egressObserver) Dependency(name string, ok bool) { e.o.Dependency(name, ok) }
