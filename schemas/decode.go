@@ -108,17 +108,22 @@ func depthExceeded(b []byte, maxDepth int) int64 {
 	for i := 0; i < len(b); i++ {
 		switch b[i] {
 		case '"':
-			// Skip the string body; a backslash always escapes exactly the next byte.
-			for i++; i < len(b); i++ {
-				j := bytes.IndexAny(b[i:], "\"\\")
+			// Skip the string body. A backslash always escapes exactly the next byte, so a quote
+			// ends the string when an even number of backslashes precedes it.
+			for {
+				j := bytes.IndexByte(b[i+1:], '"')
 				if j < 0 {
 					return -1 // unterminated string: the parser reports it
 				}
-				i += j
-				if b[i] == '"' {
+				start := i
+				i += 1 + j
+				k := i - 1
+				for k > start && b[k] == '\\' {
+					k--
+				}
+				if (i-1-k)%2 == 0 {
 					break
 				}
-				i++ // skip the escaped byte
 			}
 		case '{', '[':
 			depth++

@@ -2,6 +2,8 @@ package schemas
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -30,7 +32,7 @@ type rawEntry struct {
 // DecodeRaw is Decode without decoding data: it applies the same limits and rules to the same
 // input (data is checked for syntax, UTF-8, duplicate names and depth) and returns the entry with
 // Data nil, plus data's JSON text. raw is nil when data is absent, null or empty, exactly when
-// Decode's entry has Data nil. Use it with Locate and EncodeWithData to rewrite a few values of
+// Decode's entry has Data nil; it aliases b. Use it with Locate and EncodeWithData to rewrite a few values of
 // data without decoding the rest of it.
 func DecodeRaw(b []byte, lim Limits) (e *Entry, raw []byte, err error) {
 	maxBytes, maxDepth := lim.MaxBytes, lim.MaxDepth
@@ -50,7 +52,7 @@ func DecodeRaw(b []byte, lim Limits) (e *Entry, raw []byte, err error) {
 		return nil, nil, decodeErr(ReasonTooDeep, "", off)
 	}
 	var r rawEntry
-	if err := json.Unmarshal(b, &r, decodeOptions); err != nil {
+	if err := decodeRawEntry(b, &r); err != nil {
 		return nil, nil, mapJSONError(err)
 	}
 	switch r.Data.Kind() {
@@ -74,6 +76,190 @@ func DecodeRaw(b []byte, lim Limits) (e *Entry, raw []byte, err error) {
 	}
 	e.normalize()
 	return e, r.Data, nil
+}
+
+type rawDecoder struct {
+	in  bytes.Buffer
+	dec jsontext.Decoder
+}
+
+var rawDecoderPool = sync.Pool{New: func() any { return new(rawDecoder) }}
+
+// decodeRawEntry is json.Unmarshal(b, r, decodeOptions) by hand: one token loop over the entry's
+// members, which are few, known and mostly strings, instead of the library's reflection over the
+// struct. The decoder checks the grammar, UTF-8 and duplicate names at every level as Unmarshal's
+// does; the small nested objects, ts and the optional members are unmarshaled by the library on
+// the same decoder, so they follow exactly its rules. r.Data aliases b.
+func decodeRawEntry(b []byte, r *rawEntry) error {
+	rd := rawDecoderPool.Get().(*rawDecoder)
+	defer func() {
+		rd.in = bytes.Buffer{}
+		rd.dec.Reset(&rd.in) // drop the reference to b
+		rawDecoderPool.Put(rd)
+	}()
+	rd.in = *bytes.NewBuffer(b)
+	dec := &rd.dec
+	dec.Reset(&rd.in, decodeOptions)
+	if dec.PeekKind() != '{' {
+		// Not an object (or not JSON): the library reports it as Unmarshal would, and null, which
+		// leaves the entry empty, fails validation.
+		return json.UnmarshalDecode(dec, r)
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		switch name.String() {
+		case "id":
+			err = readString(dec, &r.ID)
+		case "app_id":
+			err = readString(dec, &r.AppID)
+		case "ledger":
+			err = readString(dec, &r.Ledger)
+		case "type":
+			err = readString(dec, &r.Type)
+		case "data":
+			var v jsontext.Value
+			if v, err = dec.ReadValue(); err == nil {
+				end := int(dec.InputOffset())
+				r.Data = jsontext.Value(b[end-len(v) : end : end])
+			}
+		case "ts":
+			err = json.UnmarshalDecode(dec, &r.TS)
+		case "thread":
+			err = readStrings(dec, "id", &r.Thread.ID, "mode", &r.Thread.Mode)
+		case "user":
+			err = readStrings(dec, "id", &r.User.ID, "type", &r.User.Type)
+		case "sensitive_paths":
+			err = readStringArray(dec, &r.SensitivePaths)
+		case "sensitive":
+			err = json.UnmarshalDecode(dec, &r.Sensitive)
+		case "component":
+			err = json.UnmarshalDecode(dec, &r.Component)
+		case "trigger":
+			err = json.UnmarshalDecode(dec, &r.Trigger)
+		default:
+			return &json.SemanticError{Err: json.ErrUnknownName}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	return atEOF(dec)
+}
+
+var errTrailing = &jsontext.SyntacticError{ByteOffset: -1, Err: errors.New("invalid data after top-level value")}
+
+// atEOF checks that only whitespace follows the entry.
+func atEOF(dec *jsontext.Decoder) error {
+	switch _, err := dec.ReadToken(); err {
+	case io.EOF:
+		return nil
+	case nil:
+		return errTrailing
+	default:
+		return err
+	}
+}
+
+// readString reads a JSON string (or null, which leaves "") into s, as Unmarshal does for a string
+// field; any other value is a semantic error.
+func readString(dec *jsontext.Decoder, s *string) error {
+	switch dec.PeekKind() {
+	case '"':
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		*s = tok.String()
+		return nil
+	case 'n':
+		_, err := dec.ReadToken()
+		*s = ""
+		return err
+	}
+	return notA(dec, "a string")
+}
+
+// readStrings reads an object of at most two string members, named n1 and n2, into s1 and s2, as
+// Unmarshal does for Thread and User: null leaves both empty, other names are unknown members.
+func readStrings(dec *jsontext.Decoder, n1 string, s1 *string, n2 string, s2 *string) error {
+	switch dec.PeekKind() {
+	case '{':
+	case 'n':
+		_, err := dec.ReadToken()
+		*s1, *s2 = "", ""
+		return err
+	default:
+		return notA(dec, "an object")
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		switch name.String() {
+		case n1:
+			err = readString(dec, s1)
+		case n2:
+			err = readString(dec, s2)
+		default:
+			return &json.SemanticError{Err: json.ErrUnknownName}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	_, err := dec.ReadToken()
+	return err
+}
+
+// readStringArray reads an array of strings (null elements are ""), or null, into *ss.
+func readStringArray(dec *jsontext.Decoder, ss *[]string) error {
+	switch dec.PeekKind() {
+	case '[':
+	case 'n':
+		_, err := dec.ReadToken()
+		*ss = nil
+		return err
+	default:
+		return notA(dec, "an array")
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	out := []string{}
+	for dec.PeekKind() != ']' {
+		var s string
+		if err := readString(dec, &s); err != nil {
+			return err
+		}
+		out = append(out, s)
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	*ss = out
+	return nil
+}
+
+// notA skips the value in the way (reporting a syntax error in it first) and returns the semantic
+// error for a value of the wrong kind.
+func notA(dec *jsontext.Decoder, kind string) error {
+	if err := dec.SkipValue(); err != nil {
+		return err
+	}
+	return &json.SemanticError{Err: errors.New("not " + kind)}
 }
 
 func isEmptyObject(v []byte) bool {

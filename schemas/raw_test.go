@@ -63,6 +63,32 @@ func TestDecodeRawAgreesWithDecode(t *testing.T) {
 		rawHead + `,"data":{"t":"\u00e9 \"q\" ★"},"sensitive_paths":["data.t"]}`,
 		`{"id":"","app_id":"a","ledger":"l","type":"t","ts":"2026-01-02T03:04:05Z"}`,
 		"{\"id\":\"e\xff\"}",
+		`null`,
+		`"x"`,
+		rawHead + `} `,
+		rawHead + `} x`,
+		rawHead + `}{}`,
+		rawHead + `,"ID":"e"}`,
+		`{"id":null,"app_id":"a","ledger":"l","type":"t","ts":"2026-01-02T03:04:05Z"}`,
+		`{"id":5,"app_id":"a","ledger":"l","type":"t","ts":"2026-01-02T03:04:05Z"}`,
+		`{"\u0069d":"e","app_id":"a","ledger":"l","type":"t","ts":"2026-01-02T03:04:05Z"}`,
+		rawHead + `,"thread":null,"user":null}`,
+		rawHead + `,"thread":{},"user":{"id":null}}`,
+		rawHead + `,"thread":{"id":"t","mode":"bot"},"user":{"id":"u","type":"user"}}`,
+		rawHead + `,"thread":{"id":"t","x":1}}`,
+		rawHead + `,"thread":"t"}`,
+		rawHead + `,"thread":[1,}`,
+		rawHead + `,"user":{"id":"u","id":"v"}}`,
+		rawHead + `,"user":{"type":true}}`,
+		rawHead + `,"sensitive_paths":null}`,
+		rawHead + `,"sensitive_paths":[]}`,
+		rawHead + `,"sensitive_paths":[null]}`,
+		rawHead + `,"sensitive_paths":["data.a",1]}`,
+		rawHead + `,"sensitive_paths":{"a":1}}`,
+		rawHead + `,"sensitive":null,"component":null,"trigger":{"sensitive":true}}`,
+		rawHead + `,"sensitive":"yes"}`,
+		`{"id":"e","app_id":"a","ledger":"l","type":"t","ts":"2026-01-02T24:04:05Z"}`,
+		`{"id":"e","app_id":"a","ledger":"l","type":"t","ts":null}`,
 		`[[[[[`,
 	} {
 		t.Run(in[:min(len(in), 40)], func(t *testing.T) { checkRawAgrees(t, []byte(in)) })
@@ -75,6 +101,7 @@ func FuzzDecodeRaw(f *testing.F) {
 	f.Add([]byte(rawHead + `,"data":{"a":[1,-0,1e300,"x",null,true,{}]}}`))
 	f.Add([]byte(rawHead + `,"data":{"a":1,"a":2}}`))
 	f.Add([]byte(rawHead + `,"data":7}`))
+	f.Add([]byte(rawHead + `,"thread":{"id":"t","mode":null},"user":{},"sensitive_paths":["data.a",null]}`))
 	f.Fuzz(func(t *testing.T, b []byte) { checkRawAgrees(t, b) })
 }
 
@@ -120,4 +147,40 @@ func TestLocate(t *testing.T) {
 	if _, ok := Locate([]byte(`{"a":`), []Path{MustParsePath("data.a")}, nil); ok {
 		t.Errorf("Locate(truncated) ok = true, want false")
 	}
+}
+
+// depthExceededRef is depthExceeded written byte by byte: the reference the fast scan must match.
+func depthExceededRef(b []byte, maxDepth int) int64 {
+	depth, inString := 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inString && c == '\\':
+			i++
+		case inString && c == '"':
+			inString = false
+		case inString:
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			if depth++; depth > maxDepth {
+				return int64(i)
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return -1
+}
+
+func FuzzDepthExceeded(f *testing.F) {
+	for _, s := range []string{benchEntry, deep(40), `"\\"[[[`, `"\"[[[`, `"\\\"[["[[[`, `["\\\\\\\\"[[`, `"[[[`, `[["\`, `"\\`} {
+		f.Add([]byte(s), 2)
+	}
+	f.Fuzz(func(t *testing.T, b []byte, maxDepth int) {
+		maxDepth = maxDepth%40 + 1
+		if got, want := depthExceeded(b, maxDepth), depthExceededRef(b, maxDepth); got != want {
+			t.Fatalf("depthExceeded(%q, %d) = %d, want %d", b, maxDepth, got, want)
+		}
+	})
 }
