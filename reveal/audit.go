@@ -74,11 +74,30 @@ var ErrAuditClosed = errors.New("audit: closed")
 // brokers acknowledged every record (acks=all, idempotent producer), so an error means a record
 // may be missing and the caller must withhold the value. There is no buffering beyond the
 // in-flight request: a Kafka outage turns reveals into errors rather than unaudited reveals.
+//
+// Concurrent Audit calls share produce requests (group commit): records queue while one
+// ProduceSync is in flight and the next one writes everything queued; each caller returns when the
+// request that carried its records was acknowledged, with that request's error if it failed.
 type KafkaAuditor struct {
 	cl    *kgo.Client
 	own   bool
 	mu    sync.RWMutex
 	close bool
+
+	qmu      sync.Mutex
+	pending  *auditBatch // records waiting for the next produce; nil if none
+	flushing bool        // a flush goroutine is running
+}
+
+// auditTimeout bounds one produce of queued records, so that a broker outage fails the waiting
+// callers (and later ones) instead of queuing records without end.
+const auditTimeout = 10 * time.Second
+
+// auditBatch is the records of one produce and its outcome, published by closing done.
+type auditBatch struct {
+	recs []*kgo.Record
+	done chan struct{}
+	err  error
 }
 
 // NewKafkaAuditor audits through cl, which must not be transactional (see AuditRecord.KafkaRecord).
@@ -101,7 +120,8 @@ func DialKafkaAuditor(brokers []string, opts ...kgo.Opt) (*KafkaAuditor, error) 
 	return &KafkaAuditor{cl: cl, own: true}, nil
 }
 
-// Audit produces recs and waits for every acknowledgement.
+// Audit queues recs for the next produce and waits for its acknowledgement. If ctx ends first it
+// returns an error; the records may still be written.
 func (a *KafkaAuditor) Audit(ctx context.Context, recs []AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -119,10 +139,50 @@ func (a *KafkaAuditor) Audit(ctx context.Context, recs []AuditRecord) error {
 		}
 		krs[i] = kr
 	}
-	if err := a.cl.ProduceSync(ctx, krs...).FirstErr(); err != nil {
+	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("writing audit records: %w", err)
 	}
-	return nil
+	a.qmu.Lock()
+	b := a.pending
+	if b == nil {
+		b = &auditBatch{done: make(chan struct{})}
+		a.pending = b
+	}
+	b.recs = append(b.recs, krs...)
+	if !a.flushing {
+		a.flushing = true
+		go a.flush()
+	}
+	a.qmu.Unlock()
+	select {
+	case <-b.done:
+		if b.err != nil {
+			return fmt.Errorf("writing audit records: %w", b.err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("writing audit records: %w", ctx.Err())
+	}
+}
+
+// flush produces queued batches one at a time until the queue is empty. A produce ends within
+// auditTimeout, or when Close closes a client the auditor owns; its waiters then get the error.
+func (a *KafkaAuditor) flush() {
+	for {
+		a.qmu.Lock()
+		b := a.pending
+		a.pending = nil
+		if b == nil {
+			a.flushing = false
+			a.qmu.Unlock()
+			return
+		}
+		a.qmu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), auditTimeout)
+		b.err = a.cl.ProduceSync(ctx, b.recs...).FirstErr()
+		cancel()
+		close(b.done)
+	}
 }
 
 // Close stops accepting records, waits for Audit calls in flight and closes the producer if
