@@ -4,7 +4,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 3s
 LONGFUZZ  ?= 60s
 
-.PHONY: all build test test-deps vet fuzz fuzz-quick lint run bench clean
+.PHONY: all build test test-deps vet fuzz fuzz-quick soak lint run bench clean
 
 all: build
 
@@ -27,6 +27,11 @@ fuzz-quick:
 
 fuzz:
 	@bash scripts/fuzz.sh $(LONGFUZZ)
+
+# The reliability suite at its larger size: 300,000 entries and 30 SIGKILLs in the leak scan,
+# plus the fault tests (make test runs 100,000 entries and 10 SIGKILLs).
+soak: test-deps
+	$(GO) test -race -count=1 -v -timeout 60m ./internal/soak/ -args -soak
 
 lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
@@ -70,6 +71,7 @@ func (nopObserver) Dependency(string, bool) {}
 // Processor is the exactly-once stream processor.
 type Processor struct {
 	cfg  Config
+	opts []kgo.Opt // the session's options, to reconnect with
 	sess *kgo.GroupTransactSession
 	log  *slog.Logger
 	obs  Observer
@@ -128,22 +130,60 @@ func New(cfg Config) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating transactional session: %w", err)
 	}
-	return &Processor{cfg: cfg, sess: sess, log: cfg.Logger, obs: obs}, nil
+	return &Processor{cfg: cfg, opts: opts, sess: sess, log: cfg.Logger, obs: obs}, nil
 }
 
 // Run consumes until ctx is cancelled (returning nil) or the transactional session fails fatally.
 // Cancelling ctx aborts the transaction in flight; its records are processed again on restart.
 func (p *Processor) Run(ctx context.Context) error {
-	var failures int
+	var (
+		failures      int
+		fetchFailures int
+		staleSince    time.Time // first poll that found a topic id the broker no longer knows
+	)
 	for {
 		fetches := p.sess.PollRecords(ctx, p.cfg.MaxPoll)
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
+		var fetchErrs int
+		stale := false
 		fetches.EachError(func(topic string, partition int32, err error) {
-			p.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+			fetchErrs++
+			stale = stale || errors.Is(err, kerr.UnknownTopicID)
+			// Errors come back at once on every poll while they last: log the first few and then
+			// every hundredth, so a broker outage does not flood the log.
+			if fetchFailures < 3 || fetchFailures%100 == 0 {
+				p.log.Warn("fetch error", "topic", topic, "partition", partition, "attempt", fetchFailures+1, "err", err)
+			}
 		})
 		recs := fetches.Records()
+		if len(recs) == 0 && fetchErrs > 0 {
+			fetchFailures++
+			p.obs.Dependency("broker", false)
+			if !stale {
+				staleSince = time.Time{}
+			} else if staleSince.IsZero() {
+				staleSince = time.Now()
+			} else if time.Since(staleSince) > staleTopicWait {
+				// The topics were deleted and created again (new topic ids, as after a restart of
+				// a broker that keeps no raw topics): the client keeps asking for the old ids, so
+				// start a new session, which resumes from the group's committed offsets.
+				p.log.Warn("topic ids changed on the broker; reconnecting")
+				if err := p.reconnect(); err != nil {
+					return err
+				}
+				staleSince = time.Time{}
+			}
+			p.sleep(ctx, fetchFailures)
+			continue
+		}
+		if fetchErrs == 0 {
+			if fetchFailures > 0 {
+				p.obs.Dependency("broker", true)
+			}
+			fetchFailures, staleSince = 0, time.Time{}
+		}
 		if len(recs) == 0 {
 			continue
 		}
@@ -164,6 +204,21 @@ func (p *Processor) Run(ctx context.Context) error {
 			failures = 0
 		}
 	}
+}
+
+// staleTopicWait is how long fetches may fail with an unknown topic id before the processor
+// reconnects: a moment's metadata lag after a topic is recreated resolves by itself.
+const staleTopicWait = 3 * time.Second
+
+// reconnect replaces the transactional session by a new one (between transactions only).
+func (p *Processor) reconnect() error {
+	p.sess.Close()
+	sess, err := kgo.NewGroupTransactSession(p.opts...)
+	if err != nil {
+		return &fatalError{fmt.Errorf("recreating transactional session: %w", err)}
+	}
+	p.sess = sess
+	return nil
 }
 
 type fatalError struct{ err error }

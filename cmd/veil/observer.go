@@ -82,7 +82,8 @@ func (o *observer) kmsCall(op string) { o.m.KMSCalls.WithLabelValues(op).Inc() }
 
 func (o *observer) server(addr string) *http.Server { return ops.NewServer(addr, o.m, o.ready) }
 
-// watch refreshes consumer lag and key-cache counters every interval until ctx ends.
+// watch refreshes consumer lag and key-cache counters every interval until ctx ends, and sets the
+// broker's readiness from whether the lag request succeeded.
 func (o *observer) watch(ctx context.Context, adm *kadm.Client, group string, keys *keyring.Keyring, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -94,6 +95,11 @@ func (o *observer) watch(ctx context.Context, adm *kadm.Client, group string, ke
 		lctx, cancel := context.WithTimeout(ctx, every)
 		lags, err := adm.Lag(lctx, group)
 		cancel()
+		// With no records flowing the processor has nothing to fail on, so this is what notices
+		// a broker that went away (and came back).
+		if ctx.Err() == nil {
+			o.Dependency("broker", err == nil)
+		}
 		if err == nil {
 			for _, g := range lags {
 				for topic, parts := range g.Lag {

@@ -212,7 +212,9 @@ type veilProc struct {
 	cmd  *exec.Cmd
 	out  *os.File
 	log  string
-	done chan error
+	done chan struct{} // closed when the process ended
+	err  error         // its Wait error, set before done is closed
+	once sync.Once
 }
 
 // veilEnv is the environment of every veil process: TMPDIR in the test's directory, so the
@@ -245,35 +247,35 @@ func startVeil(t *testing.T, bin string, env []string, cfgPath, logPath string) 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &veilProc{cmd: cmd, out: f, log: logPath, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait() }()
+	p := &veilProc{cmd: cmd, out: f, log: logPath, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
 	return p
 }
 
 // exited reports whether the process ended by itself, and how.
 func (p *veilProc) exited() (bool, error) {
 	select {
-	case err := <-p.done:
-		p.done <- err
-		return true, err
+	case <-p.done:
+		return true, p.err
 	default:
 		return false, nil
 	}
 }
 
+// kill ends the process with SIGKILL; a no-op once it ended.
 func (p *veilProc) kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
-	p.out.Close()
+	p.once.Do(func() { p.out.Close() })
 }
 
 func (p *veilProc) stop(t *testing.T) {
 	t.Helper()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Errorf("veil exited after SIGTERM with %v", err)
+	case <-p.done:
+		if p.err != nil {
+			t.Errorf("veil exited after SIGTERM with %v", p.err)
 		}
 	case <-time.After(30 * time.Second):
 		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
@@ -285,7 +287,7 @@ func (p *veilProc) stop(t *testing.T) {
 		}
 		t.Errorf("veil did not stop within 30s of SIGTERM; log tail:\n%s", tail(p.log, 4000))
 	}
-	p.out.Close()
+	p.once.Do(func() { p.out.Close() })
 }
 
 func tail(path string, n int) string {
