@@ -108,6 +108,8 @@ type Sink struct {
 	cfg Config
 	log *slog.Logger
 	cl  *kgo.Client
+	// opts recreate the client after the broker forgot the topics' ids (see reconnect).
+	opts []kgo.Opt
 
 	running   atomic.Bool
 	closeOnce sync.Once
@@ -191,7 +193,7 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating analytics consumer: %w", err)
 	}
-	s.cl = cl
+	s.cl, s.opts = cl, opts
 	return s, nil
 }
 
@@ -219,6 +221,10 @@ func (s *Sink) Run(ctx context.Context) error {
 		return errors.New("analytics: Run called twice")
 	}
 	defer s.Close()
+	var (
+		fetchFailures int
+		staleSince    time.Time // first poll that found a topic id the broker no longer knows
+	)
 	for {
 		pollCtx, cancel := context.WithTimeout(ctx, s.pollWait(time.Now()))
 		fetches := s.cl.PollRecords(pollCtx, maxPollRecords)
@@ -226,9 +232,18 @@ func (s *Sink) Run(ctx context.Context) error {
 		if fetches.IsClientClosed() {
 			return ErrClosed
 		}
+		var fetchErrs int
+		stale := false
 		fetches.EachError(func(topic string, partition int32, err error) {
-			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-				s.log.Warn("analytics: fetching", "topic", topic, "partition", partition, "err", err)
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				return
+			}
+			fetchErrs++
+			stale = stale || errors.Is(err, kerr.UnknownTopicID)
+			// Errors come back at once on every poll while they last: log the first few and then
+			// every hundredth, so a broker outage does not flood the log.
+			if fetchFailures < 3 || fetchFailures%100 == 0 {
+				s.log.Warn("analytics: fetching", "topic", topic, "partition", partition, "attempt", fetchFailures+1, "err", err)
 			}
 		})
 		s.mu.Lock()
@@ -254,7 +269,52 @@ func (s *Sink) Run(ctx context.Context) error {
 		s.commitPending(ctx)
 		s.mu.Unlock()
 		s.cl.AllowRebalance()
+
+		switch {
+		case fetchErrs > 0 && len(fetches.Records()) == 0:
+			fetchFailures++
+			switch {
+			case !stale:
+				staleSince = time.Time{}
+			case staleSince.IsZero():
+				staleSince = time.Now()
+			case time.Since(staleSince) > staleTopicWait:
+				// The topics were deleted and created again (new topic ids, as after a restart
+				// of a broker): the client keeps asking for the old ids, so start a new one,
+				// which resumes from the group's committed offsets.
+				s.log.Warn("analytics: topic ids changed on the broker; reconnecting")
+				if err := s.reconnect(); err != nil {
+					return err
+				}
+				staleSince = time.Time{}
+			}
+			t := time.NewTimer(min(100*time.Millisecond<<min(fetchFailures-1, 6), 5*time.Second))
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		case fetchErrs == 0:
+			fetchFailures, staleSince = 0, time.Time{}
+		}
 	}
+}
+
+// staleTopicWait is how long fetches may fail with an unknown topic id before the sink
+// reconnects: a moment's metadata lag after a topic is recreated resolves by itself.
+const staleTopicWait = 3 * time.Second
+
+// reconnect replaces the consumer by a new one with the same options. Closing the old one
+// revokes its partitions (onRevoked writes and commits what it can), so the new one resumes from
+// the committed offsets. It runs only inside Run, between polls.
+func (s *Sink) reconnect() error {
+	s.cl.Close()
+	cl, err := kgo.NewClient(s.opts...)
+	if err != nil {
+		return fmt.Errorf("analytics: recreating consumer: %w", err)
+	}
+	s.cl = cl
+	return nil
 }
 
 // due reports whether b should be flushed now.
