@@ -25,9 +25,8 @@ const (
 // passed to cipher.AEAD, an interface, so they would escape) and must be zeroed after use.
 type scratch struct {
 	rnd    [2*keySize + nonceSize]byte // DEK || ref KEK || app-wrap nonce, read in one call
-	inner  [keySize + tagSize]byte     // DEK sealed under the ref KEK
+	inner  [keySize + tagSize]byte     // the DEK masked by the ref KEK (and room for a GCM tag)
 	dek    [keySize]byte
-	refKEK [keySize]byte
 	nonce  [nonceSize]byte
 	aad    [aadMax]byte
 	hdrLen int // bytes of aad holding the header encoding
@@ -41,7 +40,6 @@ func putScratch(s *scratch) {
 	clear(s.rnd[:])
 	clear(s.inner[:])
 	clear(s.dek[:])
-	clear(s.refKEK[:])
 	scratchPool.Put(s)
 }
 
@@ -75,6 +73,3 @@ func (s *scratch) fieldNonce(i int) []byte {
 	s.nonce[nonceSize-1] = byte(i)
 	return s.nonce[:]
 }
-
-// zeroNonce is the nonce of the one message every ref KEK ever seals.
-var zeroNonce [nonceSize]byte

@@ -39,7 +39,7 @@ const goldenPath = "testdata/golden.json"
 
 func goldenInput() golden {
 	return golden{
-		Comment: "v1 record and tokens sealed with a fixed KEK and rand stream; regenerate with go test -run TestGolden -update",
+		Comment: "record v2 and tokens sealed with a fixed KEK and rand stream; regenerate with go test -run TestGolden -update",
 		KEK:     hex.EncodeToString(testKEK),
 		Period:  20414,
 		Seed:    "veil golden v1",

@@ -15,8 +15,8 @@ const (
 	nonceSize = 12 // GCM standard nonce
 	tagSize   = 16 // GCM tag
 
-	// wrappedDEKSize is nonce || AES-GCM(appKEK, AES-GCM(refKEK, DEK)).
-	wrappedDEKSize = nonceSize + keySize + tagSize + tagSize
+	// wrappedDEKSize is nonce || AES-GCM(appKEK, DEK ⊕ refKEK).
+	wrappedDEKSize = nonceSize + keySize + tagSize
 )
 
 // validName reports whether s is a non-empty id of at most max bytes of [A-Za-z0-9._-]. The

@@ -23,14 +23,14 @@ type SealedField struct {
 
 // recordVersion is the first byte of the binary layout:
 //
-//	version u8 = 1
+//	version u8 = 2 (1 wrapped the DEK with AES-GCM under the ref KEK; it was never released)
 //	appLen u8 | app | ledgerLen u8 | ledger | ref [16] | expiry i64 (unix s) | period i64
 //	wrappedDEK [76]
 //	fieldCount u8
 //	fieldCount × ( pathLen u16 | path | ctLen u32 | ciphertext )
 //
 // Integers are big-endian; nothing may follow the last field.
-const recordVersion = 1
+const recordVersion = 2
 
 const recordFixedLen = 1 + 1 + 1 + len(RefID{}) + 8 + 8 + wrappedDEKSize + 1
 

@@ -47,7 +47,8 @@ func TestRecordUnmarshalRejects(t *testing.T) {
 	}{
 		{"empty", nil},
 		{"version 0", edit(func(b []byte) []byte { b[0] = 0; return b })},
-		{"version 2", edit(func(b []byte) []byte { b[0] = 2; return b })},
+		{"version 1 (the GCM ref-KEK wrap)", edit(func(b []byte) []byte { b[0] = 1; return b })},
+		{"next version", edit(func(b []byte) []byte { b[0] = recordVersion + 1; return b })},
 		{"app length 0", edit(func(b []byte) []byte { b[appLenAt] = 0; return b })},
 		{"app length 200", edit(func(b []byte) []byte { b[appLenAt] = 200; return b })},
 		{"app charset", edit(func(b []byte) []byte { b[appLenAt+1] = ' '; return b })},

@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"crypto/subtle"
 	"fmt"
 	"io"
 	"time"
@@ -15,11 +16,15 @@ import (
 //     so no (key, nonce) pair ever repeats: a counter nonce is as safe as a random one and saves
 //     a read and 12 bytes per field. The index is also the field's position, so ciphertexts
 //     cannot be reordered within a record.
-//   - the DEK is sealed by AES-256-GCM(refKEK, nonce=0, AAD=app|ledger|ref|expiry|period). The ref
-//     KEK seals exactly one message in its life, so the fixed zero nonce cannot repeat.
-//   - that result is sealed by AES-256-GCM(appKEK, random nonce, same AAD). The app KEK is shared
-//     by every entry of the app for a period, so its nonce must be random (2^32 messages per key
-//     keep collision odds negligible; a period sees far fewer).
+//   - the DEK is wrapped by the ref KEK as a one-time pad: DEK ⊕ refKEK. The ref KEK is 256
+//     uniformly random bits used for exactly one 256-bit message, so the masked DEK says nothing
+//     about the DEK to anyone without the token (not even to someone holding the store and the
+//     app KEK), and it costs no AES key schedule.
+//   - that result is sealed by AES-256-GCM(appKEK, random nonce, AAD=app|ledger|ref|expiry|period),
+//     which authenticates it and its binding. A wrong ref KEK unmasks a wrong DEK, under which the
+//     field's GCM tag fails. The app KEK is shared by every entry of the app for a period, so its
+//     nonce must be random (2^32 messages per key keep collision odds negligible; a period sees
+//     far fewer).
 //
 // Expiry is kept at second precision (truncated toward the past, so it never extends the TTL).
 // The returned tokens, one per field in order, carry the ref KEK; the record carries neither key.
@@ -57,10 +62,6 @@ func SealWith(key *AppKey, rand io.Reader, h Header, fields []Field) (*Record, [
 	if err != nil {
 		return nil, nil, fmt.Errorf("sealing: %w", err)
 	}
-	refAEAD, err := newGCM(refKEK)
-	if err != nil {
-		return nil, nil, fmt.Errorf("sealing: %w", err)
-	}
 
 	out := newSealed(len(fields))
 	rec := out.rec
@@ -70,7 +71,8 @@ func SealWith(key *AppKey, rand io.Reader, h Header, fields []Field) (*Record, [
 
 	s.setHeader(&h, expiry)
 	aad := s.wrapAAD(key.Period)
-	inner := refAEAD.Seal(s.inner[:0], zeroNonce[:], dek, aad)
+	inner := s.inner[:keySize]
+	subtle.XORBytes(inner, dek, refKEK)
 	wrapped := buf[:wrappedDEKSize:wrappedDEKSize]
 	copy(wrapped, wrapNonce)
 	key.AEAD.Seal(wrapped[nonceSize:nonceSize], wrapNonce, inner, aad)
