@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/veil-project/veil/sinks/store"
 )
@@ -111,7 +112,9 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		WithValueLogFileSize(64 << 20).
 		// Sealed records (hundreds of bytes to a few KiB) go to the value log, so compactions move
 		// small pointers rather than the ciphertext.
-		WithValueThreshold(256)
+		WithValueThreshold(256).
+		// Values are ciphertext and keys are random refs: compressing them only costs CPU.
+		WithCompression(options.None)
 	if cfg.logger != nil {
 		bopts = bopts.WithLogger(slogLogger{cfg.logger.With("component", "badger")}).
 			WithLoggingLevel(badger.WARNING)
