@@ -567,6 +567,9 @@ func decodeRecord(p []byte) (*kgo.Record, bool) {
 	}
 	for range n {
 		hk := d.bytes()
+		if hk == nil && d.ok {
+			return nil, false // header keys are strings: encodeRecord never writes a nil one
+		}
 		r.Headers = append(r.Headers, kgo.RecordHeader{Key: string(hk), Value: d.bytes()})
 	}
 	return r, d.ok && len(d.b) == 0
