@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"runtime"
 	"sync"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
 )
@@ -151,7 +151,7 @@ func (s *Stage) Run(ctx context.Context) error {
 		}
 		s.obs.Dependency("broker", false)
 		s.log.Warn("creating integration topic failed, retrying", "topic", s.cfg.Integration.Topic, "attempt", attempt, "err", err)
-		s.sleep(ctx, attempt)
+		pipeline.Backoff(ctx, attempt)
 	}
 	var failures int
 	for {
@@ -175,7 +175,7 @@ func (s *Stage) Run(ctx context.Context) error {
 		case err != nil:
 			failures++
 			s.log.Warn("batch failed, retrying", "records", len(recs), "attempt", failures, "err", err)
-			s.sleep(ctx, failures)
+			pipeline.Backoff(ctx, failures)
 		case !committed:
 			failures++
 			s.log.Info("transaction aborted, redelivering", "records", len(recs))
@@ -287,61 +287,12 @@ func (s *Stage) rewind(ctx context.Context) error {
 // entries turns recs into outputs in parallel, keeping the input order so each partition's
 // (and so each thread's) order holds on the integration topic.
 func (s *Stage) entries(ctx context.Context, recs []*kgo.Record) ([]output, error) {
-	outs := make([]output, len(recs))
 	workers := 1
 	if s.cfg.Integration.Decrypts() {
 		// Only opening waits on the store and the KMS; redacting is pure CPU.
 		workers = min(s.cfg.Workers, (len(recs)+15)/16)
 	}
-	if workers <= 1 {
-		for i, r := range recs {
-			o, err := s.entry(ctx, r)
-			if err != nil {
-				return nil, err
-			}
-			outs[i] = o
-		}
-		return outs, nil
-	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	chunk := (len(recs) + workers - 1) / workers
-	for lo := 0; lo < len(recs); lo += chunk {
-		hi := min(lo+chunk, len(recs))
-		wg.Go(func() {
-			for i := lo; i < hi; i++ {
-				o, err := s.entry(ctx, recs[i])
-				if err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					return
-				}
-				outs[i] = o
-			}
-		})
-	}
-	wg.Wait()
-	if first != nil {
-		return nil, first
-	}
-	return outs, nil
-}
-
-func (s *Stage) sleep(ctx context.Context, failures int) {
-	d := min(100*time.Millisecond<<min(failures-1, 6), 5*time.Second)
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	return pipeline.MapOrdered(len(recs), workers, func(i int) (output, error) { return s.entry(ctx, recs[i]) })
 }
 
 // Close leaves the group and closes the session; it is idempotent. In-flight work is aborted.

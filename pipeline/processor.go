@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"runtime"
 	"sync"
 	"time"
@@ -175,7 +174,7 @@ func (p *Processor) Run(ctx context.Context) error {
 				}
 				staleSince = time.Time{}
 			}
-			p.sleep(ctx, fetchFailures)
+			Backoff(ctx, fetchFailures)
 			continue
 		}
 		if fetchErrs == 0 {
@@ -196,7 +195,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		case err != nil:
 			failures++
 			p.log.Warn("batch failed, retrying", "records", len(recs), "attempt", failures, "err", err)
-			p.sleep(ctx, failures)
+			Backoff(ctx, failures)
 		case !committed:
 			failures++
 			p.log.Info("transaction aborted, reprocessing", "records", len(recs))
@@ -320,58 +319,10 @@ func (p *Processor) rewind(ctx context.Context) error {
 // transformAll transforms recs in parallel; outputs keep the input order, so per-partition (and
 // per-thread) order is preserved when they are produced.
 func (p *Processor) transformAll(ctx context.Context, recs []*kgo.Record) ([]Output, error) {
-	outs := make([]Output, len(recs))
-	workers := min(p.cfg.Workers, (len(recs)+63)/64)
-	if workers <= 1 {
-		for i, r := range recs {
-			o, err := p.cfg.Transformer.Transform(ctx, Source{r.Topic, r.Partition, r.Offset}, r.Key, r.Value)
-			if err != nil {
-				return nil, err
-			}
-			outs[i] = o
-		}
-		return outs, nil
-	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	chunk := (len(recs) + workers - 1) / workers
-	for lo := 0; lo < len(recs); lo += chunk {
-		hi := min(lo+chunk, len(recs))
-		wg.Go(func() {
-			for i := lo; i < hi; i++ {
-				r := recs[i]
-				o, err := p.cfg.Transformer.Transform(ctx, Source{r.Topic, r.Partition, r.Offset}, r.Key, r.Value)
-				if err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					return
-				}
-				outs[i] = o
-			}
-		})
-	}
-	wg.Wait()
-	if first != nil {
-		return nil, first
-	}
-	return outs, nil
-}
-
-func (p *Processor) sleep(ctx context.Context, failures int) {
-	d := min(100*time.Millisecond<<min(failures-1, 6), 5*time.Second)
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	return MapOrdered(len(recs), min(p.cfg.Workers, (len(recs)+63)/64), func(i int) (Output, error) {
+		r := recs[i]
+		return p.cfg.Transformer.Transform(ctx, Source{r.Topic, r.Partition, r.Offset}, r.Key, r.Value)
+	})
 }
 
 // Close leaves the group and closes the session; it is idempotent. In-flight work is aborted.
