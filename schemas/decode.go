@@ -224,6 +224,11 @@ func (e *Entry) validate() *DecodeError {
 	if e.TS.IsZero() {
 		return decodeErr(ReasonMissingField, "ts", -1)
 	}
+	if y := e.TS.UTC().Year(); y < 1 || y > 9999 {
+		// RFC 3339 has four-digit years: an offset can push year 0000 or 9999 out of range in UTC,
+		// and such a time could not be written back into the entry's views.
+		return decodeErr(ReasonInvalidField, "ts", -1)
+	}
 	optional := []struct {
 		name string
 		val  string

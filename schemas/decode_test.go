@@ -106,6 +106,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"ts wrong type", replace(`"ts":"2026-11-22T10:00:00Z"`, `"ts":1700000000`), Limits{}, ReasonInvalidField, "ts"},
 		{"ts not rfc3339", replace(`"2026-11-22T10:00:00Z"`, `"22 Nov 2026 10:00"`), Limits{}, ReasonInvalidField, "ts"},
 		{"ts without zone", replace(`"2026-11-22T10:00:00Z"`, `"2026-11-22T10:00:00"`), Limits{}, ReasonInvalidField, "ts"},
+		{"ts before year 1 in UTC", replace(`"2026-11-22T10:00:00Z"`, `"0000-01-01T00:00:00+01:00"`), Limits{}, ReasonInvalidField, "ts"},
+		{"ts after year 9999 in UTC", replace(`"2026-11-22T10:00:00Z"`, `"9999-12-31T23:30:00-01:00"`), Limits{}, ReasonInvalidField, "ts"},
 		{"ts bad month", replace(`"2026-11-22T10:00:00Z"`, `"2026-13-22T10:00:00Z"`), Limits{}, ReasonInvalidField, "ts"},
 		{"sensitive wrong type", replace(`"sensitive":true`, `"sensitive":"yes"`), Limits{}, ReasonInvalidField, "sensitive"},
 		{"thread wrong type", replace(`"thread":{"id":"t-9","mode":"agent"}`, `"thread":"t-9"`), Limits{}, ReasonInvalidField, "thread"},
