@@ -3,6 +3,9 @@
 set -euo pipefail
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
   export DEBIAN_FRONTEND=noninteractive
@@ -33,3 +36,12 @@ if ! command -v versitygw >/dev/null 2>&1 && [ ! -x "$gobin/versitygw" ]; then
   GOFLAGS=-buildvcs=false go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
 fi
 # --- end versitygw -------------------------------------------------------------------------------
+
+# --- local-kms (AWS KMS emulator for crypto/kmsaws and the multi-process tests) -----------------
+# It listens on every interface; internal/testsvc runs it only inside a loopback-only network
+# namespace. The version matches testsvc.LocalKMSVersion.
+LOCALKMS_VERSION=v0.0.0-20260228092603-2a5e92d09ab6
+if ! command -v local-kms >/dev/null 2>&1 && [ ! -x "$gobin/local-kms" ]; then
+  GOFLAGS=-buildvcs=false go install "github.com/nsmithuk/local-kms@$LOCALKMS_VERSION"
+fi
+# --- end local-kms -------------------------------------------------------------------------------
