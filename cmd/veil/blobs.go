@@ -72,10 +72,11 @@ func (s *service) openBlobs(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { defer close(done); s.sweepBlobs(sctx, time.Minute) }()
+	blobs := s.blobs // not s: a failed start sets s to nil before closing
 	s.closers = append(s.closers, func(ctx context.Context) error {
 		cancel()
 		<-done
-		return s.blobs.Close(ctx)
+		return blobs.Close(ctx)
 	})
 	return nil
 }

@@ -150,11 +150,19 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 	if err != nil {
 		return nil, fmt.Errorf("creating keyring: %w", err)
 	}
-	s.closers = append(s.closers, func(context.Context) error { return s.keys.Close() })
+	// Closers capture the component, not s: the error returns below set s to nil before the
+	// deferred close runs them.
+	keys := s.keys
+	s.closers = append(s.closers, func(context.Context) error { return keys.Close() })
 
 	// Store.
 	if s.store, err = openStore(ctx, cfg, s.log); err != nil {
-		return nil, err
+		var ce *configError
+		if errors.As(err, &ce) {
+			return nil, err
+		}
+		// Unreachable, or held by another process: the dependency refused (exit 4).
+		return nil, &refusedError{err}
 	}
 	s.closers = append(s.closers, s.store.Close)
 
@@ -187,7 +195,8 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 	if err != nil {
 		return nil, fmt.Errorf("creating processor: %w", err)
 	}
-	s.closers = append(s.closers, func(context.Context) error { s.proc.Close(); return nil })
+	proc := s.proc
+	s.closers = append(s.closers, func(context.Context) error { proc.Close(); return nil })
 	return s, nil
 }
 
