@@ -37,22 +37,28 @@ type EmbeddedConfig struct {
 // its own state in DataDir instead:
 //
 //   - topics.json: every topic with its partition count and configs;
-//   - records/: the committed records (read_committed) of every topic that is not raw, appended as
-//     they arrive, one CRC-framed file per partition (0600);
+//   - records/: one CRC-framed file per partition (0600), appended as records are committed
+//     (read_committed). Records of veil's own sealed or redacted topics (encrypted.*, redacted.*,
+//     veil.deadletter, veil.audit) are kept whole. Every other offset is kept as a gap, without
+//     its record: transaction markers, aborted records, and the records of any other topic (an
+//     integration topic holds decrypted deliveries: they never reach the disk);
 //   - offsets.json: the committed offsets of every consumer group on non-raw topics, every
 //     SyncInterval and at Close.
 //
-// On start the non-raw topics are recreated, kept records are produced back in order with their keys,
-// headers and timestamps (records already past their topic's retention.ms are dropped), and
-// group offsets are translated to the new offsets. Consequences, by design:
+// On start the non-raw topics are recreated and written back so that every offset is what it
+// was: kept records are produced back at their offsets with their keys, headers and timestamps,
+// gaps become transaction markers (which take an offset and which no consumer sees), and offsets
+// before the first record younger than the topic's retention.ms are deleted (the log start moves
+// there, as Kafka's retention would). Group offsets are committed back unchanged. Consequences:
 //
+//   - Offsets are stable: a consumer that keeps its offsets outside Kafka (file names, a
+//     database) resumes exactly after a restart; high watermarks and log start offsets are kept.
+//   - Records of other topics (integration topics) are gone after a restart; their offsets are
+//     not reused, so their consumers resume at the next new record.
 //   - Raw ledger topics are not restored: run EnsureTopics after StartEmbedded, which creates them
 //     (empty) with the TTLs configured now. Records a producer wrote that veil had not consumed and
 //     committed before the broker stopped are lost; groups restart on raw topics at their reset
 //     offset. Use a real Kafka cluster where producers need durability across restarts.
-//   - Offsets of kept records are renumbered densely from 0 (transaction markers take no offset
-//     after a restore); committed group offsets are translated, so consumers resume where they
-//     stopped.
 //   - After a crash (kill -9) the files hold what was written up to the crash; a torn tail is
 //     dropped, and group offsets may be up to SyncInterval old, so consumers of kept topics may
 //     read a few records again.

@@ -11,18 +11,20 @@ import (
 	"hash/crc32"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // keeper keeps the embedded broker's non-raw state in a directory; see Embedded.
@@ -91,6 +93,7 @@ func startKeeper(ctx context.Context, c *kfake.Cluster, addrs []string, dir stri
 		kgo.ConsumeTopics(".*"),
 		kgo.ConsumeExcludeTopics(`^`+strings.ReplaceAll(RawPrefix, ".", `\.`)+`.*`, `^__.*`),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(), // transaction markers take offsets: kept as gaps
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.MetadataMinAge(100*time.Millisecond),
 		kgo.MetadataMaxAge(interval),
@@ -123,25 +126,59 @@ func (k *keeper) write(fs kgo.Fetches) error {
 	defer k.mu.Unlock()
 	var errs []error
 	touched := make(map[*keptFile]struct{})
-	fs.EachRecord(func(r *kgo.Record) {
-		if IsRaw(r.Topic) {
-			return // never on disk
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if IsRaw(p.Topic) || len(p.Records) == 0 {
+			return // raw records never reach the disk
 		}
-		key := tp{r.Topic, r.Partition}
-		if r.Offset < k.next[key] {
-			return // restored on start, already in the file
+		key := tp{p.Topic, p.Partition}
+		keepValues := isKept(p.Topic)
+		var buf []byte
+		gapFrom, gapN := int64(0), int64(0)
+		flushGap := func() {
+			if gapN > 0 {
+				buf = append(buf, encodeGap(gapFrom, gapN)...)
+				gapN = 0
+			}
+		}
+		addGap := func(from, n int64) {
+			if gapN > 0 && gapFrom+gapN == from {
+				gapN += n
+				return
+			}
+			flushGap()
+			gapFrom, gapN = from, n
+		}
+		next := k.next[key]
+		for _, r := range p.Records {
+			if r.Offset < next {
+				continue // restored on start, already in the file
+			}
+			if r.Offset > next {
+				addGap(next, r.Offset-next) // aborted records, or records before the log start
+			}
+			if r.Attrs.IsControl() || !keepValues {
+				addGap(r.Offset, 1)
+			} else {
+				flushGap()
+				buf = append(buf, encodeRecord(r, r.Offset)...)
+			}
+			next = r.Offset + 1
+		}
+		flushGap()
+		if len(buf) == 0 {
+			return
 		}
 		f, err := k.file(key)
 		if err != nil {
 			errs = append(errs, err)
 			return
 		}
-		if _, err := f.w.Write(encodeRecord(r, r.Offset)); err != nil {
+		if _, err := f.w.Write(buf); err != nil {
 			errs = append(errs, err)
 			return
 		}
 		touched[f] = struct{}{}
-		k.next[key] = r.Offset + 1
+		k.next[key] = next
 	})
 	for f := range touched {
 		if err := f.w.Flush(); err != nil {
@@ -365,8 +402,10 @@ func (k *keeper) caughtUp(ctx context.Context) bool {
 	return ok
 }
 
-// restore recreates the kept topics, produces their records back and commits the translated
-// group offsets. It rewrites the record files with the new offsets.
+// restore recreates the topics, produces the kept records back at their own offsets, fills
+// every gap (transaction markers, aborted records, records of topics whose values are not kept)
+// with transaction markers, and commits the group offsets as they were. It rewrites the record
+// files without the records dropped by retention.
 func (k *keeper) restore(ctx context.Context, addrs []string) error {
 	var topics []keptTopic
 	if ok, err := readJSON(filepath.Join(k.dir, topicsFile), &topics); err != nil || !ok {
@@ -376,14 +415,15 @@ func (k *keeper) restore(ctx context.Context, addrs []string) error {
 		kgo.SeedBrokers(addrs...),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
+		kgo.DisableIdempotentWrite(),
+		kgo.RequiredAcks(kgo.LeaderAck()),
+		kgo.MaxBufferedRecords(fillerChunk+1),
 	)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	// For each kept partition: the old offsets of the restored records, and their new offsets.
-	type remap struct{ old, new []int64 }
-	remaps := make(map[tp]remap)
+	restored := make(map[tp]bool)
 	now := time.Now()
 	for _, t := range topics {
 		if IsRaw(t.Name) {
@@ -400,43 +440,35 @@ func (k *keeper) restore(ctx context.Context, addrs []string) error {
 		}
 		for p := range t.Partitions {
 			key := tp{t.Name, p}
-			recs, err := readRecords(k.recordPath(key))
+			ents, err := readLog(k.recordPath(key))
 			if err != nil {
 				return err
 			}
-			var rm remap
-			var keep []*kgo.Record
-			for _, r := range recs {
-				if ret >= 0 && now.Sub(r.Timestamp) > ret {
-					continue
-				}
-				r.Topic, r.Partition = t.Name, p
-				keep = append(keep, r)
-				rm.old = append(rm.old, r.Offset)
+			if !isKept(t.Name) {
+				ents = gapsOnly(ents) // a file of an older version may hold values: drop them
 			}
-			if len(keep) > 0 {
-				if err := cl.ProduceSync(ctx, keep...).FirstErr(); err != nil {
-					return fmt.Errorf("producing kept records of %s/%d: %w", t.Name, p, err)
-				}
+			ents, start, end := trimExpired(ents, now, ret)
+			if err := k.restorePartition(ctx, cl, key, ents, start); err != nil {
+				return fmt.Errorf("restoring %s/%d: %w", t.Name, p, err)
 			}
 			var buf bytes.Buffer
-			for _, r := range keep {
-				rm.new = append(rm.new, r.Offset)
-				buf.Write(encodeRecord(r, r.Offset))
+			if start > 0 {
+				buf.Write(encodeGap(0, start))
+			}
+			for _, e := range ents {
+				buf.Write(e.encode())
 			}
 			if err := writeFileAtomic(k.recordPath(key), buf.Bytes()); err != nil {
 				return err
 			}
-			remaps[key] = rm
-			if len(rm.new) > 0 {
-				k.next[key] = rm.new[len(rm.new)-1] + 1
-			}
+			restored[key] = true
+			k.next[key] = end
 		}
 	}
 	// Record files of topics that no longer exist are dropped.
 	ents, _ := os.ReadDir(filepath.Join(k.dir, recordsDir))
 	known := make(map[string]bool)
-	for key := range remaps {
+	for key := range restored {
 		known[filepath.Base(k.recordPath(key))] = true
 	}
 	for _, e := range ents {
@@ -454,20 +486,9 @@ func (k *keeper) restore(ctx context.Context, addrs []string) error {
 		commit := make(kadm.Offsets)
 		for t, ps := range ts {
 			for p, at := range ps {
-				rm, ok := remaps[tp{t, p}]
-				if !ok {
-					continue // topic gone
+				if restored[tp{t, p}] {
+					commit.Add(kadm.Offset{Topic: t, Partition: p, At: at, LeaderEpoch: -1})
 				}
-				// The first restored record at or after the old committed offset, or the end.
-				i := sort.Search(len(rm.old), func(i int) bool { return rm.old[i] >= at })
-				nat := int64(0)
-				if i < len(rm.new) {
-					nat = rm.new[i]
-				} else if len(rm.new) > 0 {
-					nat = rm.new[len(rm.new)-1] + 1
-				}
-				ps[p] = nat
-				commit.Add(kadm.Offset{Topic: t, Partition: p, At: nat, LeaderEpoch: -1})
 			}
 		}
 		if len(commit) == 0 {
@@ -477,10 +498,117 @@ func (k *keeper) restore(ctx context.Context, addrs []string) error {
 			return fmt.Errorf("committing restored offsets of group %s: %w", g, err)
 		}
 	}
-	if err := k.writeJSON(offsetsFile, offs, &k.lastOff); err != nil {
+	k.log.Info("restored embedded broker state", "topics", len(topics), "groups", len(offs))
+	return nil
+}
+
+// fillerChunk bounds the placeholder records produced in one request.
+const fillerChunk = 10_000
+
+// restorePartition writes a partition back so that every offset is what it was: offsets below
+// start are filled with empty records and then deleted (as retention had deleted them), kept
+// records are produced back, and gaps become commit markers of markerPID (a control batch, which
+// takes one offset and no consumer ever sees, as the markers and aborted records it stands for).
+func (k *keeper) restorePartition(ctx context.Context, cl *kgo.Client, key tp, ents []logEntry, start int64) error {
+	if start > 0 {
+		for done := int64(0); done < start; {
+			n := min(start-done, fillerChunk)
+			recs := make([]*kgo.Record, n)
+			for i := range recs {
+				recs[i] = &kgo.Record{Topic: key.t, Partition: key.p}
+			}
+			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				return fmt.Errorf("filling offsets below the log start: %w", err)
+			}
+			done += n
+		}
+		if err := k.cluster.DeleteRecords(key.t, key.p, start); err != nil {
+			return fmt.Errorf("moving the log start to %d: %w", start, err)
+		}
+	}
+	var run []*kgo.Record
+	flush := func() error {
+		if len(run) == 0 {
+			return nil
+		}
+		want := make([]int64, len(run))
+		for i, r := range run {
+			want[i] = r.Offset
+			r.Topic, r.Partition = key.t, key.p
+		}
+		if err := cl.ProduceSync(ctx, run...).FirstErr(); err != nil {
+			return fmt.Errorf("producing kept records: %w", err)
+		}
+		for i, r := range run {
+			if r.Offset != want[i] {
+				return fmt.Errorf("kept record of offset %d came back at %d", want[i], r.Offset)
+			}
+		}
+		run = run[:0]
+		return nil
+	}
+	for _, e := range ents {
+		if e.rec != nil {
+			run = append(run, e.rec)
+			continue
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		if err := k.writeMarkers(ctx, cl, key, e.gapFrom, e.gapN); err != nil {
+			return err
+		}
+	}
+	if err := flush(); err != nil {
 		return err
 	}
-	k.log.Info("restored embedded broker state", "topics", len(topics), "groups", len(offs))
+	return nil
+}
+
+// markerPID is the producer id of the commit markers that stand for gaps. Committing a producer
+// id that has no open transaction changes nothing but the offset.
+const markerPID = math.MaxInt64 - 1
+
+// writeMarkers appends n commit markers to key's partition, expecting the first at offset from.
+func (k *keeper) writeMarkers(ctx context.Context, cl *kgo.Client, key tp, from, n int64) error {
+	pi := k.cluster.PartitionInfo(key.t, key.p)
+	if pi == nil {
+		return fmt.Errorf("partition vanished")
+	}
+	if pi.HighWatermark != from {
+		return fmt.Errorf("gap at offset %d, but the partition ends at %d", from, pi.HighWatermark)
+	}
+	for done := int64(0); done < n; {
+		c := min(n-done, fillerChunk)
+		parts := make([]int32, c)
+		for i := range parts {
+			parts[i] = key.p
+		}
+		req := kmsg.NewPtrWriteTxnMarkersRequest()
+		m := kmsg.NewWriteTxnMarkersRequestMarker()
+		m.ProducerID, m.Committed = markerPID, true
+		mt := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
+		mt.Topic, mt.Partitions = key.t, parts
+		m.Topics = append(m.Topics, mt)
+		req.Markers = append(req.Markers, m)
+		resp, err := req.RequestWith(ctx, cl.Broker(int(pi.Leader)))
+		if err != nil {
+			return fmt.Errorf("writing gap markers: %w", err)
+		}
+		for _, rm := range resp.Markers {
+			for _, rt := range rm.Topics {
+				for _, rp := range rt.Partitions {
+					if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+						return fmt.Errorf("writing gap markers: %w", err)
+					}
+				}
+			}
+		}
+		done += c
+	}
+	if pi := k.cluster.PartitionInfo(key.t, key.p); pi == nil || pi.HighWatermark != from+n {
+		return fmt.Errorf("gap markers from %d did not end the partition at %d", from, from+n)
+	}
 	return nil
 }
 
@@ -498,9 +626,59 @@ func readJSON(path string, v any) (bool, error) {
 	return true, nil
 }
 
-// Record frame: u32 payload length, u32 CRC-32C of the payload, payload. Payload: i64 offset,
-// i64 timestamp (ms), bytes key, bytes value, u32 header count, then per header bytes key,
-// bytes value. "bytes" is an i32 length (-1 for nil) and the bytes. Little-endian throughout.
+// isKept reports whether the records of topic are kept in the data directory: only veil's own
+// sealed or redacted topics (encrypted.*, redacted.*, the dead-letter and audit topics). Any other
+// topic, an integration topic holding decrypted deliveries among them, keeps its offsets (as
+// gaps) but never its records.
+func isKept(topic string) bool {
+	return strings.HasPrefix(topic, EncryptedPrefix) || strings.HasPrefix(topic, RedactedPrefix) ||
+		topic == DeadLetterTopic || topic == AuditTopic
+}
+
+// Frame: u32 payload length, u32 CRC-32C of the payload, payload. Little-endian throughout.
+// A record payload is i64 offset, i64 timestamp (ms), bytes key, bytes value, u32 header count,
+// then per header bytes key, bytes value ("bytes" is an i32 length, -1 for nil, and the bytes):
+// at least 28 bytes. A gap payload is exactly 16 bytes, i64 first offset and i64 count: offsets
+// that hold no kept record (transaction markers, aborted records, records of a topic whose values
+// are not kept, records deleted before the keeper read them).
+
+// logEntry is one frame of a record file: a record, or a gap when rec is nil.
+type logEntry struct {
+	rec           *kgo.Record
+	gapFrom, gapN int64
+}
+
+func (e logEntry) offset() int64 {
+	if e.rec != nil {
+		return e.rec.Offset
+	}
+	return e.gapFrom
+}
+
+func (e logEntry) end() int64 {
+	if e.rec != nil {
+		return e.rec.Offset + 1
+	}
+	return e.gapFrom + e.gapN
+}
+
+func (e logEntry) encode() []byte {
+	if e.rec != nil {
+		return encodeRecord(e.rec, e.rec.Offset)
+	}
+	return encodeGap(e.gapFrom, e.gapN)
+}
+
+const gapPayload = 16
+
+func encodeGap(from, n int64) []byte {
+	b := make([]byte, 8, 8+gapPayload)
+	b = binary.LittleEndian.AppendUint64(b, uint64(from))
+	b = binary.LittleEndian.AppendUint64(b, uint64(n))
+	binary.LittleEndian.PutUint32(b[0:4], gapPayload)
+	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(b[8:], crc32c))
+	return b
+}
 
 func encodeRecord(r *kgo.Record, offset int64) []byte {
 	b := make([]byte, 8, 8+32+len(r.Key)+len(r.Value))
@@ -526,8 +704,9 @@ func appendBytes(b, v []byte) []byte {
 	return append(b, v...)
 }
 
-// readRecords reads a record file; a torn or corrupt tail (a crash mid-write) ends the file.
-func readRecords(path string) ([]*kgo.Record, error) {
+// readLog reads a record file. A torn or corrupt tail (a crash mid-write) ends the file, and so
+// does an entry that does not follow the one before it (offsets only grow).
+func readLog(path string) ([]logEntry, error) {
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -535,7 +714,8 @@ func readRecords(path string) ([]*kgo.Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []*kgo.Record
+	var out []logEntry
+	next := int64(0)
 	for len(raw) >= 8 {
 		n := binary.LittleEndian.Uint32(raw[0:4])
 		if uint64(n) > uint64(len(raw)-8) {
@@ -545,14 +725,65 @@ func readRecords(path string) ([]*kgo.Record, error) {
 		if crc32.Checksum(payload, crc32c) != binary.LittleEndian.Uint32(raw[4:8]) {
 			break
 		}
-		r, ok := decodeRecord(payload)
-		if !ok {
+		var e logEntry
+		if n == gapPayload {
+			e.gapFrom = int64(binary.LittleEndian.Uint64(payload[0:8]))
+			e.gapN = int64(binary.LittleEndian.Uint64(payload[8:16]))
+			if e.gapN <= 0 || e.gapFrom > math.MaxInt64-e.gapN {
+				break
+			}
+		} else {
+			r, ok := decodeRecord(payload)
+			if !ok {
+				break
+			}
+			e.rec = r
+		}
+		if e.offset() < next {
 			break
 		}
-		out = append(out, r)
+		out = append(out, e)
+		next = e.end()
 		raw = raw[8+n:]
 	}
 	return out, nil
+}
+
+// readRecords returns the records of a record file, without its gaps.
+func readRecords(path string) ([]*kgo.Record, error) {
+	ents, err := readLog(path)
+	var out []*kgo.Record
+	for _, e := range ents {
+		if e.rec != nil {
+			out = append(out, e.rec)
+		}
+	}
+	return out, err
+}
+
+// gapsOnly turns every record of ents into a gap.
+func gapsOnly(ents []logEntry) []logEntry {
+	out := make([]logEntry, len(ents))
+	for i, e := range ents {
+		out[i] = logEntry{gapFrom: e.offset(), gapN: e.end() - e.offset()}
+	}
+	return out
+}
+
+// trimExpired drops the longest prefix of ents that holds no record younger than ret (as Kafka's
+// retention deletes whole old segments from the start), and returns the rest with the offset it
+// starts at and the offset after the last entry.
+func trimExpired(ents []logEntry, now time.Time, ret time.Duration) (rest []logEntry, start, end int64) {
+	if len(ents) == 0 {
+		return nil, 0, 0
+	}
+	end = ents[len(ents)-1].end()
+	for i, e := range ents {
+		if e.rec != nil && (ret < 0 || now.Sub(e.rec.Timestamp) <= ret) {
+			return ents[i:], e.offset(), end
+		}
+	}
+	return nil, end, end
 }
 
 func decodeRecord(p []byte) (*kgo.Record, bool) {
