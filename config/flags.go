@@ -3,6 +3,7 @@ package config
 import (
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -10,13 +11,17 @@ import (
 // -data-dir, -brokers (comma-separated), -log-level, -listen-api and -listen-metrics. Parsing fs
 // records them on c rather than setting them: c.File() is the -config value, and ApplyFlags
 // copies the others onto a loaded Config, so flags override the file and the environment.
-// Parse does all of this, including the $VEIL_CONFIG fallback.
-func (c *Config) BindFlags(fs *flag.FlagSet) {
+// Parse does all of this, including the $VEIL_CONFIG fallback. With only, BindFlags registers
+// -config and just the named flags (a command lists the flags it uses).
+func (c *Config) BindFlags(fs *flag.FlagSet, only ...string) {
 	fs.Func("config", "path of the YAML config `file` (default $"+ConfigEnv+"; none: defaults)", func(s string) error {
 		c.flagFile = s
 		return nil
 	})
 	set := func(name, key, usage string) {
+		if len(only) > 0 && !slices.Contains(only, name) {
+			return
+		}
 		fs.Func(name, usage+" (config key "+key+")", func(s string) error {
 			t, ok := lookupEnv(EnvName(key))
 			if !ok {

@@ -157,6 +157,11 @@ func keysList(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if cfg.KMS.Provider == "local" {
+		if err := mustExist(cfg.DataDir, "data directory"); err != nil {
+			return err // opening the keys would create a data dir and a new root key
+		}
+	}
 	env, err := openKeyEnv(ctx, cfg)
 	if err != nil {
 		return err

@@ -1,7 +1,8 @@
 // Command veil keeps sensitive conversation data out of everything but an encrypted store.
 //
 // Exit codes: 0 success; 1 runtime failure; 2 bad usage; 3 invalid configuration; 4 a dependency
-// refused to start (for example a raw topic that keeps plaintext longer than its TTL).
+// refused to start (for example a raw topic that keeps plaintext longer than its TTL); 5 veil
+// reveal answered, but not every token was ok.
 package main
 
 import (
@@ -22,6 +23,7 @@ const (
 	exitUsage   = 2
 	exitConfig  = 3
 	exitRefused = 4
+	exitNotOK   = 5
 )
 
 var version = "dev" // set by -ldflags "-X main.version=…"
@@ -40,8 +42,11 @@ func commands() []command {
 		{"replay", "re-run a time window of ledgers into the encrypted, redacted, analytics or egress outputs", cmdReplay},
 		{"serve", "serve the reveal API alone (store, keys and audit; no stream processing)", cmdServe},
 		{"principals", "add, list or remove reveal API principals (add prints a new API key once)", cmdPrincipals},
-		{"reveal", "reveal tokens through a reveal API: veil reveal [--url U] TOKEN…", cmdReveal},
-		{"version", "print the version", cmdVersion},
+		{"reveal", "reveal tokens through a reveal API: veil reveal [--url URL] TOKEN…", cmdReveal},
+		{"check", "validate the config and reach every configured dependency, read-only", cmdCheck},
+		{"certs", "make a self-signed certificate for the reveal API (kept across restarts)", cmdCerts},
+		{"completion", "print a shell completion script: veil completion bash|zsh|fish", cmdCompletion},
+		{"version", "print the version (also veil --version)", cmdVersion},
 	}
 }
 
@@ -49,10 +54,11 @@ func usage(w io.Writer) {
 	fmt.Fprintf(w, "veil: encrypt sensitive transcript data in Kafka streams and shred it on schedule.\n\n")
 	fmt.Fprintf(w, "Usage:\n  veil <command> [flags]\n\nCommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun 'veil <command> --help' for the flags of a command.\n")
-	fmt.Fprintf(w, "Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid config, 4 refused to start.\n")
+	fmt.Fprintf(w, "Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid config, 4 refused to start, 5 a token not revealed (veil reveal).\n")
+	fmt.Fprintf(w, "\nExample:\n  veil demo\n")
 }
 
 // usageError marks a bad command line (exit 2); configError an invalid configuration (exit 3);
@@ -63,17 +69,26 @@ type (
 	refusedError struct{ error }
 )
 
+// notOKError is veil reveal's answer when the API answered but not every token was ok (exit 5).
+type notOKError struct{ n int }
+
+func (e *notOKError) Error() string { return fmt.Sprintf("%d token(s) not revealed", e.n) }
+
 func main() {
 	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func runMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stdout)
 		if len(args) == 0 {
+			usage(stderr)
 			return exitUsage
 		}
+		usage(stdout)
 		return exitOK
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = []string{"version"}
 	}
 	for _, c := range commands() {
 		if c.name != args[0] {
@@ -82,6 +97,11 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		err := c.run(ctx, args[1:], stdout, stderr)
+		var h *helpError
+		if errors.As(err, &h) {
+			fmt.Fprint(stdout, h.text) // asking for help is not an error: stdout, exit 0
+			return exitOK
+		}
 		return exitCode(err, stderr)
 	}
 	fmt.Fprintf(stderr, "veil: unknown command %q\n\n", args[0])
@@ -89,9 +109,14 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
+// exitCode prints err once, to stderr, and maps it to the exit code.
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return exitOK
+	}
+	var n *notOKError
+	if errors.As(err, &n) {
+		return exitNotOK // the per-token statuses are already on stdout
 	}
 	fmt.Fprintf(stderr, "veil: %v\n", err)
 	var (
@@ -111,7 +136,12 @@ func exitCode(err error, stderr io.Writer) int {
 }
 
 func cmdVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
-	if len(args) > 0 {
+	fs := newFlagSet("version")
+	pos, err := parseFlags(fs, helps["version"], args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
 		return &usageError{fmt.Errorf("version takes no arguments")}
 	}
 	v := version

@@ -6,19 +6,30 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/veil-project/veil/reveal"
 )
 
-const principalsUsage = "usage: veil principals add --name N --kind messaging|support|other|admin --apps a,b [--override] | list | remove --name N"
+const principalsUsage = `Usage:
+  veil principals add --name N --kind messaging|support|other|admin --apps A,… [--override]
+  veil principals list
+  veil principals remove --name N
+
+Run 'veil principals <subcommand> --help' for its flags.
+
+Example:
+  veil principals add --name zendesk --kind support --apps app-42`
 
 // cmdPrincipals manages the reveal API's principals file. add prints the new key once: the file
 // keeps only its SHA-256.
 func cmdPrincipals(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return &usageError{errors.New(principalsUsage)}
+		return &usageError{errors.New("principals needs a subcommand: add, list or remove (see 'veil principals --help')")}
 	}
 	sub, args := args[0], args[1:]
 	var (
@@ -29,7 +40,7 @@ func cmdPrincipals(_ context.Context, args []string, stdout, stderr io.Writer) e
 		switch sub {
 		case "add":
 			fs.StringVar(&name, "name", "", "principal `name`")
-			fs.StringVar(&kind, "kind", "", "messaging, support, other or admin")
+			fs.StringVar(&kind, "kind", "", "`kind`: messaging, support, other or admin")
 			fs.StringVar(&apps, "apps", "", "comma-separated app `ids` it may read (\"*\": every app, admin only)")
 			fs.BoolVar(&override, "override", false, "let a principal of kind other decrypt")
 		case "remove":
@@ -42,7 +53,7 @@ func cmdPrincipals(_ context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintln(stdout, principalsUsage)
 		return nil
 	default:
-		return &usageError{fmt.Errorf("unknown principals command %q; %s", sub, principalsUsage)}
+		return &usageError{fmt.Errorf("unknown principals subcommand %q (want add, list or remove)", sub)}
 	}
 	cfg, err := parseConfig("principals "+sub, args, stderr, extra)
 	if err != nil {
@@ -53,6 +64,9 @@ func cmdPrincipals(_ context.Context, args []string, stdout, stderr io.Writer) e
 	case "add":
 		if name == "" || kind == "" || apps == "" {
 			return &usageError{errors.New("principals add needs --name, --kind and --apps")}
+		}
+		if !slices.Contains([]reveal.Kind{reveal.KindMessaging, reveal.KindSupport, reveal.KindOther, reveal.KindAdmin}, reveal.Kind(kind)) {
+			return &usageError{fmt.Errorf("--kind %q is not one of messaging, support, other, admin", kind)}
 		}
 		p := reveal.Principal{Name: name, Kind: reveal.Kind(kind), Override: override}
 		for _, a := range strings.Split(apps, ",") {
@@ -67,6 +81,9 @@ func cmdPrincipals(_ context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stderr, "added principal %q to %s; its API key is shown once, store it now:\n", name, path)
 		fmt.Fprintln(stdout, string(key))
 	case "list":
+		if err := mustExist(filepath.Dir(path), "data directory"); err != nil {
+			return err
+		}
 		ps, err := reveal.ReadPrincipals(path)
 		if err != nil {
 			return err
@@ -85,6 +102,18 @@ func cmdPrincipals(_ context.Context, args []string, stdout, stderr io.Writer) e
 			return err
 		}
 		fmt.Fprintf(stdout, "removed principal %q; its key stops working within a second\n", name)
+	}
+	return nil
+}
+
+// mustExist fails a read-only command whose input does not exist, rather than letting it create
+// state (a data dir, a root key) as a side effect of looking.
+func mustExist(path, what string) error {
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("no %s at %s: nothing to list (is --data-dir or --config right? veil run and veil demo create it)", what, path)
+		}
+		return err
 	}
 	return nil
 }

@@ -57,20 +57,22 @@ type service struct {
 	closers      []func(context.Context) error
 }
 
-// parseConfig parses the common flags of a subcommand and loads the configuration.
+// parseConfig parses the common flags of a subcommand and loads the configuration. Its help
+// (usage, about, example, and which common flags it takes) is helps[name].
 func parseConfig(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*config.Config, error) {
-	fs := flag.NewFlagSet("veil "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	h, ok := helps[name]
+	if !ok {
+		h = help{usage: "veil " + name + " [flags]"}
+	}
+	fs := newFlagSet(name)
 	if extra != nil {
 		extra(fs)
 	}
 	var flags config.Config
-	flags.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, &usageError{err}
+	flags.BindFlags(fs, h.common...)
+	pos, err := parseFlags(fs, h, args)
+	if err != nil {
+		return nil, err
 	}
 	file := flags.File()
 	if file == "" {
@@ -86,8 +88,8 @@ func parseConfig(name string, args []string, stderr io.Writer, extra func(*flag.
 	if err != nil {
 		return nil, &configError{err}
 	}
-	if fs.NArg() > 0 {
-		return nil, &usageError{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
+	if len(pos) > 0 {
+		return nil, &usageError{fmt.Errorf("unexpected arguments: %s (see 'veil %s --help')", strings.Join(pos, " "), name)}
 	}
 	return cfg, nil
 }

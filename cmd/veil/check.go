@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/config"
+	"github.com/veil-project/veil/crypto/kmsaws"
+	"github.com/veil-project/veil/sinks/blob"
+	"github.com/veil-project/veil/sinks/store/dynamostore"
+	"github.com/veil-project/veil/sinks/store/redisstore"
+)
+
+// checkTimeout bounds each dependency's check.
+const checkTimeout = 10 * time.Second
+
+// dependencyCheck is one line of veil check: a dependency and how to reach it read-only. ok
+// describes what answered; an error is the failure.
+type dependencyCheck struct {
+	name  string
+	check func(ctx context.Context) (string, error)
+}
+
+// cmdCheck validates the configuration (parseConfig exits 3 on an invalid one) and reaches every
+// configured dependency without writing anything: no topic, table, bucket, key or file is
+// created. One line per dependency; a notOK failure when any is unreachable.
+func cmdCheck(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	cfg, err := parseConfig("check", args, nil, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "config      ok\n")
+	failed := 0
+	for _, d := range dependencyChecks(cfg) {
+		cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+		what, err := d.check(cctx)
+		cancel()
+		if err != nil {
+			failed++
+			fmt.Fprintf(stdout, "%-11s FAIL  %v\n", d.name, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "%-11s ok    %s\n", d.name, what)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of the configured dependencies did not answer", failed)
+	}
+	return nil
+}
+
+func dependencyChecks(cfg *config.Config) []dependencyCheck {
+	var out []dependencyCheck
+	out = append(out, dependencyCheck{"kafka", func(ctx context.Context) (string, error) {
+		if cfg.EmbeddedBroker() {
+			return "embedded broker on " + cfg.Kafka.Embedded.Addr + " (started by veil run)", nil
+		}
+		opts, err := kafkaOpts(cfg.Kafka)
+		if err != nil {
+			return "", err
+		}
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...)}, opts...)...)
+		if err != nil {
+			return "", err
+		}
+		defer cl.Close()
+		bs, err := kadm.NewClient(cl).ListBrokers(ctx)
+		if err != nil {
+			return "", fmt.Errorf("listing brokers at %s: %w", strings.Join(cfg.Kafka.Brokers, ","), err)
+		}
+		return fmt.Sprintf("%d broker(s) at %s", len(bs), strings.Join(cfg.Kafka.Brokers, ",")), nil
+	}})
+	out = append(out, dependencyCheck{"kms", func(ctx context.Context) (string, error) {
+		if cfg.KMS.Provider == "local" {
+			path := filepath.Join(cfg.DataDir, "root.key")
+			if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+				return "local root key " + path + " (not there yet: veil run creates it)", nil
+			} else if err != nil {
+				return "", err
+			}
+			return "local root key " + path, nil
+		}
+		c, err := kmsaws.New(ctx, kmsaws.Config{Region: cfg.KMS.AWS.Region, Endpoint: cfg.KMS.AWS.Endpoint, KeyID: cfg.KMS.KeyID})
+		if err != nil {
+			return "", err
+		}
+		k, err := c.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String(cfg.KMS.KeyID)})
+		if err != nil {
+			return "", fmt.Errorf("describing %s: %w", cfg.KMS.KeyID, err)
+		}
+		if k.KeyMetadata == nil || !k.KeyMetadata.Enabled {
+			return "", fmt.Errorf("aws key %s is not enabled", cfg.KMS.KeyID)
+		}
+		return "aws key " + cfg.KMS.KeyID + " enabled", nil
+	}})
+	out = append(out, dependencyCheck{"store", func(ctx context.Context) (string, error) {
+		switch cfg.Store.Kind {
+		case "redis":
+			return checkRedis(ctx, cfg.Store.Redis)
+		case "dynamodb":
+			d := cfg.Store.DynamoDB
+			st, err := dynamostore.Open(ctx, dynamostore.Options{Table: d.Table, Region: d.Region, Endpoint: d.Endpoint})
+			if err != nil {
+				if d.CreateTable {
+					return "", fmt.Errorf("%w (store.dynamodb.create_table: veil run would create it)", err)
+				}
+				return "", err
+			}
+			st.Close(ctx)
+			return "dynamodb table " + d.Table, nil
+		}
+		return localDir("badger", filepath.Join(cfg.DataDir, "store"))
+	}})
+	out = append(out, dependencyCheck{"key store", func(ctx context.Context) (string, error) {
+		return localDir("file", filepath.Join(cfg.DataDir, "keys"))
+	}})
+	if cfg.Analytics.Enabled && cfg.Analytics.S3.Bucket != "" {
+		out = append(out, dependencyCheck{"analytics", func(ctx context.Context) (string, error) {
+			return checkBucket(ctx, cfg.Analytics.S3)
+		}})
+	}
+	if cfg.Blob.S3.Bucket != "" {
+		out = append(out, dependencyCheck{"blob", func(ctx context.Context) (string, error) {
+			return checkBucket(ctx, cfg.Blob.S3)
+		}})
+	}
+	if cfg.TLS.CertFile != "" {
+		out = append(out, dependencyCheck{"tls", func(context.Context) (string, error) {
+			if _, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+				return "", fmt.Errorf("loading tls.cert_file and tls.key_file: %w", err)
+			}
+			fp, err := certFingerprint(cfg.TLS.CertFile)
+			if err != nil {
+				return "", err
+			}
+			return "certificate sha256 " + fp, nil
+		}})
+	}
+	return out
+}
+
+func checkRedis(ctx context.Context, r config.Redis) (string, error) {
+	var tc *tls.Config
+	if r.TLS {
+		tc = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	st, err := redisstore.Open(ctx, redisstore.Options{Addr: r.Addr, Username: r.Username, Password: string(r.Password), DB: r.DB, TLS: tc})
+	if err != nil {
+		return "", err
+	}
+	st.Close(ctx)
+	return "redis " + r.Addr, nil
+}
+
+func checkBucket(ctx context.Context, b config.S3) (string, error) {
+	c, err := blob.NewS3Client(ctx, s3ClientConfig(b))
+	if err != nil {
+		return "", err
+	}
+	if _, err := c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(b.Bucket)}); err != nil {
+		return "", fmt.Errorf("bucket %s: %w", b.Bucket, err)
+	}
+	return "s3 bucket " + b.Bucket, nil
+}
+
+// localDir reports on a local directory veil creates on first run.
+func localDir(kind, dir string) (string, error) {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return kind + " " + dir + " (not there yet: veil run creates it)", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("%s is not a directory", dir)
+	}
+	return kind + " " + dir, nil
+}
