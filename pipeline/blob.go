@@ -54,7 +54,7 @@ func (t *Transformer) sealMedia(ctx context.Context, e *schemas.Entry, ledger st
 				if errors.Is(err, blob.ErrStagingRefused) || errors.Is(err, blob.ErrStagingNotFound) {
 					return &permanentError{reason: schemas.ReasonInvalidField, field: p.String()}
 				}
-				return fmt.Errorf("opening staged media: %w", err)
+				return Transient(fmt.Errorf("opening staged media: %w", err))
 			}
 			defer rc.Close()
 			media = rc
@@ -66,7 +66,7 @@ func (t *Transformer) sealMedia(ctx context.Context, e *schemas.Entry, ledger st
 			return &permanentError{reason: schemas.ReasonInvalidField, field: p.String()}
 		}
 		if err != nil {
-			return fmt.Errorf("sealing media: %w", err)
+			return Transient(fmt.Errorf("sealing media: %w", err))
 		}
 		e.Set(p, tok.Encode())
 		out.Media = append(out.Media, item)

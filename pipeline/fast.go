@@ -3,7 +3,6 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -139,11 +138,11 @@ func (t *Transformer) transformFast(ctx context.Context, src Source, key, value 
 		ref := RefFor(e.AppID, e.ID, src)
 		start := time.Now()
 		rec, toks, err := t.Sealer.Seal(ctx, envelope.Header{App: e.AppID, Ledger: led.Name, Ref: ref, Expiry: expiry}, fields)
-		if errors.Is(err, envelope.ErrInvalidInput) {
+		if unsealable(err) {
 			return Output{}, false, nil // the general path dead-letters it
 		}
 		if err != nil {
-			return out, true, fmt.Errorf("sealing entry: %w", err)
+			return out, true, Transient(fmt.Errorf("sealing entry: %w", err))
 		}
 		b, err := rec.MarshalBinary()
 		if err != nil {

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/schemas"
 	"github.com/veil-project/veil/sinks/store"
 )
 
@@ -25,6 +27,10 @@ type Config struct {
 	KafkaOpts     []kgo.Opt // extra client options (TLS, SASL, logger)
 	MaxPoll       int       // records per poll and transaction; default 2,000
 	Workers       int       // transform goroutines; default GOMAXPROCS
+	// RecordAttempts is how many times a record whose processing fails with an unexpected
+	// (neither bad-input nor transient) error is tried before it is dead-lettered as
+	// unprocessable, when the Stage is a Rejecter; default 5. Transient failures never count.
+	RecordAttempts int
 
 	Transformer Stage // what each record becomes; *Transformer in production
 	Store       store.Store
@@ -32,9 +38,16 @@ type Config struct {
 	Logger      *slog.Logger
 }
 
-// Stage turns one raw record into its outputs; a non-nil error is transient and retries the batch.
+// Stage turns one raw record into its outputs. A non-nil error retries the batch: without limit
+// when it is Transient, otherwise up to Config.RecordAttempts times for that record.
 type Stage interface {
 	Transform(ctx context.Context, src Source, key, value []byte) (Output, error)
+}
+
+// Rejecter is a Stage that can dead-letter a record it failed to process, so that a record
+// failing again and again does not hold its partition. *Transformer is one.
+type Rejecter interface {
+	Reject(ctx context.Context, src Source, key, value []byte, reason schemas.Reason) (Output, error)
 }
 
 // PassThrough copies each record unchanged to the two topics named by ledger, with the same
@@ -75,6 +88,10 @@ type Processor struct {
 	log  *slog.Logger
 	obs  Observer
 
+	// attempts counts the failed attempts of records that failed unexpectedly, until their batch
+	// commits; it is only used by Run's goroutine and holds at most one poll's records.
+	attempts map[Source]int
+
 	closeOnce sync.Once
 }
 
@@ -94,6 +111,9 @@ func New(cfg Config) (*Processor, error) {
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.RecordAttempts <= 0 {
+		cfg.RecordAttempts = 5
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -129,7 +149,7 @@ func New(cfg Config) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating transactional session: %w", err)
 	}
-	return &Processor{cfg: cfg, opts: opts, sess: sess, log: cfg.Logger, obs: obs}, nil
+	return &Processor{cfg: cfg, opts: opts, sess: sess, log: cfg.Logger, obs: obs, attempts: map[Source]int{}}, nil
 }
 
 // Run consumes until ctx is cancelled (returning nil) or the transactional session fails fatally.
@@ -240,7 +260,9 @@ func isFatal(err error) bool {
 func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool, error) {
 	outs, err := p.transformAll(ctx, recs)
 	if err != nil {
-		p.obs.Dependency("keys", false)
+		if IsTransient(err) {
+			p.obs.Dependency("keys", false)
+		}
 		if rerr := p.rewind(ctx); rerr != nil {
 			return false, &fatalError{rerr}
 		}
@@ -277,6 +299,7 @@ func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool,
 		return false, fmt.Errorf("producing outputs: %w", perr)
 	}
 	if committed {
+		clear(p.attempts)
 		for i := range outs {
 			if outs[i].AfterCommit != nil {
 				outs[i].AfterCommit(ctx)
@@ -318,11 +341,65 @@ func (p *Processor) rewind(ctx context.Context) error {
 
 // transformAll transforms recs in parallel; outputs keep the input order, so per-partition (and
 // per-thread) order is preserved when they are produced.
+//
+// A record that fails with an unexpected error (not Transient) counts an attempt; once it has
+// failed RecordAttempts times, it is dead-lettered (Rejecter) in place of its outputs and the batch
+// goes on. A panic in the Stage is such an error. A transient failure fails the batch, whatever
+// else failed.
 func (p *Processor) transformAll(ctx context.Context, recs []*kgo.Record) ([]Output, error) {
-	return MapOrdered(len(recs), min(p.cfg.Workers, (len(recs)+63)/64), func(i int) (Output, error) {
+	errs := make([]error, len(recs))
+	outs, _ := MapOrdered(len(recs), min(p.cfg.Workers, (len(recs)+63)/64), func(i int) (Output, error) {
 		r := recs[i]
-		return p.cfg.Transformer.Transform(ctx, Source{r.Topic, r.Partition, r.Offset}, r.Key, r.Value)
+		out, err := p.transform(ctx, Source{r.Topic, r.Partition, r.Offset}, r.Key, r.Value)
+		errs[i] = err
+		return out, nil
 	})
+	for _, err := range errs {
+		if err != nil && IsTransient(err) {
+			return nil, err
+		}
+	}
+	var unexpected error
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		r := recs[i]
+		src := Source{r.Topic, r.Partition, r.Offset}
+		p.attempts[src]++
+		rej, ok := p.cfg.Transformer.(Rejecter)
+		if !ok || p.attempts[src] < p.cfg.RecordAttempts {
+			unexpected = cmp.Or(unexpected, err)
+			continue
+		}
+		p.log.Error("record failed repeatedly; dead-lettering it", "source", src.String(), "attempts", p.attempts[src], "err", err)
+		out, rerr := rej.Reject(ctx, src, r.Key, r.Value, schemas.ReasonUnprocessable)
+		if rerr != nil {
+			return nil, Transient(fmt.Errorf("dead-lettering %s: %w", src, rerr))
+		}
+		outs[i] = out
+	}
+	if unexpected != nil {
+		return nil, unexpected
+	}
+	return outs, nil
+}
+
+// transform calls the Stage, turning a panic into an (unexpected) error: a record that crashes
+// the Stage is retried and then dead-lettered like any other failing record, instead of crashing
+// the process again after every restart.
+func (p *Processor) transform(ctx context.Context, src Source, key, value []byte) (out Output, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			// A runtime error's message holds no data; any other panic value might.
+			if re, ok := v.(runtime.Error); ok {
+				err = fmt.Errorf("processing %s: panic: %w", src, re)
+			} else {
+				err = fmt.Errorf("processing %s: panic (%T)", src, v)
+			}
+		}
+	}()
+	return p.cfg.Transformer.Transform(ctx, src, key, value)
 }
 
 // Close leaves the group and closes the session; it is idempotent. In-flight work is aborted.

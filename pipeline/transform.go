@@ -24,6 +24,7 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/schemas"
 	"github.com/veil-project/veil/sinks/blob"
@@ -86,19 +87,6 @@ type Source struct {
 
 func (s Source) String() string { return fmt.Sprintf("%s/%d/%d", s.Topic, s.Partition, s.Offset) }
 
-// permanentError marks bad input: it goes to the dead-letter topic.
-type permanentError struct {
-	reason schemas.Reason
-	field  string
-}
-
-func (e *permanentError) Error() string {
-	if e.field == "" {
-		return string(e.reason)
-	}
-	return string(e.reason) + ": " + e.field
-}
-
 func (t *Transformer) now() time.Time {
 	if t.Clock != nil {
 		return t.Clock()
@@ -106,19 +94,41 @@ func (t *Transformer) now() time.Time {
 	return time.Now()
 }
 
-// Transform processes one raw record. It returns an error only for transient failures (keys,
-// randomness): the caller retries the batch. Bad input is not an error: it yields a dead-letter
-// Output.
+// Transform processes one raw record. Bad input is not an error: it yields a dead-letter Output.
+// An error marked Transient (the keys, the KMS or the blob store failed) means the record could not
+// be processed now and must be retried; any other error is unexpected, and the processor retries
+// it a bounded number of times before it dead-letters the record (Reject).
 func (t *Transformer) Transform(ctx context.Context, src Source, key, value []byte) (Output, error) {
 	out, err := t.transform(ctx, src, key, value)
 	var perm *permanentError
 	if errors.As(err, &perm) {
-		return t.deadLetter(ctx, src, value, perm, out.Ledger)
+		return t.deadLetter(ctx, src, value, perm, sourceLedger(t.Ledgers, src))
 	}
 	if err != nil {
 		return Output{}, fmt.Errorf("processing %s: %w", src, err)
 	}
 	return out, nil
+}
+
+// Reject dead-letters a record with reason, whatever it holds: what the processor does with a
+// record whose processing keeps failing for no reason it knows, so that it does not hold its
+// partition. It fails only when the dead letter cannot be sealed (a transient failure).
+func (t *Transformer) Reject(ctx context.Context, src Source, key, value []byte, reason schemas.Reason) (Output, error) {
+	return t.deadLetter(ctx, src, value, &permanentError{reason: reason}, sourceLedger(t.Ledgers, src))
+}
+
+// sourceLedger names the ledger whose raw topic src is, if the table knows it; "" otherwise. It
+// is what Output.Ledger holds for a dead letter: never a name taken from the record itself, so a
+// producer cannot choose a metric label.
+func sourceLedger(table *ledgers.Table, src Source) string {
+	name, ok := broker.LedgerOf(src.Topic)
+	if !ok {
+		return ""
+	}
+	if led, known := table.Lookup(name); known {
+		return led.Name
+	}
+	return ""
 }
 
 func (t *Transformer) transform(ctx context.Context, src Source, key, value []byte) (Output, error) {
@@ -133,11 +143,12 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 		}
 		return Output{}, &permanentError{reason: schemas.ReasonMalformedJSON}
 	}
-	out := Output{Ledger: e.Ledger}
+	var out Output
 	led, ok := t.Ledgers.Lookup(e.Ledger)
 	if !ok {
 		return out, &permanentError{reason: schemas.ReasonUnknownLedger, field: "ledger"}
 	}
+	out.Ledger = led.Name
 	if want := broker.RawTopic(led.Name); src.Topic != "" && src.Topic != want {
 		return out, &permanentError{reason: schemas.ReasonInvalidField, field: "ledger"}
 	}
@@ -174,13 +185,13 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 		ref := RefFor(e.AppID, e.ID, src)
 		start := time.Now()
 		rec, toks, err := t.Sealer.Seal(ctx, envelope.Header{App: e.AppID, Ledger: led.Name, Ref: ref, Expiry: expiry}, fields)
-		if errors.Is(err, envelope.ErrInvalidInput) {
+		if unsealable(err) {
 			// The entry itself cannot be sealed (e.g. an app id beyond the token's limits):
 			// retrying would stall the partition, so it is bad input.
 			return out, &permanentError{reason: schemas.ReasonInvalidField, field: "app_id"}
 		}
 		if err != nil {
-			return out, fmt.Errorf("sealing entry: %w", err)
+			return out, Transient(fmt.Errorf("sealing entry: %w", err))
 		}
 		b, err := rec.MarshalBinary()
 		if err != nil {
@@ -227,6 +238,12 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 	out.Encrypted = &kgo.Record{Topic: broker.EncryptedTopic(led.Name), Key: key, Value: encrypted, Headers: hdrs}
 	out.Redacted = &kgo.Record{Topic: broker.RedactedTopic(led.Name), Key: key, Value: redacted, Headers: slices.Clone(hdrs)}
 	return out, nil
+}
+
+// unsealable reports whether a Seal error is the input's fault (it would fail the same way on
+// every retry) rather than the keys' or the KMS's.
+func unsealable(err error) bool {
+	return errors.Is(err, envelope.ErrInvalidInput) || errors.Is(err, keyring.ErrInvalidApp)
 }
 
 // collectFields reads the values at paths (skipping absent ones and values that already are
@@ -327,7 +344,7 @@ func (t *Transformer) maxAge() time.Duration {
 }
 
 // deadLetterRecord is the JSON value written to veil.deadletter. The raw bytes are never in it:
-// only their token.
+// only their token, or nothing when they are too large to keep.
 type deadLetterRecord struct {
 	Reason    schemas.Reason `json:"reason"`
 	Field     string         `json:"field,omitempty"`
@@ -336,41 +353,70 @@ type deadLetterRecord struct {
 	Received  time.Time      `json:"received_at"`
 	ExpiresAt time.Time      `json:"expires_at"`
 	Size      int            `json:"size"`
-	Payload   string         `json:"payload"` // token of the raw bytes (base64 inside)
+	Payload   string         `json:"payload,omitempty"` // token of the raw bytes (base64 inside)
+	// PayloadOmitted is true when the raw bytes were too large to keep (Reason is then too_large):
+	// they are in the raw topic until its retention ends, and nowhere else.
+	PayloadOmitted bool `json:"payload_omitted,omitempty"`
 }
+
+// DeadLetterMaxPayload is the size of the largest record whose bytes a dead letter keeps (sealed,
+// as base64, which must fit envelope.MaxValueSize). A larger record (one that is a few KiB on the
+// wire may be tens of MiB decompressed) is dead-lettered without its bytes, with reason too_large,
+// instead of making a value too large to seal or to store.
+const DeadLetterMaxPayload = 8 << 20
 
 func (t *Transformer) deadLetter(ctx context.Context, src Source, value []byte, perm *permanentError, ledger string) (Output, error) {
 	now := t.now().UTC().Truncate(time.Second)
 	expiry := now.Add(DeadLetterTTL)
 	ref := RefFor(DeadLetterApp, "", src)
-	payload, err := json.Marshal(base64.StdEncoding.EncodeToString(value))
-	if err != nil {
-		return Output{}, fmt.Errorf("encoding dead-letter payload: %w", err)
-	}
-	rec, toks, err := t.Sealer.Seal(ctx, envelope.Header{App: DeadLetterApp, Ledger: "deadletter", Ref: ref, Expiry: expiry},
-		[]envelope.Field{{Path: "payload", Value: payload}})
-	clear(payload)
-	if err != nil {
-		return Output{}, fmt.Errorf("sealing dead-letter payload: %w", err)
-	}
-	b, err := rec.MarshalBinary()
-	if err != nil {
-		return Output{}, fmt.Errorf("encoding sealed dead-letter record: %w", err)
-	}
-	dl, err := json.Marshal(deadLetterRecord{
+	dlr := deadLetterRecord{
 		Reason: perm.reason, Field: perm.field, Source: src.String(),
-		Received: now, ExpiresAt: expiry, Size: len(value), Payload: toks[0].Encode(),
-	})
+		Received: now, ExpiresAt: expiry, Size: len(value),
+	}
+	var item *store.Item
+	if len(value) <= DeadLetterMaxPayload {
+		payload, err := json.Marshal(base64.StdEncoding.EncodeToString(value))
+		if err != nil {
+			return Output{}, fmt.Errorf("encoding dead-letter payload: %w", err)
+		}
+		rec, toks, err := t.Sealer.Seal(ctx, envelope.Header{App: DeadLetterApp, Ledger: "deadletter", Ref: ref, Expiry: expiry},
+			[]envelope.Field{{Path: "payload", Value: payload}})
+		clear(payload)
+		switch {
+		case errors.Is(err, envelope.ErrInvalidInput):
+			// Limits configured beyond what one sealed value holds: keep the record without its bytes.
+		case err != nil:
+			return Output{}, Transient(fmt.Errorf("sealing dead-letter payload: %w", err))
+		default:
+			b, err := rec.MarshalBinary()
+			if err != nil {
+				return Output{}, fmt.Errorf("encoding sealed dead-letter record: %w", err)
+			}
+			item = &store.Item{App: DeadLetterApp, Ref: ref, Expiry: expiry, Value: b}
+			dlr.Payload = toks[0].Encode()
+		}
+	}
+	if item == nil {
+		dlr.PayloadOmitted = true
+		if perm.reason != schemas.ReasonTooLarge {
+			// The reason must say why the bytes are missing; the original one goes in the log.
+			if t.Logger != nil {
+				t.Logger.Warn("dead-lettering a record too large to keep", "source", src.String(), "reason", string(perm.reason), "size", len(value))
+			}
+			dlr.Reason, dlr.Field = schemas.ReasonTooLarge, ""
+		}
+	}
+	dl, err := json.Marshal(dlr)
 	if err != nil {
 		return Output{}, fmt.Errorf("encoding dead-letter record: %w", err)
 	}
 	return Output{
-		Item: &store.Item{App: DeadLetterApp, Ref: ref, Expiry: expiry, Value: b},
+		Item: item,
 		DeadLetter: &kgo.Record{Topic: broker.DeadLetterTopic, Value: dl, Headers: []kgo.RecordHeader{
 			{Key: HeaderSource, Value: []byte(src.String())},
-			{Key: HeaderReason, Value: []byte(perm.reason)},
+			{Key: HeaderReason, Value: []byte(dlr.Reason)},
 		}},
 		Ledger: ledger,
-		Reason: perm.reason,
+		Reason: dlr.Reason,
 	}, nil
 }

@@ -70,6 +70,10 @@ const (
 	ReasonUnknownApp    Reason = "unknown_app"
 	ReasonForgedToken   Reason = "forged_token"
 	ReasonTimestamp     Reason = "timestamp_out_of_range"
+	// ReasonUnprocessable: processing the record failed again and again for no reason veil knows
+	// (not bad input it recognizes, not an outage); it was set aside so that it does not hold
+	// its partition.
+	ReasonUnprocessable Reason = "unprocessable"
 )
 
 // Limits bound what Decode accepts. The zero value means the defaults below.
