@@ -22,8 +22,9 @@ var (
 )
 
 // sealMedia moves the media of a sensitive blob entry into the blob store: inline content
-// (base64 in data.content) or a staged object (data.object: a path under the staging directory
-// or s3://bucket/key). Each is encrypted under its own DEK and replaced in the entry by the token
+// (base64 in data.content) or a staged object (data.object: <app_id>/path under the staging
+// directory, or s3://bucket/<app_id>/key; a reference outside the entry's own app root is
+// dead-lettered). Each is encrypted under its own DEK and replaced in the entry by the token
 // of that DEK, which the normal sealing then leaves untouched. The staging copy is deleted only
 // after the transaction commits, so an aborted batch can seal it again.
 func (t *Transformer) sealMedia(ctx context.Context, e *schemas.Entry, ledger string, src Source, expiry time.Time, out *Output) error {
@@ -49,7 +50,7 @@ func (t *Transformer) sealMedia(ctx context.Context, e *schemas.Entry, ledger st
 			media = bytes.NewReader(raw)
 			defer clear(raw)
 		} else {
-			rc, err := t.Blobs.OpenStaging(ctx, s)
+			rc, err := t.Blobs.OpenStaging(ctx, e.AppID, s)
 			if err != nil {
 				if errors.Is(err, blob.ErrStagingRefused) || errors.Is(err, blob.ErrStagingNotFound) {
 					return &permanentError{reason: schemas.ReasonInvalidField, field: p.String()}
@@ -72,10 +73,10 @@ func (t *Transformer) sealMedia(ctx context.Context, e *schemas.Entry, ledger st
 		out.Media = append(out.Media, item)
 	}
 	if len(staged) > 0 {
-		blobs, log := t.Blobs, t.Logger
+		blobs, log, app := t.Blobs, t.Logger, e.AppID
 		out.AfterCommit = func(ctx context.Context) {
 			for _, s := range staged {
-				if err := blobs.DeleteStaging(ctx, s); err != nil && log != nil {
+				if err := blobs.DeleteStaging(ctx, app, s); err != nil && log != nil {
 					log.Warn("deleting staged media after commit", "err", err)
 				}
 			}

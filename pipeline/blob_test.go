@@ -32,7 +32,7 @@ func TestBlobMediaSealedToBlobStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	staging := filepath.Join(h.dataDir, "staging")
-	if err := os.MkdirAll(staging, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(staging, "app-1"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	svc, err := blob.New(blob.Config{Objects: objects, Store: h.store, Sealer: h.sealer, StagingDir: staging})
@@ -45,7 +45,7 @@ func TestBlobMediaSealedToBlobStore(t *testing.T) {
 
 	inline := bytes.Repeat([]byte("CANARY-inline-media "), 5000) // ~100 KB, several chunks
 	staged := bytes.Repeat([]byte("CANARY-staged-media "), 20000)
-	if err := os.WriteFile(filepath.Join(staging, "photo.bin"), staged, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(staging, "app-1", "photo.bin"), staged, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC().Format(time.RFC3339)
@@ -54,8 +54,8 @@ func TestBlobMediaSealedToBlobStore(t *testing.T) {
 	}
 	h.produce(
 		&kgo.Record{Topic: broker.RawTopic("blob"), Key: []byte("t"), Value: entry("b1", `{"content":"`+base64.StdEncoding.EncodeToString(inline)+`","filename":"CANARY-name.png"}`)},
-		&kgo.Record{Topic: broker.RawTopic("blob"), Key: []byte("t"), Value: entry("b2", `{"object":"photo.bin","filename":"x.bin"}`)},
-		&kgo.Record{Topic: broker.RawTopic("blob"), Key: []byte("t"), Value: entry("b3", `{"object":"missing.bin"}`)},
+		&kgo.Record{Topic: broker.RawTopic("blob"), Key: []byte("t"), Value: entry("b2", `{"object":"app-1/photo.bin","filename":"x.bin"}`)},
+		&kgo.Record{Topic: broker.RawTopic("blob"), Key: []byte("t"), Value: entry("b3", `{"object":"app-1/missing.bin"}`)},
 	)
 	stop := h.run(pipeline.Config{Transformer: &tr})
 	defer stop()
@@ -98,7 +98,7 @@ func TestBlobMediaSealedToBlobStore(t *testing.T) {
 			t.Errorf("%s media reopened to %d bytes (err %v), want %d exact bytes", e.ID, len(got), err, len(want[e.ID]))
 		}
 	}
-	if _, err := os.Stat(filepath.Join(staging, "photo.bin")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(staging, "app-1", "photo.bin")); !os.IsNotExist(err) {
 		t.Errorf("staged media still present after commit (stat err %v)", err)
 	}
 	scanned := 0

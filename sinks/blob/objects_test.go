@@ -314,22 +314,57 @@ func TestServiceS3(t *testing.T) {
 	})
 	t.Run("staged in s3", func(t *testing.T) {
 		if _, err := e3.client.PutObject(t.Context(), &s3.PutObjectInput{
-			Bucket: aws.String("veil-staging"), Key: aws.String("up/photo.jpg"), Body: bytes.NewReader(media(7000)),
+			Bucket: aws.String("veil-staging"), Key: aws.String("app-42/up/photo.jpg"), Body: bytes.NewReader(media(7000)),
 		}); err != nil {
 			t.Fatal(err)
 		}
-		tok, _, n, err := e.svc.SealStaged(t.Context(), "app-42", "blob", newRef(), e.clock.Now().Add(24*time.Hour), "s3://veil-staging/up/photo.jpg")
+		tok, _, n, err := e.svc.SealStaged(t.Context(), "app-42", "blob", newRef(), e.clock.Now().Add(24*time.Hour), "s3://veil-staging/app-42/up/photo.jpg")
 		if err != nil || n != 7000 {
 			t.Fatalf("SealStaged = %d, %v; want 7000, nil", n, err)
 		}
 		if got, st, err := e.open(tok.Encode()); st != StatusOK || err != nil || !bytes.Equal(got, media(7000)) {
 			t.Errorf("Open(staged) = %d bytes, %v, %v", len(got), st, err)
 		}
-		if _, err := o.OpenStaged(t.Context(), "veil-staging", "up/photo.jpg"); !errors.Is(err, ErrObjectNotFound) {
+		if _, err := o.OpenStaged(t.Context(), "veil-staging", "app-42/up/photo.jpg"); !errors.Is(err, ErrObjectNotFound) {
 			t.Errorf("staging object after seal: Get = %v, want ErrObjectNotFound", err)
 		}
-		if _, err := e.svc.OpenStaging(t.Context(), "s3://veil-blobs/media/x"); !errors.Is(err, ErrStagingRefused) {
+		if _, err := e.svc.OpenStaging(t.Context(), "app-42", "s3://veil-blobs/app-42/x"); !errors.Is(err, ErrStagingRefused) {
 			t.Errorf("OpenStaging(bucket not allowed) = %v, want ErrStagingRefused", err)
+		}
+		// Another tenant's staged object: refused by every spelling, and left in place.
+		if _, err := e3.client.PutObject(t.Context(), &s3.PutObjectInput{
+			Bucket: aws.String("veil-staging"), Key: aws.String("app-7/theirs.jpg"), Body: bytes.NewReader([]byte("app-7's media")),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, ref := range []string{
+			"s3://veil-staging/app-7/theirs.jpg",
+			"s3://veil-staging/app-42/../app-7/theirs.jpg",
+			"s3://veil-staging/app-42/%2e%2e/app-7/theirs.jpg",
+			"s3://veil-staging/app-42/%2E%2e/app-7/theirs.jpg",
+			"s3://veil-staging/app-42%2f..%2fapp-7/theirs.jpg",
+			"s3://veil-staging/app-42//../app-7/theirs.jpg",
+			"s3://veil-staging/app-42/./../app-7/theirs.jpg",
+			`s3://veil-staging/app-42/..\app-7\theirs.jpg`,
+			"s3://veil-staging/APP-7/theirs.jpg",
+			"s3://veil-staging//app-7/theirs.jpg",
+			"s3://veil-staging/app-42",
+			"s3://veil-staging/app-42/",
+		} {
+			if r, err := e.svc.OpenStaging(t.Context(), "app-42", ref); !errors.Is(err, ErrStagingRefused) {
+				if err == nil {
+					r.Close()
+				}
+				t.Errorf("OpenStaging(app-42, %q) = %v, want ErrStagingRefused", ref, err)
+			}
+			if err := e.svc.DeleteStaging(t.Context(), "app-42", ref); !errors.Is(err, ErrStagingRefused) {
+				t.Errorf("DeleteStaging(app-42, %q) = %v, want ErrStagingRefused", ref, err)
+			}
+		}
+		if r, err := o.OpenStaged(t.Context(), "veil-staging", "app-7/theirs.jpg"); err != nil {
+			t.Errorf("app-7's staged object after app-42's references: %v, want still there", err)
+		} else {
+			r.Close()
 		}
 	})
 	t.Run("sweep and delete app", func(t *testing.T) {

@@ -252,7 +252,7 @@ func (s *Service) SealStaged(ctx context.Context, app, ledger string, ref envelo
 	if s.cfg.Store == nil {
 		return envelope.Token{}, store.Item{}, 0, errors.New("sealing staged media: no store configured")
 	}
-	src, err := s.OpenStaging(ctx, staging)
+	src, err := s.OpenStaging(ctx, app, staging)
 	if err != nil {
 		return envelope.Token{}, store.Item{}, 0, err
 	}
@@ -264,7 +264,7 @@ func (s *Service) SealStaged(ctx context.Context, app, ledger string, ref envelo
 	if err := s.cfg.Store.Put(ctx, []store.Item{item}); err != nil {
 		return envelope.Token{}, store.Item{}, 0, fmt.Errorf("storing media record: %w", err)
 	}
-	if err := s.DeleteStaging(ctx, staging); err != nil {
+	if err := s.DeleteStaging(ctx, app, staging); err != nil {
 		return envelope.Token{}, store.Item{}, 0, err
 	}
 	return tok, item, n, nil

@@ -278,25 +278,31 @@ func TestStaging(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("outside"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(secret, filepath.Join(stage, "escape")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(outside, filepath.Join(stage, "escapedir")); err != nil {
-		t.Fatal(err)
-	}
-	write("in/ok", []byte("inside"))
-	if err := os.Symlink("in/ok", filepath.Join(stage, "innerlink")); err != nil {
-		t.Fatal(err)
+	write("app-42/in/ok", []byte("inside"))
+	write("app-7/theirs", []byte("app-7's media"))
+	write("loose", []byte("at the shared root"))
+	for link, target := range map[string]string{
+		"app-42/escape":      secret,
+		"app-42/escapedir":   outside,
+		"app-42/innerlink":   "in/ok",
+		"app-42/otherapp":    "../app-7/theirs",
+		"app-42/otherappdir": filepath.Join(stage, "app-7"),
+		"app-42/rootfile":    "../loose",
+		"app-9":              "app-7", // an app root that is a symlink to another app's
+	} {
+		if err := os.Symlink(target, filepath.Join(stage, link)); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	t.Run("relative path sealed and deleted", func(t *testing.T) {
-		write("up/1.bin", media(3000))
+		write("app-42/up/1.bin", media(3000))
 		ref := newRef()
-		tok, _, n, err := e.svc.SealStaged(t.Context(), "app-42", "blob", ref, e.clock.Now().Add(time.Hour), "up/1.bin")
+		tok, _, n, err := e.svc.SealStaged(t.Context(), "app-42", "blob", ref, e.clock.Now().Add(time.Hour), "app-42/up/1.bin")
 		if err != nil || n != 3000 {
 			t.Fatalf("SealStaged = %d, %v; want 3000, nil", n, err)
 		}
-		if _, err := os.Stat(filepath.Join(stage, "up/1.bin")); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(stage, "app-42/up/1.bin")); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("staging copy after seal: Stat = %v, want not exist", err)
 		}
 		// SealStaged wrote the item itself.
@@ -305,14 +311,14 @@ func TestStaging(t *testing.T) {
 		}
 	})
 	t.Run("absolute path inside", func(t *testing.T) {
-		write("up/2.bin", []byte("two"))
-		_, _, _, err := e.svc.SealStaged(t.Context(), "app-42", "blob", newRef(), e.clock.Now().Add(time.Hour), filepath.Join(stage, "up/2.bin"))
+		write("app-42/up/2.bin", []byte("two"))
+		_, _, _, err := e.svc.SealStaged(t.Context(), "app-42", "blob", newRef(), e.clock.Now().Add(time.Hour), filepath.Join(stage, "app-42/up/2.bin"))
 		if err != nil {
 			t.Errorf("SealStaged(absolute inside) = %v, want nil", err)
 		}
 	})
 	t.Run("symlink inside", func(t *testing.T) {
-		r, err := e.svc.OpenStaging(t.Context(), "innerlink")
+		r, err := e.svc.OpenStaging(t.Context(), "app-42", "app-42/innerlink")
 		if err != nil {
 			t.Fatalf("OpenStaging(symlink within) = %v, want nil", err)
 		}
@@ -321,42 +327,73 @@ func TestStaging(t *testing.T) {
 			t.Errorf("OpenStaging(symlink within) read %q, want \"inside\"", got)
 		}
 	})
-	refused := []string{
-		"../" + filepath.Base(outside) + "/secret",
-		"in/../../x",
-		secret,
-		"escape",
-		"escapedir/secret",
-		"in",
-		"",
-		"s3://bucket/key",
-		"http://example.com/x",
+	refused := []struct{ app, ref string }{
+		{"app-42", "../" + filepath.Base(outside) + "/secret"},
+		{"app-42", "app-42/in/../../x"},
+		{"app-42", secret},
+		{"app-42", "app-42/escape"},
+		{"app-42", "app-42/escapedir/secret"},
+		{"app-42", "app-42/in"},
+		{"app-42", "app-42"},
+		{"app-42", "app-42/"},
+		{"app-42", ""},
+		{"app-42", "s3://bucket/app-42/key"},
+		{"app-42", "http://example.com/x"},
+		{"app-42", "file://" + filepath.Join(stage, "app-42/in/ok")},
+		// Another tenant's files, by every spelling.
+		{"app-42", "app-7/theirs"},
+		{"app-42", filepath.Join(stage, "app-7/theirs")},
+		{"app-42", "./app-7/theirs"},
+		{"app-42", "app-42/../app-7/theirs"},
+		{"app-42", "APP-7/theirs"},
+		{"app-42", "App-42/../app-7/theirs"},
+		{"app-42", "app-42/otherapp"},
+		{"app-42", "app-42/otherappdir/theirs"},
+		{"app-42", "app-42/rootfile"},
+		{"app-42", "app-42/%2e%2e/app-7/theirs"},
+		{"app-42", "app-42/%2E%2E/app-7/theirs"},
+		{"app-42", "app-42%2f..%2fapp-7/theirs"},
+		{"app-42", `app-42\..\app-7\theirs`},
+		{"app-42", "loose"},
+		{"app-9", "app-9/theirs"}, // app root is a symlink to app-7's
+		{"APP-7", "APP-7/theirs"}, // a differently cased app id is another app
+		{"app-7", "app-7/theirs\x00"},
+		{".", "./app-7/theirs"},
+		{"..", "../" + filepath.Base(outside) + "/secret"},
+		{"", "app-7/theirs"},
+		{"app-7/..", "app-7/../loose"},
 	}
-	for _, ref := range refused {
-		t.Run("refused "+ref, func(t *testing.T) {
-			r, err := e.svc.OpenStaging(t.Context(), ref)
+	for _, c := range refused {
+		t.Run("refused "+c.app+" "+c.ref, func(t *testing.T) {
+			r, err := e.svc.OpenStaging(t.Context(), c.app, c.ref)
 			if err == nil {
 				r.Close()
 			}
-			if !errors.Is(err, ErrStagingRefused) {
-				t.Errorf("OpenStaging(%q) = %v, want ErrStagingRefused", ref, err)
+			if !errors.Is(err, ErrStagingRefused) && !(c.app == "APP-7" && errors.Is(err, ErrStagingNotFound)) {
+				t.Errorf("OpenStaging(%q, %q) = %v, want ErrStagingRefused", c.app, c.ref, err)
 			}
-			if err := e.svc.DeleteStaging(t.Context(), ref); ref != "escape" && !errors.Is(err, ErrStagingRefused) {
-				t.Errorf("DeleteStaging(%q) = %v, want ErrStagingRefused", ref, err)
+			err = e.svc.DeleteStaging(t.Context(), c.app, c.ref)
+			if c.ref != "app-42/escape" && c.ref != "app-42/otherapp" && c.ref != "app-42/rootfile" && c.app != "APP-7" && !errors.Is(err, ErrStagingRefused) {
+				t.Errorf("DeleteStaging(%q, %q) = %v, want ErrStagingRefused", c.app, c.ref, err)
 			}
 		})
 	}
-	if b, err := os.ReadFile(secret); err != nil || string(b) != "outside" {
-		t.Errorf("file outside staging after refused references = %q, %v; want untouched", b, err)
+	for path, want := range map[string]string{secret: "outside", filepath.Join(stage, "app-7/theirs"): "app-7's media", filepath.Join(stage, "loose"): "at the shared root"} {
+		if b, err := os.ReadFile(path); err != nil || string(b) != want {
+			t.Errorf("%s after refused references = %q, %v; want untouched", path, b, err)
+		}
 	}
 	t.Run("missing", func(t *testing.T) {
-		if _, err := e.svc.OpenStaging(t.Context(), "nope"); !errors.Is(err, ErrStagingNotFound) {
+		if _, err := e.svc.OpenStaging(t.Context(), "app-42", "app-42/nope"); !errors.Is(err, ErrStagingNotFound) {
 			t.Errorf("OpenStaging(missing) = %v, want ErrStagingNotFound", err)
+		}
+		if _, err := e.svc.OpenStaging(t.Context(), "app-new", "app-new/x"); !errors.Is(err, ErrStagingNotFound) {
+			t.Errorf("OpenStaging(app without a staging root) = %v, want ErrStagingNotFound", err)
 		}
 	})
 	t.Run("no staging dir", func(t *testing.T) {
 		e := newEnv(t, nil)
-		if _, err := e.svc.OpenStaging(t.Context(), "x"); !errors.Is(err, ErrStagingRefused) || !strings.Contains(err.Error(), "no staging") {
+		if _, err := e.svc.OpenStaging(t.Context(), "app-42", "app-42/x"); !errors.Is(err, ErrStagingRefused) || !strings.Contains(err.Error(), "no staging") {
 			t.Errorf("OpenStaging without staging dir = %v, want ErrStagingRefused", err)
 		}
 	})
