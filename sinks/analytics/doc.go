@@ -10,7 +10,10 @@
 //     completed PutObject).
 //   - Files are named by source partition and offset range (p3-o1200-o1399.parquet), so
 //     reprocessing after a crash or a rebalance overwrites instead of duplicating; a file left by an
-//     earlier, uncommitted run whose range overlaps a newly written batch is removed.
+//     earlier, uncommitted run whose range overlaps a newly written batch is removed. A file that
+//     starts below the first offset read since the partition was assigned holds committed rows
+//     and is never removed (should offsets move back, rows may repeat, never vanish). This rests on
+//     offsets being stable, which Kafka and the embedded broker (across restarts) guarantee.
 //   - Write errors (disk full, read-only directory) are retried with backoff and hold back the
 //     commit: nothing is lost and nothing is skipped.
 //   - No token reaches a file: a row whose data holds a string starting with "veil:" is refused,

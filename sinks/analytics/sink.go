@@ -117,6 +117,9 @@ type Sink struct {
 	mu      sync.Mutex
 	parts   map[topicPartition]*batch
 	pending map[topicPartition]kgo.EpochOffset // durable in files, not yet committed
+	// floor is, per assigned partition, the offset of the first record read since it was
+	// assigned: every row below it was committed by an earlier run and is not read again.
+	floor map[topicPartition]int64
 
 	records, flushes, files, rows, bytes, writeErrs, commits, commitErrs, refused, invalid atomic.Uint64
 }
@@ -178,6 +181,7 @@ func New(cfg Config) (*Sink, error) {
 		log:     cmp.Or(cfg.Logger, slog.Default()),
 		parts:   make(map[topicPartition]*batch),
 		pending: make(map[topicPartition]kgo.EpochOffset),
+		floor:   make(map[topicPartition]int64),
 	}
 	opts := append(slices.Clip(cfg.KafkaOpts),
 		kgo.SeedBrokers(cfg.Brokers...),
@@ -314,6 +318,7 @@ func (s *Sink) reconnect() error {
 		return fmt.Errorf("analytics: recreating consumer: %w", err)
 	}
 	s.cl = cl
+	clear(s.floor)
 	return nil
 }
 
@@ -355,6 +360,9 @@ func (s *Sink) add(k topicPartition, r *kgo.Record) *batch {
 		b.first, b.since, b.files, b.full = r.Offset, time.Now(), make(map[fileKey]*fileRows), false
 	}
 	b.last, b.epoch = r.Offset, r.LeaderEpoch
+	if _, ok := s.floor[k]; !ok {
+		s.floor[k] = r.Offset
+	}
 	s.records.Add(1)
 
 	ledger, _ := broker.LedgerOf(r.Topic)
@@ -422,7 +430,7 @@ func (s *Sink) flush(ctx context.Context, k topicPartition, b *batch) error {
 		st.Files++
 		st.Rows += len(f.rows)
 		st.Bytes += n
-		if err = s.removeOverlapping(ctx, dir, name, k.partition, b.first, b.last); err != nil {
+		if err = s.removeOverlapping(ctx, dir, name, k.partition, s.floor[k], b.first, b.last); err != nil {
 			break
 		}
 	}
@@ -456,10 +464,13 @@ func (s *Sink) flush(ctx context.Context, k topicPartition, b *batch) error {
 }
 
 // removeOverlapping deletes the files of partition in dir, other than keep, whose offset range
-// overlaps [first, last]. Such a file was written by an earlier run that did not commit (committed
-// offsets all precede first), and its rows are being rewritten now or in a later batch of this
-// run before any commit passes them: keeping it would duplicate them.
-func (s *Sink) removeOverlapping(ctx context.Context, dir, keep string, partition int32, first, last int64) error {
+// overlaps [first, last] and starts at or after floor. Such a file was written by an earlier run
+// that did not commit (committed offsets all precede floor), and its rows are being rewritten now
+// or in a later batch of this run before any commit passes them: keeping it would duplicate them.
+// A file that starts below floor holds committed rows that are not read again: it is kept even
+// if it overlaps (which happens only if the partition's offsets moved back, as when a group is
+// rewound), since removing it would lose rows.
+func (s *Sink) removeOverlapping(ctx context.Context, dir, keep string, partition int32, floor, first, last int64) error {
 	names, err := s.cfg.Writer.List(ctx, dir)
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", dir, err)
@@ -468,6 +479,10 @@ func (s *Sink) removeOverlapping(ctx context.Context, dir, keep string, partitio
 		p, f, l, ok := parseFileName(n)
 		name := dir + "/" + n
 		if !ok || p != partition || name == keep || l < first || f > last {
+			continue
+		}
+		if f < floor {
+			s.log.Warn("analytics: kept an overlapping file that holds committed rows", "file", name, "first_offset_read", floor)
 			continue
 		}
 		if err := s.cfg.Writer.Remove(ctx, name); err != nil {
@@ -603,6 +618,7 @@ func (s *Sink) drop(tps map[string][]int32) {
 			}
 			delete(s.parts, k)
 			delete(s.pending, k)
+			delete(s.floor, k)
 		}
 	}
 }
