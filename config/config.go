@@ -29,6 +29,7 @@ type Config struct {
 	DataDir          string                 `yaml:"data_dir"`
 	KMS              KMS                    `yaml:"kms"`
 	Store            Store                  `yaml:"store"`
+	Keys             KeyStore               `yaml:"keys"`
 	AllowUnknownApps bool                   `yaml:"allow_unknown_apps"`
 	Apps             map[string]App         `yaml:"apps"`
 	Ledgers          map[string]Ledger      `yaml:"ledgers"`
@@ -97,6 +98,39 @@ type Store struct {
 	Kind     string   `yaml:"kind"`
 	Redis    Redis    `yaml:"redis"`
 	DynamoDB DynamoDB `yaml:"dynamodb"`
+}
+
+// KeyStore selects where wrapped app KEKs live; see KeyStoreKind.
+type KeyStore struct {
+	Store         string        `yaml:"store"`          // file, redis or dynamodb; empty: the backend of store.kind
+	RedisPrefix   string        `yaml:"redis_prefix"`   // empty: veil:keys:
+	DynamoDBTable string        `yaml:"dynamodb_table"` // empty: <store.dynamodb.table>-keys
+	PollInterval  time.Duration `yaml:"poll_interval"`  // 0: 2s
+}
+
+// KeyStoreKind returns the key store in use: keys.store, or else the backend of store.kind
+// (badger → file, redis → redis, dynamodb → dynamodb).
+func (c *Config) KeyStoreKind() string {
+	if c.Keys.Store != "" {
+		return c.Keys.Store
+	}
+	switch c.Store.Kind {
+	case "redis", "dynamodb":
+		return c.Store.Kind
+	}
+	return "file"
+}
+
+// KeyTable returns the DynamoDB table of the key store: keys.dynamodb_table, or else
+// <store.dynamodb.table>-keys.
+func (c *Config) KeyTable() string {
+	if c.Keys.DynamoDBTable != "" {
+		return c.Keys.DynamoDBTable
+	}
+	if c.Store.DynamoDB.Table == "" {
+		return ""
+	}
+	return c.Store.DynamoDB.Table + "-keys"
 }
 
 // Redis is the Redis store.

@@ -103,6 +103,21 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	oneOf("keys.store", c.Keys.Store, "", "file", "redis", "dynamodb")
+	switch c.KeyStoreKind() {
+	case "redis":
+		if c.Store.Kind != "redis" {
+			hostPort("store.redis.addr", c.Store.Redis.Addr, false)
+		}
+	case "dynamodb":
+		if c.KeyTable() == "" {
+			bad("keys.dynamodb_table", "required with keys.store dynamodb unless store.dynamodb.table is set")
+		}
+	}
+	if c.Keys.PollInterval < 0 || c.Keys.PollInterval > 10*time.Second {
+		bad("keys.poll_interval", "must be between 0 (default 2s) and 10s")
+	}
+
 	for id := range c.Apps {
 		if strings.TrimSpace(id) == "" {
 			bad("apps", "app id must not be empty")

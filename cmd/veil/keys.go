@@ -112,8 +112,9 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 type keyEnv struct {
 	kms   keyring.KMS
 	keyID string
-	ks    *keyring.FileKeyStore
+	ks    keyring.KeyStore
 	kr    *keyring.Keyring
+	shut  func(context.Context) error
 }
 
 func openKeyEnv(ctx context.Context, cfg *config.Config) (*keyEnv, error) {
@@ -124,18 +125,22 @@ func openKeyEnv(ctx context.Context, cfg *config.Config) (*keyEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	ks, err := keyring.NewFileKeyStore(filepath.Join(cfg.DataDir, "keys"))
+	ks, shut, err := openKeyStore(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("opening key store: %w", err)
+		return nil, err
 	}
 	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: keyID, Store: ks, Clock: keysNow})
 	if err != nil {
+		_ = shut(ctx)
 		return nil, fmt.Errorf("creating keyring: %w", err)
 	}
-	return &keyEnv{kms: kms, keyID: keyID, ks: ks, kr: kr}, nil
+	return &keyEnv{kms: kms, keyID: keyID, ks: ks, kr: kr, shut: shut}, nil
 }
 
-func (e *keyEnv) close() { e.kr.Close() }
+func (e *keyEnv) close() {
+	e.kr.Close()
+	_ = e.shut(context.Background())
+}
 
 // keyInfoJSON is one row of "veil keys list --json".
 type keyInfoJSON struct {
@@ -230,7 +235,7 @@ func keysRotate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		p, g := keyring.SplitVersion(v)
 		fmt.Fprintf(stdout, "rotated %s: version %d (period %d, generation %d); running processes switch within %s\n",
-			a, v, p, g, keyring.DefaultRefreshInterval)
+			a, v, p, g, cmp.Or(cfg.Keys.PollInterval, keyring.DefaultPollInterval))
 	}
 	return nil
 }
@@ -244,10 +249,11 @@ func keysRewrap(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	ks, err := keyring.NewFileKeyStore(filepath.Join(cfg.DataDir, "keys"))
+	ks, closeKS, err := openKeyStore(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("opening key store: %w", err)
+		return err
 	}
+	defer closeKS(context.Background())
 	var (
 		from keyring.KMS
 		to   keyring.ReEncrypter

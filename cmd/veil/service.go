@@ -144,11 +144,12 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 	if err != nil {
 		return nil, err
 	}
-	ks, err := keyring.NewFileKeyStore(filepath.Join(cfg.DataDir, "keys"))
+	ks, closeKS, err := openKeyStore(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("opening key store: %w", err)
+		return nil, err
 	}
-	s.keys, err = keyring.New(keyring.Config{KMS: kms, KeyID: keyID, Store: ks, OnKMSCall: s.obs.kmsCall})
+	s.closers = append(s.closers, closeKS)
+	s.keys, err = keyring.New(keyring.Config{KMS: kms, KeyID: keyID, Store: ks, OnKMSCall: s.obs.kmsCall, PollInterval: cfg.Keys.PollInterval})
 	if err != nil {
 		return nil, fmt.Errorf("creating keyring: %w", err)
 	}

@@ -7,8 +7,13 @@
 //     one key per (app, key version) (put-if-absent).
 //   - Rotation: a key version (KeyVersion) is a period index plus a generation. The 24 h schedule
 //     makes generation 0 of each period; Rotate adds the next generation at once, and every
-//     process sharing the store seals under it within RefreshInterval. Older generations still
-//     open until their period's DestroyAt.
+//     process sharing the store seals under it within PollInterval (2 s by default). Older
+//     generations still open until their period's DestroyAt.
+//   - Erasure: EraseApp replaces each of an app's keys by a tombstone, kept until the key's
+//     DestroyAt. Every process sharing the store drops its cached copies within PollInterval, and
+//     from then on answers ErrKeyDestroyed for the app's old data and never seals under an erased
+//     key again; new data of the app is sealed under a fresh key at a new version, never under a
+//     version that was erased, so old records can only ever answer "destroyed".
 //   - Erasure and destruction leave no copy behind: the key file, the cached unwrapped key
 //     (zeroed) and any temp file naming the app are removed; Rewrap replaces key files in place
 //     (rename), keeping no backup of the old wrapping.
@@ -19,4 +24,24 @@
 //     ErrKeyDestroyed.
 //   - Unwrapped key bytes never reach disk, logs or error strings; they are zeroed when they leave
 //     the cache.
+//
+// # Several processes
+//
+// Every veil process of a deployment shares one KeyStore: FileKeyStore for processes sharing one
+// data directory, crypto/keyring/rediskeys or crypto/keyring/dynamokeys for several hosts. The
+// store keeps, besides the wrapped keys and tombstones, a change counter that Rotate and EraseApp
+// increase. Before handing out a key, a Keyring reads that counter if it last did PollInterval
+// ago or more; when it moved, the Keyring checks each cached key against the store and asks again
+// for every app's newest generation. Why a polled counter, and not a control topic or pub/sub:
+//   - it lives in the store that already holds the keys, so there is no second system whose
+//     outage or lag could let a process keep an erased key: the read that learns of an erasure is
+//     a read of the very store the erasure wrote, and a process that cannot read it refuses to
+//     hand out keys (fails closed) instead of going on with what it cached;
+//   - it costs one small read per process per PollInterval, whatever the number of apps, keys or
+//     entries, and nothing while the process is idle (the read is made lazily, on the next call);
+//   - the bound is a plain clock bound (PollInterval, at most 10 s by configuration), with no
+//     delivery to lose: a missed notification cannot exist, only a late read.
+//
+// Within that bound a process may still seal with a key another process has just erased; such
+// data was written after the erasure began and is unreadable everywhere once the bound passes.
 package keyring

@@ -55,8 +55,9 @@ type keyFile struct {
 	App        string    `json:"app"`
 	Period     int64     `json:"period"`
 	KeyID      string    `json:"key_id"`
-	Ciphertext []byte    `json:"ciphertext"`
+	Ciphertext []byte    `json:"ciphertext,omitempty"`
 	DestroyAt  time.Time `json:"destroy_at"`
+	Erased     bool      `json:"erased,omitempty"`
 }
 
 func (s *FileKeyStore) path(app string, period int64) string {
@@ -163,10 +164,12 @@ func (s *FileKeyStore) read(app string, period int64) (WrappedKey, error) {
 		return WrappedKey{}, fmt.Errorf("decoding key file: unsupported version %d", kf.Version)
 	case kf.App != app || kf.Period != period:
 		return WrappedKey{}, errors.New("decoding key file: app or period does not match its name")
-	case len(kf.Ciphertext) == 0:
+	case kf.Erased && len(kf.Ciphertext) != 0:
+		return WrappedKey{}, errors.New("decoding key file: tombstone with ciphertext")
+	case !kf.Erased && len(kf.Ciphertext) == 0:
 		return WrappedKey{}, errors.New("decoding key file: empty ciphertext")
 	}
-	return WrappedKey{App: kf.App, Period: kf.Period, KeyID: kf.KeyID, Ciphertext: kf.Ciphertext, DestroyAt: kf.DestroyAt}, nil
+	return WrappedKey{App: kf.App, Period: kf.Period, KeyID: kf.KeyID, Ciphertext: kf.Ciphertext, DestroyAt: kf.DestroyAt, Erased: kf.Erased}, nil
 }
 
 // Delete implements KeyStore.

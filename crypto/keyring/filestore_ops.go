@@ -45,7 +45,7 @@ func (s *FileKeyStore) Replace(ctx context.Context, old, nw WrappedKey) error {
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(cur.Ciphertext, old.Ciphertext) {
+	if cur.Erased || !bytes.Equal(cur.Ciphertext, old.Ciphertext) {
 		return ErrKeyChanged
 	}
 	tmpName, err := s.writeTemp(nw)
@@ -63,7 +63,7 @@ func (s *FileKeyStore) Replace(ctx context.Context, old, nw WrappedKey) error {
 func (s *FileKeyStore) writeTemp(k WrappedKey) (string, error) {
 	b, err := json.Marshal(keyFile{
 		Version: keyFileVersion, App: k.App, Period: k.Period, KeyID: k.KeyID,
-		Ciphertext: k.Ciphertext, DestroyAt: k.DestroyAt.UTC(),
+		Ciphertext: k.Ciphertext, DestroyAt: k.DestroyAt.UTC(), Erased: k.Erased,
 	})
 	if err != nil {
 		return "", fmt.Errorf("encoding key file: %w", err)
@@ -139,4 +139,65 @@ func (s *FileKeyStore) leftover(path, app string) bool {
 	}
 	var kf keyFile
 	return json.Unmarshal(b, &kf) == nil && kf.App == app
+}
+
+// changesFile counts changes by its size: NoteChange appends one byte with O_APPEND, which the
+// kernel makes atomic among the processes sharing the directory, and Changes reads the size.
+const changesFile = ".changes"
+
+// Tombstone implements KeyStore: it renames a tombstone file over the key file, so the wrapped
+// key is gone from the directory in one step and no later Create can link a new key there.
+func (s *FileKeyStore) Tombstone(ctx context.Context, app string, period int64, destroyAt time.Time) error {
+	if err := ValidateApp(app); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	tmpName, err := s.writeTemp(WrappedKey{App: app, Period: period, DestroyAt: destroyAt, Erased: true})
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmpName) // only left if the rename failed
+	if err := os.Rename(tmpName, s.path(app, period)); err != nil {
+		return fmt.Errorf("writing tombstone: %w", err)
+	}
+	return s.syncDir()
+}
+
+// Changes implements KeyStore.
+func (s *FileKeyStore) Changes(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(filepath.Join(s.dir, changesFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading change counter: %w", err)
+	}
+	return fi.Size(), nil
+}
+
+// NoteChange implements KeyStore.
+func (s *FileKeyStore) NoteChange(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(s.dir, changesFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("noting key change: %w", err)
+	}
+	_, werr := f.Write([]byte{'+'})
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("noting key change: %w", werr)
+	}
+	return nil
 }

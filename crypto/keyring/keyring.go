@@ -64,8 +64,13 @@ type Config struct {
 	OnKMSCall func(op string)  // called before every KMS call with OpGenerateDataKey or OpDecrypt; optional
 
 	// RefreshInterval is how often, by Clock, SealingKey asks the store whether another process
-	// rotated an app's key (see Rotate); default DefaultRefreshInterval.
+	// rotated an app's key (see Rotate), besides the change counter; default
+	// DefaultRefreshInterval.
 	RefreshInterval time.Duration
+	// PollInterval is how often, by Clock, the Keyring reads the store's change counter (see
+	// KeyStore.Changes) before handing out a key; default DefaultPollInterval. It bounds how long
+	// a rotation or an erasure done by another process goes unnoticed here.
+	PollInterval time.Duration
 }
 
 // Stats counts cache and KMS activity since New.
@@ -98,6 +103,7 @@ type Keyring struct {
 	cache   *expirable.LRU[cacheKey, *entry]
 	flights singleflight.Group
 	gens    genTable // newest known generation per app (rotate.go)
+	changes changeState
 
 	mu     sync.Mutex // makes check-then-add on the cache atomic, and orders it with Close
 	closed atomic.Bool
@@ -156,14 +162,28 @@ func (k *Keyring) SealingKey(ctx context.Context, app string) (*envelope.AppKey,
 	if k.closed.Load() {
 		return nil, ErrClosed
 	}
-	p, err := k.sealingVersion(ctx, app)
-	if err != nil {
+	if err := k.sync(ctx); err != nil {
 		return nil, err
 	}
-	if key, ok, err := k.cached(app, p); ok || err != nil {
-		return key, err
+	if err := k.sealingAllowed(); err != nil {
+		return nil, err
 	}
-	return k.load(ctx, app, p, true)
+	for range 2 {
+		p, err := k.sealingVersion(ctx, app)
+		if err != nil {
+			return nil, err
+		}
+		key, ok, err := k.cached(app, p)
+		if !ok && err == nil {
+			key, err = k.load(ctx, app, p, true)
+		}
+		if !errors.Is(err, ErrKeyDestroyed) {
+			return key, err
+		}
+		// Erased elsewhere since this Keyring last looked: find the next live generation.
+		k.gens.stale(app)
+	}
+	return nil, fmt.Errorf("%w: app %s has no live sealing key", ErrKeyDestroyed, app)
 }
 
 // OpeningKey returns the key of (app, period) for opening data; period is the key version a
@@ -171,6 +191,9 @@ func (k *Keyring) SealingKey(ctx context.Context, app string) (*envelope.AppKey,
 // that is missing, erased or past its DestroyAt gives ErrKeyDestroyed.
 func (k *Keyring) OpeningKey(ctx context.Context, app string, period int64) (*envelope.AppKey, error) {
 	if err := ValidateApp(app); err != nil {
+		return nil, err
+	}
+	if err := k.sync(ctx); err != nil {
 		return nil, err
 	}
 	if key, ok, err := k.cached(app, period); ok || err != nil {
@@ -244,7 +267,7 @@ func (k *Keyring) fetch(ctx context.Context, app string, p int64, generate bool)
 	if err != nil {
 		return nil, fmt.Errorf("reading key store: %w", err)
 	}
-	if !k.cfg.Clock().Before(wk.DestroyAt) {
+	if wk.Erased || !k.cfg.Clock().Before(wk.DestroyAt) {
 		return nil, destroyed(app, p)
 	}
 	return k.unwrap(ctx, wk)
@@ -277,6 +300,11 @@ func (k *Keyring) generate(ctx context.Context, app string, p int64) (*envelope.
 	if err != nil {
 		raw.zero()
 		return nil, fmt.Errorf("storing key: %w", err)
+	}
+	if stored.Erased {
+		// Erased by another process: this version never seals again.
+		raw.zero()
+		return nil, destroyed(app, p)
 	}
 	if !bytes.Equal(stored.Ciphertext, wk.Ciphertext) {
 		// Another process stored its key first: everyone must seal under that one.
@@ -368,9 +396,12 @@ func (k *Keyring) DestroyExpired(ctx context.Context) (int, error) {
 }
 
 // EraseApp destroys every key of app in the store and the cache, making all its data unreadable at
-// once, and returns how many stored keys it deleted. Other processes drop their cached copies
-// within CacheTTL. Callers stop sealing for app first: a SealingKey call after EraseApp
-// generates a fresh key.
+// once, and returns how many stored keys it destroyed. Each key is replaced in the store by a
+// tombstone kept until the key's DestroyAt, so that no process creates another key under a
+// destroyed version (records sealed under it keep answering ErrKeyDestroyed, never opening under
+// a newer key), and the store's change counter is increased: every Keyring sharing the store drops
+// its cached copies within its PollInterval. A SealingKey call after EraseApp generates a fresh
+// key under a new version: callers that must not seal for app any more stop sending it first.
 func (k *Keyring) EraseApp(ctx context.Context, app string) (int, error) {
 	if err := ValidateApp(app); err != nil {
 		return 0, err
@@ -383,13 +414,16 @@ func (k *Keyring) EraseApp(ctx context.Context, app string) (int, error) {
 	}
 	n := 0
 	for _, wk := range keys {
-		if wk.App != app {
+		if wk.App != app || wk.Erased {
 			continue
 		}
-		if err := k.cfg.Store.Delete(ctx, wk.App, wk.Period); err != nil {
-			return n, fmt.Errorf("deleting key: %w", err)
+		if err := k.cfg.Store.Tombstone(ctx, wk.App, wk.Period, wk.DestroyAt); err != nil {
+			return n, fmt.Errorf("destroying key: %w", err)
 		}
 		n++
+	}
+	if err := k.cfg.Store.NoteChange(ctx); err != nil {
+		return n, fmt.Errorf("keys destroyed, announcing it to other processes: %w", err)
 	}
 	// A flight that was unwrapping one of these keys may have cached it meanwhile.
 	k.dropCached(app)

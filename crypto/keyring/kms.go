@@ -70,7 +70,7 @@ func IsTransient(err error) bool {
 		errors.Is(err, ErrClosed),
 		errors.Is(err, context.Canceled):
 		return false
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrSealingRefused):
 		return true
 	}
 	var api smithy.APIError

@@ -69,6 +69,9 @@ func Rewrap(ctx context.Context, ks KeyStore, from KMS, to ReEncrypter, toKeyID 
 		return res, fmt.Errorf("listing keys: %w", err)
 	}
 	for _, wk := range keys {
+		if wk.Erased {
+			continue // a tombstone wraps nothing
+		}
 		if !now.Before(wk.DestroyAt) {
 			res.Skipped++
 			continue
@@ -96,7 +99,7 @@ func Rewrap(ctx context.Context, ks KeyStore, from KMS, to ReEncrypter, toKeyID 
 			nw.KeyID = toKeyID
 		}
 		switch err := rp.Replace(ctx, wk, nw); {
-		case errors.Is(err, ErrKeyNotFound):
+		case errors.Is(err, ErrKeyNotFound), errors.Is(err, ErrKeyChanged) && erasedNow(ctx, ks, wk):
 			continue // erased or destroyed meanwhile: nothing to rewrap
 		case err != nil:
 			return res, fmt.Errorf("replacing key of app %s version %d: %w", wk.App, wk.Period, err)
@@ -116,4 +119,10 @@ func decrypt(ctx context.Context, k KMS, wk WrappedKey, ec map[string]string) ([
 		return nil, fmt.Errorf("unexpected data key of %d bytes", len(out.Plaintext))
 	}
 	return out.Plaintext, nil
+}
+
+// erasedNow reports whether the key of wk is now a tombstone.
+func erasedNow(ctx context.Context, ks KeyStore, wk WrappedKey) bool {
+	cur, err := ks.Get(ctx, wk.App, wk.Period)
+	return err == nil && cur.Erased
 }

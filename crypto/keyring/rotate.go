@@ -46,6 +46,26 @@ func (t *genTable) set(app string, g genState) {
 	t.m[app] = g
 }
 
+// stale makes the next sealingVersion of app ask the store again.
+func (t *genTable) stale(app string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if g, ok := t.m[app]; ok {
+		g.checked = time.Time{}
+		t.m[app] = g
+	}
+}
+
+// staleAll is stale for every app.
+func (t *genTable) staleAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for app, g := range t.m {
+		g.checked = time.Time{}
+		t.m[app] = g
+	}
+}
+
 func (t *genTable) forget(app string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -66,7 +86,7 @@ func (k *Keyring) refreshInterval() time.Duration {
 func (k *Keyring) sealingVersion(ctx context.Context, app string) (int64, error) {
 	now := k.cfg.Clock()
 	p := PeriodOf(now)
-	if g, ok := k.gens.get(app); ok && g.period == p && !now.Before(g.checked) && now.Sub(g.checked) < k.refreshInterval() {
+	if g, ok := k.gens.get(app); ok && g.period == p && !g.checked.IsZero() && !now.Before(g.checked) && now.Sub(g.checked) < k.refreshInterval() {
 		return KeyVersion(p, g.gen), nil
 	}
 	ch := k.flights.DoChan("g/"+app, func() (any, error) {
@@ -85,21 +105,24 @@ func (k *Keyring) sealingVersion(ctx context.Context, app string) (int64, error)
 	}
 }
 
-// probe finds the newest generation of (app, p) in the store, starting from the one this Keyring
-// knows. If the known one is gone from the store while still cached here (the app was erased by
-// another process), every cached key of app is dropped.
+// probe finds the generation of (app, p) to seal under, starting from the one this Keyring knows:
+// the newest stored live generation, or the first free one above the tombstones of an erasure.
+// If the known one is gone or erased (the app was erased by another process), every cached key
+// of app is dropped.
 func (k *Keyring) probe(ctx context.Context, app string, p int64, now time.Time) (int64, error) {
 	gen := 0
 	if g, ok := k.gens.get(app); ok && g.period == p {
 		gen = g.gen
 	}
 	if _, cached := k.cache.Peek(cacheKey{app, KeyVersion(p, gen)}); cached {
-		_, err := k.cfg.Store.Get(ctx, app, KeyVersion(p, gen))
+		wk, err := k.cfg.Store.Get(ctx, app, KeyVersion(p, gen))
 		switch {
-		case errors.Is(err, ErrKeyNotFound):
+		case errors.Is(err, ErrKeyNotFound), err == nil && wk.Erased:
 			k.dropCached(app)
 			k.gens.forget(app)
-			gen = 0
+			if err != nil {
+				gen = 0
+			}
 		case err != nil:
 			return 0, fmt.Errorf("reading key store: %w", err)
 		}
@@ -113,21 +136,31 @@ func (k *Keyring) probe(ctx context.Context, app string, p int64, now time.Time)
 	return KeyVersion(p, g.gen), nil
 }
 
-// newestGen returns the highest generation g >= from of (app, p) such that every generation in
-// (from, g] is stored. It returns from when none above it is.
+// newestGen returns, from generation from up, the first generation of (app, p) that is either not
+// stored (SealingKey generates it) or live with no stored generation right above it. Tombstones
+// are stepped over: an erased version never seals again.
 func (k *Keyring) newestGen(ctx context.Context, app string, p int64, from int) (int, error) {
 	gen := from
 	for gen < MaxGeneration {
-		_, err := k.cfg.Store.Get(ctx, app, KeyVersion(p, gen+1))
+		wk, err := k.cfg.Store.Get(ctx, app, KeyVersion(p, gen))
 		if errors.Is(err, ErrKeyNotFound) {
-			break
+			return gen, nil
 		}
 		if err != nil {
 			return 0, fmt.Errorf("reading key store: %w", err)
 		}
+		if !wk.Erased {
+			_, err := k.cfg.Store.Get(ctx, app, KeyVersion(p, gen+1))
+			if errors.Is(err, ErrKeyNotFound) {
+				return gen, nil
+			}
+			if err != nil {
+				return 0, fmt.Errorf("reading key store: %w", err)
+			}
+		}
 		gen++
 	}
-	return gen, nil
+	return 0, fmt.Errorf("app %s has used every generation of period %d", app, p)
 }
 
 // Rotate makes app seal new data under a fresh KEK from now on, besides the 24 h schedule: it
@@ -144,24 +177,27 @@ func (k *Keyring) Rotate(ctx context.Context, app string) (int64, error) {
 	}
 	now := k.cfg.Clock()
 	p := PeriodOf(now)
-	next := 0
-	if _, err := k.cfg.Store.Get(ctx, app, KeyVersion(p, 0)); err == nil {
-		gen, err := k.newestGen(ctx, app, p, 0)
-		if err != nil {
-			return 0, err
-		}
-		if gen == MaxGeneration {
-			return 0, fmt.Errorf("rotating key: app %s has used every generation of period %d", app, p)
-		}
-		next = gen + 1
+	gen, err := k.newestGen(ctx, app, p, 0)
+	if err != nil {
+		return 0, fmt.Errorf("rotating key: %w", err)
+	}
+	next := gen
+	if _, err := k.cfg.Store.Get(ctx, app, KeyVersion(p, gen)); err == nil {
+		next = gen + 1 // gen is live: rotate past it
 	} else if !errors.Is(err, ErrKeyNotFound) {
 		return 0, fmt.Errorf("reading key store: %w", err)
+	}
+	if next > MaxGeneration {
+		return 0, fmt.Errorf("rotating key: app %s has used every generation of period %d", app, p)
 	}
 	v := KeyVersion(p, next)
 	if _, err := k.load(ctx, app, v, true); err != nil {
 		return 0, fmt.Errorf("rotating key: %w", err)
 	}
 	k.gens.set(app, genState{period: p, gen: next, checked: now})
+	if err := k.cfg.Store.NoteChange(ctx); err != nil {
+		return v, fmt.Errorf("rotated, announcing it to other processes (they switch within %s anyway): %w", k.refreshInterval(), err)
+	}
 	return v, nil
 }
 
@@ -176,6 +212,9 @@ const (
 	// StateDestroyPending is a key past its DestroyAt that DestroyExpired has not deleted yet. It
 	// opens nothing already.
 	StateDestroyPending KeyState = "destroyed-pending"
+	// StateErased is the tombstone of a key EraseApp destroyed, kept until DestroyAt so that its
+	// version is never reused. It opens nothing.
+	StateErased KeyState = "erased"
 )
 
 // KeyInfo describes one stored key. It holds no key material.
@@ -201,7 +240,7 @@ func (k *Keyring) Keys(ctx context.Context) ([]KeyInfo, error) {
 	cur := PeriodOf(now)
 	newest := make(map[string]int) // app → newest generation of the current period
 	for _, wk := range stored {
-		if p, g := SplitVersion(wk.Period); p == cur {
+		if p, g := SplitVersion(wk.Period); p == cur && !wk.Erased {
 			if n, ok := newest[wk.App]; !ok || g > n {
 				newest[wk.App] = g
 			}
@@ -215,6 +254,8 @@ func (k *Keyring) Keys(ctx context.Context) ([]KeyInfo, error) {
 			KMSKeyID: wk.KeyID, DestroyAt: wk.DestroyAt.UTC(), State: StateRetired,
 		}
 		switch n, ok := newest[wk.App]; {
+		case wk.Erased:
+			ki.State = StateErased
 		case !now.Before(wk.DestroyAt):
 			ki.State = StateDestroyPending
 		case ok && p == cur && g == n:
@@ -228,7 +269,7 @@ func (k *Keyring) Keys(ctx context.Context) ([]KeyInfo, error) {
 	return out, nil
 }
 
-// Apps returns the ids of the apps that have at least one stored key, sorted.
+// Apps returns the ids of the apps that have at least one stored live key, sorted.
 func (k *Keyring) Apps(ctx context.Context) ([]string, error) {
 	stored, err := k.cfg.Store.List(ctx)
 	if err != nil {
@@ -236,7 +277,9 @@ func (k *Keyring) Apps(ctx context.Context) ([]string, error) {
 	}
 	var apps []string
 	for _, wk := range stored {
-		apps = append(apps, wk.App)
+		if !wk.Erased {
+			apps = append(apps, wk.App)
+		}
 	}
 	slices.Sort(apps)
 	return slices.Compact(apps), nil

@@ -25,6 +25,10 @@ type WrappedKey struct {
 	KeyID      string // the KMS key that wrapped Ciphertext
 	Ciphertext []byte
 	DestroyAt  time.Time
+	// Erased marks a tombstone: the key was destroyed by EraseApp before its DestroyAt. A
+	// tombstone has no KeyID and no Ciphertext; it stays until DestroyAt so that no process ever
+	// creates another key under the same (App, Period) (see Tombstone).
+	Erased bool
 }
 
 // KeyStore keeps wrapped app KEKs. It is shared by every veil process using the same KMS key.
@@ -36,8 +40,17 @@ type KeyStore interface {
 	Get(ctx context.Context, app string, period int64) (WrappedKey, error)
 	// Delete removes the key of (app, period). Deleting a missing key is not an error.
 	Delete(ctx context.Context, app string, period int64) error
-	// List returns every stored key, in no particular order.
+	// List returns every stored key and tombstone, in no particular order.
 	List(ctx context.Context) ([]WrappedKey, error)
+	// Tombstone replaces the key of (app, period), stored or not, by a tombstone kept until
+	// destroyAt: Get then returns it with Erased set, and Create returns it instead of storing.
+	Tombstone(ctx context.Context, app string, period int64, destroyAt time.Time) error
+	// Changes returns the store's change counter: a number that NoteChange increases and
+	// nothing else changes. Keyrings poll it to learn of rotations and erasures elsewhere.
+	Changes(ctx context.Context) (int64, error)
+	// NoteChange increases the change counter atomically.
+	NoteChange(ctx context.Context) error
+	Replacer
 }
 
 // ValidateApp returns ErrInvalidApp unless app is 1 to MaxAppLen bytes of [A-Za-z0-9._-] and

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"path/filepath"
+
+	"github.com/veil-project/veil/config"
+	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/crypto/keyring/dynamokeys"
+	"github.com/veil-project/veil/crypto/keyring/rediskeys"
+)
+
+// openKeyStore opens the key store cfg names (config.KeyStoreKind) and returns it with its closer.
+func openKeyStore(ctx context.Context, cfg *config.Config) (keyring.KeyStore, func(context.Context) error, error) {
+	nop := func(context.Context) error { return nil }
+	switch kind := cfg.KeyStoreKind(); kind {
+	case "file":
+		ks, err := keyring.NewFileKeyStore(filepath.Join(cfg.DataDir, "keys"))
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening key store: %w", err)
+		}
+		return ks, nop, nil
+	case "redis":
+		r := cfg.Store.Redis
+		var tc *tls.Config
+		if r.TLS {
+			tc = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		ks, err := rediskeys.Open(ctx, rediskeys.Options{
+			Addr: r.Addr, Username: r.Username, Password: string(r.Password), DB: r.DB, TLS: tc, Prefix: cfg.Keys.RedisPrefix,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening Redis key store: %w", err)
+		}
+		return ks, func(context.Context) error { return ks.Close() }, nil
+	case "dynamodb":
+		d := cfg.Store.DynamoDB
+		ks, err := dynamokeys.Open(ctx, dynamokeys.Options{Table: cfg.KeyTable(), Region: d.Region, Endpoint: d.Endpoint, CreateTable: d.CreateTable})
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening DynamoDB key store: %w", err)
+		}
+		return ks, nop, nil
+	default:
+		return nil, nil, &configError{fmt.Errorf("keys.store %q is not available in this build", kind)}
+	}
+}

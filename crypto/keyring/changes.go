@@ -1,0 +1,112 @@
+package keyring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// DefaultPollInterval is the default of Config.PollInterval.
+const DefaultPollInterval = 2 * time.Second
+
+// ErrSealingRefused is returned by SealingKey while sealing is refused (see RefuseSealing). It is
+// transient: callers retry with backoff and seal once it is lifted.
+var ErrSealingRefused = errors.New("keyring: sealing refused")
+
+// changeState is what a Keyring knows of the store's change counter.
+type changeState struct {
+	mu      sync.Mutex
+	seen    int64
+	checked time.Time // zero: never read
+	refused string    // why sealing is refused; empty when it is not
+}
+
+func (k *Keyring) pollInterval() time.Duration {
+	if k.cfg.PollInterval > 0 {
+		return k.cfg.PollInterval
+	}
+	return DefaultPollInterval
+}
+
+// sync reads the store's change counter if it was last read PollInterval ago or more, and when it
+// moved, checks every cached key against the store (dropping erased ones) and makes every app's
+// sealing generation be asked again. Concurrent callers share one read. It fails, closed, when
+// the counter cannot be read: a key that may have been erased elsewhere is not handed out.
+func (k *Keyring) sync(ctx context.Context) error {
+	now := k.cfg.Clock()
+	k.changes.mu.Lock()
+	fresh := !k.changes.checked.IsZero() && !now.Before(k.changes.checked) && now.Sub(k.changes.checked) < k.pollInterval()
+	k.changes.mu.Unlock()
+	if fresh {
+		return nil
+	}
+	ch := k.flights.DoChan("c", func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
+		defer cancel()
+		return nil, k.pollChanges(fctx, now)
+	})
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case r := <-ch:
+		return r.Err
+	}
+}
+
+func (k *Keyring) pollChanges(ctx context.Context, now time.Time) error {
+	n, err := k.cfg.Store.Changes(ctx)
+	if err != nil {
+		return fmt.Errorf("reading key store change counter: %w", err)
+	}
+	k.changes.mu.Lock()
+	moved := k.changes.checked.IsZero() || n != k.changes.seen
+	k.changes.mu.Unlock()
+	if moved {
+		if err := k.revalidate(ctx); err != nil {
+			return err
+		}
+	}
+	k.changes.mu.Lock()
+	k.changes.seen, k.changes.checked = n, now
+	k.changes.mu.Unlock()
+	return nil
+}
+
+// revalidate drops every cached key that the store no longer holds live, and makes every app's
+// sealing generation be asked again.
+func (k *Keyring) revalidate(ctx context.Context) error {
+	k.gens.staleAll()
+	for _, ck := range k.cache.Keys() {
+		wk, err := k.cfg.Store.Get(ctx, ck.app, ck.period)
+		switch {
+		case errors.Is(err, ErrKeyNotFound), err == nil && wk.Erased:
+			k.cache.Remove(ck)
+		case err != nil:
+			return fmt.Errorf("reading key store: %w", err)
+		}
+	}
+	return nil
+}
+
+// RefuseSealing makes SealingKey fail with ErrSealingRefused, naming reason, until AllowSealing;
+// opening is not affected. A process calls it when sealing would write data other processes of
+// its deployment cannot open (see docs/deploy.md).
+func (k *Keyring) RefuseSealing(reason string) {
+	k.changes.mu.Lock()
+	defer k.changes.mu.Unlock()
+	k.changes.refused = reason
+}
+
+// AllowSealing lifts RefuseSealing.
+func (k *Keyring) AllowSealing() { k.RefuseSealing("") }
+
+func (k *Keyring) sealingAllowed() error {
+	k.changes.mu.Lock()
+	defer k.changes.mu.Unlock()
+	if k.changes.refused != "" {
+		return fmt.Errorf("%w: %s", ErrSealingRefused, k.changes.refused)
+	}
+	return nil
+}

@@ -1,0 +1,411 @@
+// Package keystoretest is the conformance suite every keyring.KeyStore backend runs (file, Redis,
+// DynamoDB): the same cases and expectations, so a deployment may pick any of them. Besides the
+// store's own contract (put-if-absent, tombstones, compare-and-swap, the change counter), it runs
+// keyrings of several "processes" over one backend and checks that they agree on keys and see
+// each other's rotations and erasures within one poll interval.
+package keystoretest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/crypto/kmslocal"
+)
+
+// Opener opens a store on the namespace ns: stores opened with the same ns share their keys (as
+// the processes of one deployment do), stores of different ns share nothing. Each call is one
+// "process"; the suite closes nothing, the opener registers its own cleanup.
+type Opener func(t *testing.T, ns string) keyring.KeyStore
+
+// Run runs the suite against the stores open returns.
+func Run(t *testing.T, open Opener) {
+	cases := []struct {
+		name string
+		f    func(*testing.T, func(*testing.T) keyring.KeyStore)
+	}{
+		{"RoundTrip", testRoundTrip},
+		{"ConcurrentCreateAgrees", testConcurrentCreate},
+		{"Tombstone", testTombstone},
+		{"Replace", testReplace},
+		{"Changes", testChanges},
+		{"RejectsInvalidApp", testInvalidApp},
+		{"KeyringsAgree", testKeyringsAgree},
+		{"RotationReachesEveryKeyring", testRotation},
+		{"ErasureReachesEveryKeyring", testErasure},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ns := "t" + randHex(6)
+			c.f(t, func(t *testing.T) keyring.KeyStore { return open(t, ns) })
+		})
+	}
+}
+
+var ctx = context.Background()
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+var destroyAt = time.Unix(4_000_000_000, 0).UTC() // far enough that a native TTL never fires
+
+func wrapped(app string, v int64, ct string) keyring.WrappedKey {
+	return keyring.WrappedKey{App: app, Period: v, KeyID: "kid", Ciphertext: []byte(ct), DestroyAt: destroyAt}
+}
+
+func same(a, b keyring.WrappedKey) bool {
+	return a.App == b.App && a.Period == b.Period && a.KeyID == b.KeyID && bytes.Equal(a.Ciphertext, b.Ciphertext) &&
+		a.DestroyAt.Equal(b.DestroyAt) && a.Erased == b.Erased
+}
+
+func testRoundTrip(t *testing.T, open func(*testing.T) keyring.KeyStore) {
+	s := open(t)
+	if _, err := s.Get(ctx, "a", 1); !errors.Is(err, keyring.ErrKeyNotFound) {
+		t.Fatalf("Get of missing key = %v, want ErrKeyNotFound", err)
+	}
+	want := wrapped("a.b-c", -3, "ct-1")
+	got, err := s.Create(ctx, want)
+	if err != nil || !same(got, want) {
+		t.Fatalf("Create = %+v, %v, want %+v", got, err, want)
+	}
+	if got, err := s.Get(ctx, "a.b-c", -3); err != nil || !same(got, want) {
+		t.Errorf("Get = %+v, %v, want %+v", got, err, want)
+	}
+	// Put-if-absent: a second Create, even from another process, returns the first key.
+	if got, err := open(t).Create(ctx, wrapped("a.b-c", -3, "ct-2")); err != nil || string(got.Ciphertext) != "ct-1" {
+		t.Errorf("second Create = %q, %v, want the first key ct-1", got.Ciphertext, err)
+	}
+	big := keyring.KeyVersion(1<<39-1, keyring.MaxGeneration)
+	if _, err := s.Create(ctx, wrapped("a", big, "ct-3")); err != nil {
+		t.Fatal(err)
+	}
+	// Keys of one app differing only in case are different apps.
+	if _, err := s.Create(ctx, wrapped("A", big, "ct-4")); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.List(ctx)
+	if err != nil || len(all) != 3 {
+		t.Fatalf("List = %d keys, %v, want 3", len(all), err)
+	}
+	if got, err := s.Get(ctx, "A", big); err != nil || string(got.Ciphertext) != "ct-4" {
+		t.Errorf("Get(A) = %q, %v, want ct-4", got.Ciphertext, err)
+	}
+	if err := s.Delete(ctx, "a.b-c", -3); err != nil {
+		t.Fatalf("Delete = %v", err)
+	}
+	if err := s.Delete(ctx, "a.b-c", -3); err != nil {
+		t.Errorf("Delete of missing key = %v, want nil", err)
+	}
+	if _, err := s.Get(ctx, "a.b-c", -3); !errors.Is(err, keyring.ErrKeyNotFound) {
+		t.Errorf("Get after Delete = %v, want ErrKeyNotFound", err)
+	}
+	if all, err := s.List(ctx); err != nil || len(all) != 2 {
+		t.Errorf("List after Delete = %d keys, %v, want 2", len(all), err)
+	}
+}
+
+func testConcurrentCreate(t *testing.T, open func(*testing.T) keyring.KeyStore) {
+	const n = 12
+	stores := make([]keyring.KeyStore, n)
+	for i := range stores {
+		stores[i] = open(t) // one store per "process"
+	}
+	got := make([]keyring.WrappedKey, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { got[i], errs[i] = stores[i].Create(ctx, wrapped("app", 5, fmt.Sprintf("ct-%d", i))) })
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("Create #%d = %v", i, errs[i])
+		}
+		if !bytes.Equal(got[i].Ciphertext, got[0].Ciphertext) {
+			t.Errorf("Create #%d stored %q, #0 stored %q: writers disagree", i, got[i].Ciphertext, got[0].Ciphertext)
+		}
+	}
+	if all, err := stores[0].List(ctx); err != nil || len(all) != 1 {
+		t.Errorf("List = %d keys, %v, want 1", len(all), err)
+	}
+}
+
+func testTombstone(t *testing.T, open func(*testing.T) keyring.KeyStore) {
+	s := open(t)
+	if _, err := s.Create(ctx, wrapped("app", 7, "ct")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Tombstone(ctx, "app", 7, destroyAt); err != nil {
+		t.Fatalf("Tombstone = %v", err)
+	}
+	want := keyring.WrappedKey{App: "app", Period: 7, DestroyAt: destroyAt, Erased: true}
+	if got, err := open(t).Get(ctx, "app", 7); err != nil || !same(got, want) {
+		t.Errorf("Get of tombstone = %+v, %v, want %+v", got, err, want)
+	}
+	// No key comes back under an erased version.
+	if got, err := open(t).Create(ctx, wrapped("app", 7, "ct-new")); err != nil || !got.Erased || len(got.Ciphertext) != 0 {
+		t.Errorf("Create over a tombstone = %+v, %v, want the tombstone", got, err)
+	}
+	// A version never stored can be tombstoned too.
+	if err := s.Tombstone(ctx, "app", 8, destroyAt); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.List(ctx)
+	if err != nil || len(all) != 2 || !all[0].Erased || !all[1].Erased {
+		t.Errorf("List = %+v, %v, want two tombstones", all, err)
+	}
+	if err := s.Delete(ctx, "app", 7); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "app", 7); !errors.Is(err, keyring.ErrKeyNotFound) {
+		t.Errorf("Get of deleted tombstone = %v, want ErrKeyNotFound", err)
+	}
+}
+
+func testReplace(t *testing.T, open func(*testing.T) keyring.KeyStore) {
+	s := open(t)
+	old, err := s.Create(ctx, wrapped("app", 1, "old"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw := old
+	nw.Ciphertext, nw.KeyID = []byte("new"), "kid-2"
+	if err := open(t).Replace(ctx, old, nw); err != nil {
+		t.Fatalf("Replace = %v", err)
+	}
+	if got, err := s.Get(ctx, "app", 1); err != nil || !same(got, nw) {
+		t.Errorf("Get after Replace = %+v, %v, want %+v", got, err, nw)
+	}
+	// Compare-and-swap: a writer holding the old wrapping loses.
+	stale := nw
+	stale.Ciphertext = []byte("other")
+	if err := s.Replace(ctx, old, stale); !errors.Is(err, keyring.ErrKeyChanged) {
+		t.Errorf("Replace of a changed key = %v, want ErrKeyChanged", err)
+	}
+	if err := s.Replace(ctx, wrapped("app", 2, "x"), wrapped("app", 2, "y")); !errors.Is(err, keyring.ErrKeyNotFound) {
+		t.Errorf("Replace of a missing key = %v, want ErrKeyNotFound", err)
+	}
+	if _, err := s.Get(ctx, "app", 2); !errors.Is(err, keyring.ErrKeyNotFound) {
+		t.Errorf("Replace of a missing key created it: Get = %v", err)
+	}
+	// Replace never brings an erased key back.
+	if err := s.Tombstone(ctx, "app", 1, destroyAt); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Replace(ctx, nw, stale); err == nil {
+		t.Errorf("Replace of a tombstone = nil, want an error")
+	}
+	if got, _ := s.Get(ctx, "app", 1); !got.Erased {
+		t.Errorf("after Replace of a tombstone Get = %+v, want the tombstone", got)
+	}
+	if err := s.Replace(ctx, wrapped("app", 3, "x"), wrapped("app", 4, "y")); err == nil {
+		t.Errorf("Replace across versions = nil, want an error")
+	}
+}
+
+func testChanges(t *testing.T, open func(*testing.T) keyring.KeyStore) {
+	s := open(t)
+	n0, err := s.Changes(ctx)
+	if err != nil {
+		t.Fatalf("Changes = %v", err)
+	}
+	const n = 10
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		other := open(t)
+		wg.Go(func() { errs[i] = other.NoteChange(ctx) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("NoteChange = %v", err)
+		}
+	}
+	if got, err := s.Changes(ctx); err != nil || got != n0+n {
+		t.Errorf("Changes after %d concurrent NoteChange = %d, %v, want %d", n, got, err, n0+n)
+	}
+}
+
+func testInvalidApp(t *testing.T, open func(*testing.T) keyring.KeyStore) {
+	s := open(t)
+	for _, app := range []string{"", "../x", "a/b", "a:b", "a{b}", "a*"} {
+		if _, err := s.Create(ctx, wrapped(app, 1, "c")); !errors.Is(err, keyring.ErrInvalidApp) {
+			t.Errorf("Create(%q) = %v, want ErrInvalidApp", app, err)
+		}
+		if _, err := s.Get(ctx, app, 1); !errors.Is(err, keyring.ErrInvalidApp) {
+			t.Errorf("Get(%q) = %v, want ErrInvalidApp", app, err)
+		}
+		if err := s.Tombstone(ctx, app, 1, destroyAt); !errors.Is(err, keyring.ErrInvalidApp) {
+			t.Errorf("Tombstone(%q) = %v, want ErrInvalidApp", app, err)
+		}
+	}
+}
+
+// deployment is one KMS and one clock shared by keyrings over one store backend.
+type deployment struct {
+	t     *testing.T
+	open  func(*testing.T) keyring.KeyStore
+	kms   *kmslocal.Provider
+	now   time.Time
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func newDeployment(t *testing.T, open func(*testing.T) keyring.KeyStore) *deployment {
+	p, err := kmslocal.Open(filepath.Join(t.TempDir(), "root.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &deployment{t: t, open: open, kms: p, now: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), calls: map[string]int{}}
+}
+
+func (d *deployment) clock() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.now
+}
+
+func (d *deployment) advance(dt time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.now = d.now.Add(dt)
+}
+
+// process returns the keyring of one more process of the deployment, on its own store connection.
+func (d *deployment) process() *keyring.Keyring {
+	k, err := keyring.New(keyring.Config{
+		KMS: d.kms, KeyID: kmslocal.DefaultKeyID, Store: d.open(d.t), Clock: d.clock,
+		OnKMSCall: func(op string) { d.mu.Lock(); d.calls[op]++; d.mu.Unlock() },
+	})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.t.Cleanup(func() { k.Close() })
+	return k
+}
+
+func (d *deployment) seal(k *keyring.Keyring, app, value string) (*envelope.Record, envelope.Token) {
+	d.t.Helper()
+	key, err := k.SealingKey(ctx, app)
+	if err != nil {
+		d.t.Fatalf("SealingKey(%s) = %v", app, err)
+	}
+	var ref envelope.RefID
+	_, _ = rand.Read(ref[:])
+	h := envelope.Header{App: app, Ledger: "event", Ref: ref, Expiry: d.clock().Add(time.Hour).Truncate(time.Second)}
+	rec, toks, err := envelope.SealWith(key, rand.Reader, h, []envelope.Field{{Path: "data.text", Value: []byte(`"` + value + `"`)}})
+	if err != nil {
+		d.t.Fatalf("SealWith = %v", err)
+	}
+	return rec, toks[0]
+}
+
+func (d *deployment) open1(k *keyring.Keyring, rec *envelope.Record, tok envelope.Token) (string, error) {
+	key, err := k.OpeningKey(ctx, rec.App, rec.Period)
+	if err != nil {
+		return "", err
+	}
+	pt, err := envelope.OpenWith(key, rec, tok, d.clock())
+	if len(pt) >= 2 {
+		pt = pt[1 : len(pt)-1]
+	}
+	return string(pt), err
+}
+
+func testKeyringsAgree(t *testing.T, open func(*testing.T) keyring.KeyStore) {
+	d := newDeployment(t, open)
+	procs := []*keyring.Keyring{d.process(), d.process(), d.process()}
+	type sealed struct {
+		rec *envelope.Record
+		tok envelope.Token
+		val string
+	}
+	var all []sealed
+	for i, k := range procs {
+		v := fmt.Sprintf("value %d", i)
+		rec, tok := d.seal(k, "app-1", v)
+		all = append(all, sealed{rec, tok, v})
+	}
+	for i, s := range all {
+		for j, k := range procs {
+			if got, err := d.open1(k, s.rec, s.tok); err != nil || got != s.val {
+				t.Errorf("token sealed by process %d opened by process %d = %q, %v, want %q", i, j, got, err, s.val)
+			}
+		}
+	}
+	if got := d.calls[keyring.OpGenerateDataKey]; got != 1 {
+		t.Errorf("GenerateDataKey calls = %d over 3 processes, want 1 per (app, version)", got)
+	}
+}
+
+func testRotation(t *testing.T, open func(*testing.T) keyring.KeyStore) {
+	d := newDeployment(t, open)
+	a, b := d.process(), d.process()
+	rec0, _ := d.seal(b, "app-1", "before")
+	v, err := a.Rotate(ctx, "app-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, g := keyring.SplitVersion(v); g != 1 {
+		t.Fatalf("Rotate = version %d (generation %d), want generation 1", v, g)
+	}
+	d.advance(keyring.DefaultPollInterval)
+	rec1, tok1 := d.seal(b, "app-1", "after")
+	if rec1.Period != v || rec0.Period == v {
+		t.Errorf("after a rotation on another process and one poll interval, process b seals under %d, want %d (before: %d)", rec1.Period, v, rec0.Period)
+	}
+	if got, err := d.open1(a, rec1, tok1); err != nil || got != "after" {
+		t.Errorf("process a opens b's token under the new generation = %q, %v", got, err)
+	}
+}
+
+func testErasure(t *testing.T, open func(*testing.T) keyring.KeyStore) {
+	d := newDeployment(t, open)
+	a, b := d.process(), d.process()
+	rec, tok := d.seal(b, "app-1", "secret")
+	recOther, tokOther := d.seal(b, "app-2", "kept")
+	if _, err := d.open1(a, rec, tok); err != nil {
+		t.Fatal(err)
+	}
+	n, err := a.EraseApp(ctx, "app-1")
+	if err != nil || n != 1 {
+		t.Fatalf("EraseApp = %d, %v, want 1 key", n, err)
+	}
+	if _, err := d.open1(a, rec, tok); !errors.Is(err, keyring.ErrKeyDestroyed) {
+		t.Errorf("erasing process opens an erased token: %v, want ErrKeyDestroyed", err)
+	}
+	d.advance(keyring.DefaultPollInterval)
+	if _, err := d.open1(b, rec, tok); !errors.Is(err, keyring.ErrKeyDestroyed) {
+		t.Errorf("after one poll interval, another process opens an erased token: %v, want ErrKeyDestroyed", err)
+	}
+	if got, err := d.open1(b, recOther, tokOther); err != nil || got != "kept" {
+		t.Errorf("another app after the erasure = %q, %v, want kept", got, err)
+	}
+	// New data of the app is sealed under a new version, never the erased one, and the
+	// erased version stays destroyed for every process.
+	rec2, tok2 := d.seal(b, "app-1", "fresh")
+	if rec2.Period == rec.Period {
+		t.Errorf("after the erasure process b seals under the erased version %d", rec.Period)
+	}
+	if got, err := d.open1(a, rec2, tok2); err != nil || got != "fresh" {
+		t.Errorf("process a opens post-erasure data = %q, %v", got, err)
+	}
+	for i, k := range []*keyring.Keyring{a, b, d.process()} {
+		if _, err := d.open1(k, rec, tok); !errors.Is(err, keyring.ErrKeyDestroyed) {
+			t.Errorf("process %d opens the erased token: %v, want ErrKeyDestroyed", i, err)
+		}
+	}
+}
