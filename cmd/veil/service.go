@@ -144,19 +144,6 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 	if err != nil {
 		return nil, err
 	}
-	ks, closeKS, err := openKeyStore(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	s.closers = append(s.closers, closeKS)
-	s.keys, err = keyring.New(keyring.Config{KMS: kms, KeyID: keyID, Store: ks, OnKMSCall: s.obs.kmsCall, PollInterval: cfg.Keys.PollInterval})
-	if err != nil {
-		return nil, fmt.Errorf("creating keyring: %w", err)
-	}
-	// Closers capture the component, not s: the error returns below set s to nil before the
-	// deferred close runs them.
-	keys := s.keys
-	s.closers = append(s.closers, func(context.Context) error { return keys.Close() })
 
 	// Store.
 	if s.store, err = openStore(ctx, cfg, s.log); err != nil {
@@ -168,6 +155,25 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 		return nil, &refusedError{err}
 	}
 	s.closers = append(s.closers, s.store.Close)
+
+	// The key store after the store: with the same backend, the store's error names it first.
+	ks, closeKS, err := openKeyStore(ctx, cfg)
+	if err != nil {
+		var ce *configError
+		if errors.As(err, &ce) {
+			return nil, err
+		}
+		return nil, &refusedError{err}
+	}
+	s.closers = append(s.closers, closeKS)
+	s.keys, err = keyring.New(keyring.Config{KMS: kms, KeyID: keyID, Store: ks, OnKMSCall: s.obs.kmsCall, PollInterval: cfg.Keys.PollInterval})
+	if err != nil {
+		return nil, fmt.Errorf("creating keyring: %w", err)
+	}
+	// Closers capture the component, not s: the error returns below set s to nil before the
+	// deferred close runs them.
+	keys := s.keys
+	s.closers = append(s.closers, func(context.Context) error { return keys.Close() })
 
 	s.sealer = envelope.NewSealer(s.keys)
 	s.opener = &reveal.Opener{Store: s.store, Sealer: s.sealer}
