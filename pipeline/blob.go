@@ -61,7 +61,7 @@ func (t *Transformer) sealMedia(ctx context.Context, e *schemas.Entry, ledger st
 			media = rc
 			staged = append(staged, s)
 		}
-		ref := RefFor(e.AppID, e.ID+"#"+p.String(), src)
+		ref := refFor(ctx, e.AppID, e.ID+"#"+p.String(), src)
 		tok, item, _, err := t.Blobs.Seal(ctx, e.AppID, ledger, ref, expiry, media)
 		if errors.Is(err, envelope.ErrInvalidInput) || errors.Is(err, blob.ErrInvalidInput) {
 			return &permanentError{reason: schemas.ReasonInvalidField, field: p.String()}

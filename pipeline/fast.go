@@ -135,7 +135,7 @@ func (t *Transformer) transformFast(ctx context.Context, src Source, key, value 
 	expired := !expiry.After(now)
 	var tokens []envelope.Token
 	if len(fields) > 0 && !expired {
-		ref := RefFor(e.AppID, e.ID, src)
+		ref := refFor(ctx, e.AppID, e.ID, src)
 		start := time.Now()
 		rec, toks, err := t.Sealer.Seal(ctx, envelope.Header{App: e.AppID, Ledger: led.Name, Ref: ref, Expiry: expiry}, fields)
 		if unsealable(err) {

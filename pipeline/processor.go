@@ -84,9 +84,12 @@ func (nopObserver) Dependency(string, bool) {}
 type Processor struct {
 	cfg  Config
 	opts []kgo.Opt // the session's options, to reconnect with
-	sess *kgo.GroupTransactSession
-	log  *slog.Logger
-	obs  Observer
+	// fresh holds the records an aborted attempt already sealed under their derived refs: the
+	// next attempt seals them under fresh refs (see processBatch). Used by Run's goroutine only.
+	fresh map[Source]bool
+	sess  *kgo.GroupTransactSession
+	log   *slog.Logger
+	obs   Observer
 
 	// attempts counts the failed attempts of records that failed unexpectedly, until their batch
 	// commits; it is only used by Run's goroutine and holds at most one poll's records.
@@ -149,7 +152,7 @@ func New(cfg Config) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating transactional session: %w", err)
 	}
-	return &Processor{cfg: cfg, opts: opts, sess: sess, log: cfg.Logger, obs: obs, attempts: map[Source]int{}}, nil
+	return &Processor{cfg: cfg, opts: opts, fresh: make(map[Source]bool), sess: sess, log: cfg.Logger, obs: obs, attempts: map[Source]int{}}, nil
 }
 
 // Run consumes until ctx is cancelled (returning nil) or the transactional session fails fatally.
@@ -257,6 +260,14 @@ func isFatal(err error) bool {
 // store write and every produce succeeded, so a failed store write aborts the transaction (the
 // records produced in it are never visible to read_committed consumers) and the abort rewinds the
 // session. Nothing commits before its sealed values are in the store.
+//
+// A ref is sealed once (sinks/store): when the store already holds another record under a ref of
+// this batch, an earlier attempt at these records sealed them and never committed (a crash or an
+// abort after its store write; or a fenced process). The tokens of this attempt would not open the
+// kept record, so the transaction is aborted and the batch sealed again under fresh refs. The
+// records of the earlier attempt are orphans no committed token names; they die at their expiry.
+// Replay never seals a record the group has not committed (see package replay), so the refs taken
+// here are never another writer's published ones.
 func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool, error) {
 	outs, err := p.transformAll(ctx, recs)
 	if err != nil {
@@ -292,6 +303,13 @@ func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool,
 		return false, &fatalError{fmt.Errorf("ending transaction: %w", err)}
 	}
 	p.obs.Dependency("broker", perr == nil)
+	if _, taken := store.Existing(serr); taken && !committed {
+		for _, r := range recs {
+			p.fresh[Source{r.Topic, r.Partition, r.Offset}] = true
+		}
+		p.log.Info("records already sealed by an earlier attempt; sealing them again under fresh refs", "records", len(recs))
+		return false, nil
+	}
 	if serr != nil {
 		return false, serr
 	}
@@ -300,6 +318,7 @@ func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool,
 	}
 	if committed {
 		clear(p.attempts)
+		clear(p.fresh)
 		for i := range outs {
 			if outs[i].AfterCommit != nil {
 				outs[i].AfterCommit(ctx)
@@ -321,6 +340,10 @@ func (p *Processor) put(ctx context.Context, outs []Output) error {
 		return nil
 	}
 	if err := p.cfg.Store.Put(ctx, items); err != nil {
+		if _, taken := store.Existing(err); taken {
+			p.obs.Dependency("store", true)
+			return fmt.Errorf("writing to the encrypted store: %w", err)
+		}
 		p.obs.Dependency("store", false)
 		return fmt.Errorf("writing to the encrypted store: %w", err)
 	}
@@ -350,7 +373,8 @@ func (p *Processor) transformAll(ctx context.Context, recs []*kgo.Record) ([]Out
 	errs := make([]error, len(recs))
 	outs, _ := MapOrdered(len(recs), min(p.cfg.Workers, (len(recs)+63)/64), func(i int) (Output, error) {
 		r := recs[i]
-		out, err := p.transform(ctx, Source{r.Topic, r.Partition, r.Offset}, r.Key, r.Value)
+		src := Source{r.Topic, r.Partition, r.Offset}
+		out, err := p.transform(p.refsFor(ctx, src), src, r.Key, r.Value)
 		errs[i] = err
 		return out, nil
 	})
@@ -373,7 +397,7 @@ func (p *Processor) transformAll(ctx context.Context, recs []*kgo.Record) ([]Out
 			continue
 		}
 		p.log.Error("record failed repeatedly; dead-lettering it", "source", src.String(), "attempts", p.attempts[src], "err", err)
-		out, rerr := rej.Reject(ctx, src, r.Key, r.Value, schemas.ReasonUnprocessable)
+		out, rerr := rej.Reject(p.refsFor(ctx, src), src, r.Key, r.Value, schemas.ReasonUnprocessable)
 		if rerr != nil {
 			return nil, Transient(fmt.Errorf("dead-lettering %s: %w", src, rerr))
 		}
@@ -383,6 +407,15 @@ func (p *Processor) transformAll(ctx context.Context, recs []*kgo.Record) ([]Out
 		return nil, unexpected
 	}
 	return outs, nil
+}
+
+// refsFor returns ctx, marked to seal under fresh refs if an aborted attempt holds src's derived
+// refs (see processBatch).
+func (p *Processor) refsFor(ctx context.Context, src Source) context.Context {
+	if p.fresh[src] {
+		return withFreshRefs(ctx)
+	}
+	return ctx
 }
 
 // transform calls the Stage, turning a panic into an (unexpected) error: a record that crashes

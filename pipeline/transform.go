@@ -10,6 +10,7 @@ package pipeline
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -182,7 +183,7 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 	expired := !expiry.After(now)
 	var tokens []envelope.Token
 	if len(fields) > 0 && !expired {
-		ref := RefFor(e.AppID, e.ID, src)
+		ref := refFor(ctx, e.AppID, e.ID, src)
 		start := time.Now()
 		rec, toks, err := t.Sealer.Seal(ctx, envelope.Header{App: e.AppID, Ledger: led.Name, Ref: ref, Expiry: expiry}, fields)
 		if unsealable(err) {
@@ -311,8 +312,10 @@ func RedactTokens(v any) any {
 	return v
 }
 
-// RefFor derives the ref id of an entry from its app, its id and its source position, so a retried
-// batch overwrites its own store records and a recreated topic never collides with live ones.
+// RefFor derives the ref id of an entry from its app, its id and its source position: the ref
+// every first attempt at sealing a raw record uses, so whoever seals a record second (a retried
+// batch, a replay) finds it taken in the store (a ref is sealed once, see sinks/store), and a
+// recreated topic never collides with live ones.
 func RefFor(app, entryID string, src Source) envelope.RefID {
 	h := sha256.New()
 	var n [12]byte
@@ -327,6 +330,26 @@ func RefFor(app, entryID string, src Source) envelope.RefID {
 	var ref envelope.RefID
 	copy(ref[:], h.Sum(nil))
 	return ref
+}
+
+// freshRefsKey marks a context under which entries are sealed under fresh random refs instead of
+// RefFor's: the processor seals a batch so when an earlier attempt at it (aborted after its store
+// write, or cut short by a crash) already holds the derived refs. The store keeps the first record
+// of a ref, and the tokens of that attempt were never committed, so its records are orphans that
+// die at their expiry; the committed tokens are those of the fresh refs.
+type freshRefsKey struct{}
+
+func withFreshRefs(ctx context.Context) context.Context {
+	return context.WithValue(ctx, freshRefsKey{}, true)
+}
+
+func refFor(ctx context.Context, app, entryID string, src Source) envelope.RefID {
+	if ctx.Value(freshRefsKey{}) != nil {
+		var ref envelope.RefID
+		rand.Read(ref[:]) // never fails (crypto/rand)
+		return ref
+	}
+	return RefFor(app, entryID, src)
 }
 
 func (t *Transformer) futureSkew() time.Duration {
@@ -368,7 +391,7 @@ const DeadLetterMaxPayload = 8 << 20
 func (t *Transformer) deadLetter(ctx context.Context, src Source, value []byte, perm *permanentError, ledger string) (Output, error) {
 	now := t.now().UTC().Truncate(time.Second)
 	expiry := now.Add(DeadLetterTTL)
-	ref := RefFor(DeadLetterApp, "", src)
+	ref := refFor(ctx, DeadLetterApp, "", src)
 	dlr := deadLetterRecord{
 		Reason: perm.reason, Field: perm.field, Source: src.String(),
 		Received: now, ExpiresAt: expiry, Size: len(value),

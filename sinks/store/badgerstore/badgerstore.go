@@ -12,6 +12,7 @@
 package badgerstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -133,9 +134,12 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-// Put writes the live items of items; see store.Store. It validates every app id before writing
-// anything. Items are written in batches, not atomically: on error some may have been written,
-// and a retry of the same items is harmless.
+// Put writes the live items of items whose ref holds no record yet; see store.Store. It validates
+// every app id before writing anything. Each transaction reads every key it writes, so of two
+// writers racing for a ref Badger commits one and fails the other with a conflict, which then
+// runs again and finds the winner's record. Items are written in several transactions when they
+// do not fit in one: on error some may have been written, and a retry of the same items is
+// harmless.
 func (s *Store) Put(ctx context.Context, items []store.Item) error {
 	for _, it := range items {
 		if err := store.ValidateApp(it.App); err != nil {
@@ -150,28 +154,67 @@ func (s *Store) Put(ctx context.Context, items []store.Item) error {
 	if s.closed {
 		return fmt.Errorf("putting items: %w", ErrClosed)
 	}
-	now := s.clock()
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	n := 0
-	for _, it := range items {
-		if store.Expired(it.Expiry, now) {
-			continue
-		}
-		e := badger.NewEntry(key(it.App, it.Ref), it.Value)
-		e.ExpiresAt = uint64(it.Expiry.Unix())
-		if err := wb.SetEntry(e); err != nil {
+	write, exists := store.Distinct(items, s.clock())
+	for conflicts := 0; len(write) > 0; {
+		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("putting items: %w", err)
 		}
-		n++
+		n, ex, err := s.putTxn(items, write)
+		if errors.Is(err, badger.ErrConflict) && conflicts < maxConflicts {
+			conflicts++ // another writer committed one of these keys: read them again
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("putting items: %w", err)
+		}
+		exists = append(exists, ex...)
+		write = write[n:]
 	}
-	if n == 0 {
-		return nil
+	return store.ExistsResult(exists)
+}
+
+// maxConflicts bounds how often one Put runs a transaction again after a conflict; each conflict
+// means another writer committed meanwhile, so the next run finds more keys written.
+const maxConflicts = 100
+
+// putTxn writes, in one transaction, a prefix of the items idx names that fits in one: each only
+// if its key is absent. It returns how many of idx it handled and which of those already held
+// another record.
+func (s *Store) putTxn(items []store.Item, idx []int) (int, []int, error) {
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	var exists []int
+	n := 0
+	for ; n < len(idx); n++ {
+		it := items[idx[n]]
+		k := key(it.App, it.Ref)
+		bi, err := txn.Get(k)
+		if err == nil {
+			same := false
+			if err := bi.Value(func(v []byte) error { same = bytes.Equal(v, it.Value); return nil }); err != nil {
+				return 0, nil, err
+			}
+			if !same {
+				exists = append(exists, idx[n])
+			}
+			continue
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return 0, nil, err
+		}
+		e := badger.NewEntry(k, it.Value)
+		e.ExpiresAt = uint64(it.Expiry.Unix())
+		if err := txn.SetEntry(e); err != nil {
+			if errors.Is(err, badger.ErrTxnTooBig) && n > 0 {
+				break // commit what fits; the caller goes on with the rest
+			}
+			return 0, nil, err
+		}
 	}
-	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("putting items: %w", err)
+	if err := txn.Commit(); err != nil {
+		return 0, nil, err
 	}
-	return nil
+	return n, exists, nil
 }
 
 // Get returns the live item for (app, ref), or store.ErrNotFound.

@@ -8,7 +8,8 @@
 //
 // DynamoDB's TTL deletes an expired item only eventually (typically within days), so the store
 // compares exp with its clock on every Get: an item is dead from its expiry second whether or not
-// DynamoDB has removed it yet. Put writes with BatchWriteItem and retries the items DynamoDB
+// DynamoDB has removed it yet. Put writes each item with a conditional PutItem (put if absent: a
+// ref is sealed once); DeleteApp deletes with BatchWriteItem and retries the requests DynamoDB
 // reports unprocessed, with backoff, a bounded number of times.
 package dynamostore
 
@@ -330,12 +331,14 @@ func (s *Store) checkTable(ctx context.Context) error {
 	return nil
 }
 
-// Put writes the live items of items with BatchWriteItem, 25 to a call and several calls at once;
-// see store.Store. It validates every app id before writing anything. Items DynamoDB reports
-// unprocessed are sent again with exponential backoff, up to Options.MaxAttempts calls per chunk,
-// then Put fails with ErrUnprocessed. Items are not written atomically: on error some may have
-// been written, and a retry of the same items is harmless. Of several items with the same app and
-// ref in one call, the last is written.
+// Put writes the live items of items whose ref holds no record yet; see store.Store. It validates
+// every app id before writing anything. BatchWriteItem takes no condition, so each item is one
+// PutItem with the condition attribute_not_exists(pk) OR v = :v, several at once (Inflight × 4):
+// DynamoDB evaluates the condition and the write atomically, so of two writers racing for a ref
+// exactly one writes it, and a retry of the same item succeeds. An item whose condition fails is
+// reported in the *ExistsError, also when the item there is past its expiry but not yet removed by
+// DynamoDB's TTL: a dead record is never replaced. Items are not written atomically: on error
+// some may have been written, and a retry of the same items is harmless.
 func (s *Store) Put(ctx context.Context, items []store.Item) error {
 	for _, it := range items {
 		if err := store.ValidateApp(it.App); err != nil {
@@ -345,30 +348,44 @@ func (s *Store) Put(ctx context.Context, items []store.Item) error {
 	if err := s.ready(ctx); err != nil {
 		return fmt.Errorf("putting items: %w", err)
 	}
-	now := s.clock()
-	// BatchWriteItem rejects a call that names one key twice, so keep the last of duplicates.
-	last := make(map[key]int, len(items))
-	for i, it := range items {
-		if !store.Expired(it.Expiry, now) {
-			last[key{it.App, it.Ref}] = i
-		}
+	write, dups := store.Distinct(items, s.clock())
+	taken := make([]bool, len(items))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4 * s.inflight)
+	for _, i := range write {
+		g.Go(func() error {
+			it := items[i]
+			_, err := s.db.PutItem(gctx, &dynamodb.PutItemInput{
+				TableName: aws.String(s.table),
+				Item: map[string]types.AttributeValue{
+					attrApp:    &types.AttributeValueMemberS{Value: it.App},
+					attrRef:    &types.AttributeValueMemberS{Value: hex.EncodeToString(it.Ref[:])},
+					attrExpiry: &types.AttributeValueMemberN{Value: strconv.FormatInt(it.Expiry.Unix(), 10)},
+					attrValue:  &types.AttributeValueMemberB{Value: it.Value},
+				},
+				ConditionExpression:      aws.String("attribute_not_exists(#pk) OR #v = :v"),
+				ExpressionAttributeNames: map[string]string{"#pk": attrApp, "#v": attrValue},
+				ExpressionAttributeValues: map[string]types.AttributeValue{
+					":v": &types.AttributeValueMemberB{Value: it.Value},
+				},
+			})
+			var failed *types.ConditionalCheckFailedException
+			if errors.As(err, &failed) {
+				taken[i] = true // each goroutine writes its own index only
+				return nil
+			}
+			return err
+		})
 	}
-	reqs := make([]types.WriteRequest, 0, len(last))
-	for i, it := range items {
-		if j, ok := last[key{it.App, it.Ref}]; !ok || j != i {
-			continue
-		}
-		reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: map[string]types.AttributeValue{
-			attrApp:    &types.AttributeValueMemberS{Value: it.App},
-			attrRef:    &types.AttributeValueMemberS{Value: hex.EncodeToString(it.Ref[:])},
-			attrExpiry: &types.AttributeValueMemberN{Value: strconv.FormatInt(it.Expiry.Unix(), 10)},
-			attrValue:  &types.AttributeValueMemberB{Value: it.Value},
-		}}})
-	}
-	if err := s.writeAll(ctx, reqs); err != nil {
+	if err := g.Wait(); err != nil {
 		return fmt.Errorf("putting items: %w", err)
 	}
-	return nil
+	for i, t := range taken {
+		if t {
+			dups = append(dups, i)
+		}
+	}
+	return store.ExistsResult(dups)
 }
 
 type key struct {

@@ -226,7 +226,7 @@ func newItems(app string, n int) []store.Item {
 	return items
 }
 
-func TestPutRetriesUnprocessed(t *testing.T) {
+func TestDeleteAppRetriesUnprocessed(t *testing.T) {
 	endpoint := testsvc.Dynalite(t)
 	ctx := t.Context()
 	for _, tc := range []struct {
@@ -244,16 +244,10 @@ func TestPutRetriesUnprocessed(t *testing.T) {
 			ft := &faultTransport{keep: tc.keep}
 			s := openTable(t, endpoint, func(o *Options) { o.HTTPClient = ft })
 			defer s.Close(context.Background())
-			ft.calls.Store(0)
 			items := newItems("retry", tc.n)
+			// Put writes with conditional PutItem calls, which the fault transport passes on.
 			if err := s.Put(ctx, items); err != nil {
-				t.Fatalf("Put(%d items, %d processed a call) = %v, want nil", tc.n, tc.keep, err)
-			}
-			if got := ft.calls.Load(); got != tc.wantCalls {
-				t.Errorf("BatchWriteItem calls = %d, want %d", got, tc.wantCalls)
-			}
-			if got := ft.sent.Load(); got != int64(tc.n) {
-				t.Errorf("write requests reaching the server = %d, want %d (each exactly once)", got, tc.n)
+				t.Fatalf("Put(%d items) = %v, want nil", tc.n, err)
 			}
 			for _, want := range items {
 				got, err := s.Get(ctx, want.App, want.Ref)
@@ -261,44 +255,61 @@ func TestPutRetriesUnprocessed(t *testing.T) {
 					t.Fatalf("Get(%x) = %d bytes, %v, want the %d bytes written", want.Ref, len(got.Value), err, len(want.Value))
 				}
 			}
+			ft.calls.Store(0)
 			if got, err := s.DeleteApp(ctx, "retry"); err != nil || got != tc.n {
-				t.Fatalf("DeleteApp() through the same faults = %d, %v, want %d, nil", got, err, tc.n)
+				t.Fatalf("DeleteApp() through faults = %d, %v, want %d, nil", got, err, tc.n)
+			}
+			if got := ft.calls.Load(); got != tc.wantCalls {
+				t.Errorf("BatchWriteItem calls = %d, want %d", got, tc.wantCalls)
+			}
+			if got := ft.sent.Load(); got != int64(tc.n) {
+				t.Errorf("delete requests reaching the server = %d, want %d (each exactly once)", got, tc.n)
+			}
+			for _, it := range items {
+				if _, err := s.Get(ctx, it.App, it.Ref); !errors.Is(err, store.ErrNotFound) {
+					t.Fatalf("Get(deleted) = %v, want ErrNotFound", err)
+				}
 			}
 		})
 	}
 }
 
-func TestPutGivesUpOnUnprocessed(t *testing.T) {
+func TestDeleteAppGivesUpOnUnprocessed(t *testing.T) {
 	endpoint := testsvc.Dynalite(t)
 	ft := &faultTransport{keep: 0}
 	s := openTable(t, endpoint, func(o *Options) { o.HTTPClient = ft; o.MaxAttempts = 4 })
 	defer s.Close(context.Background())
-	ft.calls.Store(0)
 	items := newItems("stuck", 25)
-	err := s.Put(t.Context(), items)
-	if !errors.Is(err, ErrUnprocessed) {
-		t.Fatalf("Put() with nothing ever processed = %v, want ErrUnprocessed", err)
+	if err := s.Put(t.Context(), items); err != nil {
+		t.Fatalf("Put() = %v, want nil", err)
+	}
+	ft.calls.Store(0)
+	if _, err := s.DeleteApp(t.Context(), "stuck"); !errors.Is(err, ErrUnprocessed) {
+		t.Fatalf("DeleteApp() with nothing ever processed = %v, want ErrUnprocessed", err)
 	}
 	if got := ft.calls.Load(); got != 4 {
 		t.Errorf("BatchWriteItem calls = %d, want 4 (MaxAttempts)", got)
 	}
 	for _, it := range items {
-		if _, err := s.Get(t.Context(), it.App, it.Ref); !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("Get(never processed) = %v, want ErrNotFound", err)
+		if _, err := s.Get(t.Context(), it.App, it.Ref); err != nil {
+			t.Fatalf("Get(never deleted) = %v, want the item", err)
 		}
 	}
 
 	// Cancelling ctx ends the backoff at once.
 	slow := openTable(t, endpoint, func(o *Options) { o.HTTPClient = ft; o.MaxAttempts = 1000 })
 	defer slow.Close(context.Background())
+	if err := slow.Put(t.Context(), items[:1]); err != nil {
+		t.Fatalf("Put() = %v, want nil", err)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	if err := slow.Put(ctx, items[:1]); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Put() until ctx ends = %v, want context.DeadlineExceeded", err)
+	if _, err := slow.DeleteApp(ctx, "stuck"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("DeleteApp() until ctx ends = %v, want context.DeadlineExceeded", err)
 	}
 	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("Put() returned %v after ctx ended, want promptly", d)
+		t.Errorf("DeleteApp() returned %v after ctx ended, want promptly", d)
 	}
 }
 
@@ -310,13 +321,14 @@ func TestPutDuplicateRefs(t *testing.T) {
 	items := newItems("dup", 3)
 	items[1].Ref = items[0].Ref
 	items[2].Ref = items[0].Ref
-	// One call naming a key twice would be rejected by BatchWriteItem: the last write wins.
-	if err := s.Put(ctx, items); err != nil {
-		t.Fatalf("Put(same ref thrice) = %v, want nil", err)
+	// One call naming a ref thrice: the first is written, the others are reported.
+	err := s.Put(ctx, items)
+	if got, ok := store.Existing(err); !ok || fmt.Sprint(got) != "[1 2]" {
+		t.Fatalf("Put(same ref thrice) = %v, want an ExistsError naming items 1 and 2", err)
 	}
 	got, err := s.Get(ctx, "dup", items[0].Ref)
-	if err != nil || !bytes.Equal(got.Value, items[2].Value) {
-		t.Fatalf("Get() = %v, want the last item's value", err)
+	if err != nil || !bytes.Equal(got.Value, items[0].Value) {
+		t.Fatalf("Get() = %v, want the first item's value", err)
 	}
 }
 

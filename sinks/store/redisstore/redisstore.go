@@ -10,6 +10,7 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -102,7 +103,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		Password:  opts.Password,
 		DB:        opts.DB,
 		TLSConfig: opts.TLS,
-		// Plain RESP2 and no client metadata: the store uses only SET, GET, UNLINK and SCAN, and
+		// Plain RESP2 and no client metadata: the store uses only SET (with NX), GET, UNLINK and SCAN, and
 		// works the same on every server version that has EXAT (6.2+).
 		Protocol:                 2,
 		DisableIdentity:          true,
@@ -115,9 +116,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return &Store{c: c, clock: opts.Clock}, nil
 }
 
-// Put writes the live items of items with pipelined SETs; see store.Store. It validates every app
-// id before writing anything. Items are not written atomically: on error some may have been
-// written, and a retry of the same items is harmless.
+// Put writes the live items of items whose ref holds no record yet, with pipelined SET … NX
+// EXAT; see store.Store. It validates every app id before writing anything. Redis runs each SET NX
+// atomically, so of two writers racing for a ref exactly one sets it; for the items it did not
+// set, Put reads the stored value and reports those that differ (a record deleted or expired
+// since counts as differing: it is never written again). Items are not written atomically: on
+// error some may have been written, and a retry of the same items is harmless.
 func (s *Store) Put(ctx context.Context, items []store.Item) error {
 	for _, it := range items {
 		if err := store.ValidateApp(it.App); err != nil {
@@ -127,34 +131,53 @@ func (s *Store) Put(ctx context.Context, items []store.Item) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("putting items: %w", err)
 	}
-	now := s.clock()
-	pipe := s.c.Pipeline()
-	flush := func() error {
-		if pipe.Len() == 0 {
-			return nil
+	write, exists := store.Distinct(items, s.clock())
+	var taken []int // items whose SET NX found the key set
+	for start := 0; start < len(write); start += pipelineSize {
+		chunk := write[start:min(start+pipelineSize, len(write))]
+		pipe := s.c.Pipeline()
+		cmds := make([]*redis.StatusCmd, len(chunk))
+		for j, i := range chunk {
+			it := items[i]
+			cmds[j] = pipe.SetArgs(ctx, key(it.App, it.Ref), value(it), redis.SetArgs{Mode: "NX", ExpireAt: time.Unix(it.Expiry.Unix(), 0)})
 		}
-		_, err := pipe.Exec(ctx)
-		return err
-	}
-	for _, it := range items {
-		if store.Expired(it.Expiry, now) {
-			continue
-		}
-		exp := it.Expiry.Unix()
-		v := make([]byte, expiryLen+len(it.Value))
-		binary.BigEndian.PutUint64(v, uint64(exp))
-		copy(v[expiryLen:], it.Value)
-		pipe.SetArgs(ctx, key(it.App, it.Ref), v, redis.SetArgs{ExpireAt: time.Unix(exp, 0)})
-		if pipe.Len() >= pipelineSize {
-			if err := flush(); err != nil {
+		_, _ = pipe.Exec(ctx) // each command's own error is checked below
+		for j, cmd := range cmds {
+			switch err := cmd.Err(); {
+			case errors.Is(err, redis.Nil):
+				taken = append(taken, chunk[j])
+			case err != nil:
 				return fmt.Errorf("putting items: %w", err)
 			}
 		}
 	}
-	if err := flush(); err != nil {
-		return fmt.Errorf("putting items: %w", err)
+	for start := 0; start < len(taken); start += pipelineSize {
+		chunk := taken[start:min(start+pipelineSize, len(taken))]
+		pipe := s.c.Pipeline()
+		cmds := make([]*redis.StringCmd, len(chunk))
+		for j, i := range chunk {
+			cmds[j] = pipe.Get(ctx, key(items[i].App, items[i].Ref))
+		}
+		_, _ = pipe.Exec(ctx)
+		for j, cmd := range cmds {
+			v, err := cmd.Bytes()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return fmt.Errorf("putting items: reading records already there: %w", err)
+			}
+			if !bytes.Equal(v, value(items[chunk[j]])) {
+				exists = append(exists, chunk[j])
+			}
+		}
 	}
-	return nil
+	return store.ExistsResult(exists)
+}
+
+// value is what an item's key holds: its expiry in Unix seconds, then the sealed record.
+func value(it store.Item) []byte {
+	v := make([]byte, expiryLen+len(it.Value))
+	binary.BigEndian.PutUint64(v, uint64(it.Expiry.Unix()))
+	copy(v[expiryLen:], it.Value)
+	return v
 }
 
 // Get returns the live item for (app, ref), or store.ErrNotFound.

@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -63,7 +64,10 @@ func Run(t *testing.T, open func(t *testing.T, clock func() time.Time) store.Sto
 	}{
 		{"RoundTrip", s.roundTrip},
 		{"ExpiryEnforcedOnRead", s.expiryOnRead},
-		{"PutOverwrites", s.putOverwrites},
+		{"PutKeepsFirst", s.putKeepsFirst},
+		{"PutKeepsFirstInOneCall", s.putKeepsFirstInOneCall},
+		{"PutKeepsDeadRecord", s.putKeepsDeadRecord},
+		{"OneWriterPerRef", s.oneWriterPerRef},
 		{"AppsAreDistinct", s.appsDistinct},
 		{"PutSkipsExpired", s.putSkipsExpired},
 		{"GetMissing", s.getMissing},
@@ -143,20 +147,116 @@ func (s *suite) expiryOnRead(t *testing.T) {
 	mustMiss(t, st, app, it.Ref)
 }
 
-func (s *suite) putOverwrites(t *testing.T) {
+// putKeepsFirst: a ref is sealed once. A second record for a ref is not written and is reported;
+// the items beside it in the same call are written; the same write again is not a conflict.
+func (s *suite) putKeepsFirst(t *testing.T) {
 	st, clock := s.start(t)
-	app := s.app(t, "ow")
+	app := s.app(t, "first")
 	first := newItem(app, clock.Now().Add(time.Hour), 300)
 	second := newItem(app, clock.Now().Add(2*time.Hour), 200)
 	second.Ref = first.Ref
 	put(t, st, first)
-	put(t, st, first) // replaying the same write changes nothing
+	put(t, st, first) // replaying the same write changes nothing and is no conflict
 	mustGet(t, st, first)
-	put(t, st, second)
-	mustGet(t, st, second)
-	// The overwrite carries its own expiry: past the first one the item is still live.
-	clock.Set(first.Expiry.Add(time.Minute))
-	mustGet(t, st, second)
+	before, after := newItem(app, clock.Now().Add(time.Hour), 50), newItem(app, clock.Now().Add(time.Hour), 50)
+	mustExist(t, st, []store.Item{before, second, after}, 1)
+	mustGet(t, st, first)
+	mustGet(t, st, before)
+	mustGet(t, st, after)
+	// The second record's later expiry did not replace the first's either.
+	clock.Set(first.Expiry)
+	mustMiss(t, st, app, first.Ref)
+	// The same ref under another app is another record.
+	other := first
+	other.App = s.app(t, "first-other")
+	put(t, st, other)
+}
+
+// putKeepsFirstInOneCall: of two items with one ref in one call, the first is written.
+func (s *suite) putKeepsFirstInOneCall(t *testing.T) {
+	st, clock := s.start(t)
+	app := s.app(t, "first1")
+	a := newItem(app, clock.Now().Add(time.Hour), 100)
+	b := newItem(app, clock.Now().Add(time.Hour), 100)
+	b.Ref = a.Ref
+	mustExist(t, st, []store.Item{a, a, b}, 2)
+	mustGet(t, st, a)
+}
+
+// putKeepsDeadRecord: a record past its expiry that the backend still holds (its native TTL, on
+// the real clock, is far away) keeps its ref: a later Put neither revives nor replaces it.
+func (s *suite) putKeepsDeadRecord(t *testing.T) {
+	st, clock := s.start(t)
+	app := s.app(t, "dead")
+	it := newItem(app, clock.Now().Add(10*time.Minute), 100)
+	put(t, st, it)
+	clock.Advance(20 * time.Minute)
+	again := newItem(app, clock.Now().Add(time.Hour), 100)
+	again.Ref = it.Ref
+	mustExist(t, st, []store.Item{again}, 0)
+	mustMiss(t, st, app, it.Ref)
+}
+
+// oneWriterPerRef races writers for the same refs: for every ref exactly one writer's Put
+// succeeds for it, every other writer is told ErrExists for it, and Get returns the winner's
+// value.
+func (s *suite) oneWriterPerRef(t *testing.T) {
+	st, clock := s.start(t)
+	ctx := t.Context()
+	app := s.app(t, "race")
+	const writers, refs = 6, 60
+	base := make([]store.Item, refs)
+	for i := range base {
+		base[i] = newItem(app, clock.Now().Add(time.Hour), 64)
+	}
+	mine := make([][]store.Item, writers)
+	lost := make([][]int, writers)
+	errs := make([]error, writers)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for w := range writers {
+		mine[w] = make([]store.Item, refs)
+		for i := range base {
+			it := newItem(app, base[i].Expiry, 64)
+			it.Ref = base[i].Ref
+			mine[w][i] = it
+		}
+		wg.Go(func() {
+			<-start
+			// Several calls of a few items each, so the writers interleave within a batch.
+			for from := 0; from < refs; from += 7 {
+				to := min(from+7, refs)
+				err := st.Put(ctx, mine[w][from:to])
+				if idx, ok := store.Existing(err); ok {
+					for _, i := range idx {
+						lost[w] = append(lost[w], from+i)
+					}
+				} else if err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	for w, err := range errs {
+		if err != nil {
+			t.Fatalf("writer %d: Put() = %v, want nil or ErrExists", w, err)
+		}
+	}
+	for i := range base {
+		var winners []int
+		for w := range writers {
+			if !slices.Contains(lost[w], i) {
+				winners = append(winners, w)
+			}
+		}
+		if len(winners) != 1 {
+			t.Fatalf("ref %d: writers %v were not told ErrExists, want exactly one", i, winners)
+		}
+		mustGet(t, st, mine[winners[0]][i])
+	}
 }
 
 func (s *suite) appsDistinct(t *testing.T) {
@@ -506,6 +606,16 @@ func put(t *testing.T, st store.Store, items ...store.Item) {
 	t.Helper()
 	if err := st.Put(t.Context(), items); err != nil {
 		t.Fatalf("Put(%d items) = %v, want nil", len(items), err)
+	}
+}
+
+// mustExist puts items and wants an *ExistsError naming exactly the indexes want.
+func mustExist(t *testing.T, st store.Store, items []store.Item, want ...int) {
+	t.Helper()
+	err := st.Put(t.Context(), items)
+	got, ok := store.Existing(err)
+	if !ok || !errors.Is(err, store.ErrExists) || !slices.Equal(got, want) {
+		t.Fatalf("Put(%d items) = %v, want an ExistsError naming %v", len(items), err, want)
 	}
 }
 
