@@ -248,8 +248,9 @@ func (s *Server) Handler() http.Handler {
 }
 
 // Result is the answer for one token: Status, and Value: the JSON value when ok, the JSON string
-// envelope.Redacted when expired or denied, absent when invalid. String and LogValue never show
-// an ok value.
+// envelope.Redacted when expired or denied, absent when invalid. Only a token that does not parse
+// is invalid: one that parses but does not authenticate answers expired, like an absent ref. String
+// and LogValue never show an ok value.
 type Result struct {
 	Status Status          `json:"status"`
 	Value  json.RawMessage `json:"value,omitempty"`
@@ -419,6 +420,14 @@ func (s *Server) reveal(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// expiredOr answers StatusExpired for StatusInvalid and st otherwise.
+func expiredOr(st Status) Status {
+	if st == StatusInvalid {
+		return StatusExpired
+	}
+	return st
+}
+
 // open opens each token for p and writes one audit record per token. It returns the results, the
 // plaintext buffers to clear after use, and a non-nil error when a store, KMS or audit failure
 // means nothing may be returned.
@@ -435,8 +444,9 @@ func (s *Server) open(ctx context.Context, p Principal, reqID string, tokens []s
 			rec AuditRecord
 		)
 		tok, err := envelope.ParseToken(t)
+		parsed := err == nil
 		switch {
-		case err != nil:
+		case !parsed:
 			st = StatusInvalid
 			rec = NewAuditRecord(nil, st)
 		case !p.MayDecrypt(tok.App):
@@ -454,12 +464,15 @@ func (s *Server) open(ctx context.Context, p Principal, reqID string, tokens []s
 		if failed != nil {
 			break
 		}
-		switch st {
-		case StatusOK:
+		switch {
+		case st == StatusOK:
 			values = append(values, v)
 			results[i] = Result{Status: st, Value: v}
-		case StatusExpired, StatusDenied:
-			results[i] = Result{Status: st, Value: redactedJSON}
+		case st == StatusExpired, st == StatusDenied, st == StatusInvalid && parsed:
+			// A token that parses but does not authenticate answers like an absent ref: telling
+			// them apart would let a caller probe which (predictable) refs exist. The audit
+			// record above keeps the true status.
+			results[i] = Result{Status: expiredOr(st), Value: redactedJSON}
 		default:
 			results[i] = Result{Status: StatusInvalid}
 		}

@@ -143,10 +143,10 @@ func TestTamperedAndForged(t *testing.T) {
 		want  reveal.Status
 	}{
 		{"good", enc, reveal.StatusOK},
-		{"ref KEK bit flip", flipKEK.Encode(), reveal.StatusInvalid},
-		{"tag bit flip", flipTag.Encode(), reveal.StatusInvalid},
-		{"field moved", otherField.Encode(), reveal.StatusInvalid},
-		{"forged ref KEK", forgedKEK.Encode(), reveal.StatusInvalid},
+		{"ref KEK bit flip", flipKEK.Encode(), reveal.StatusExpired},
+		{"tag bit flip", flipTag.Encode(), reveal.StatusExpired},
+		{"field moved", otherField.Encode(), reveal.StatusExpired},
+		{"forged ref KEK", forgedKEK.Encode(), reveal.StatusExpired},
 		{"truncated", enc[:len(enc)-2], reveal.StatusInvalid},
 		{"extended", enc + "AA", reveal.StatusInvalid},
 		{"no prefix", strings.TrimPrefix(enc, envelope.TokenPrefix), reveal.StatusInvalid},
@@ -156,6 +156,8 @@ func TestTamperedAndForged(t *testing.T) {
 		{"bad app length", envelope.TokenPrefix + base64.RawURLEncoding.EncodeToString(append([]byte{200}, raw[1:]...)), reveal.StatusInvalid},
 		{"unknown ref", unknownRef.Encode(), reveal.StatusExpired},
 	}
+	// A token that parses but does not authenticate answers exactly like an absent ref (expired),
+	// so the API tells no one which refs exist; only tokens that do not parse are invalid.
 	c := &reveal.Client{BaseURL: url, Key: p.key}
 	var all []string
 	for _, tt := range tests {
@@ -174,6 +176,53 @@ func TestTamperedAndForged(t *testing.T) {
 				t.Errorf("Reveal(%s) value = %s, want none", tt.name, res[i].Value)
 			}
 		})
+	}
+}
+
+// TestRefExistenceNotRevealed: a token naming a live ref with a bad tag or ref KEK gets a
+// response byte-identical to one naming an absent ref, so a caller that may decrypt an app cannot
+// probe which (predictable) refs exist. The audit still records the forgery as invalid.
+func TestRefExistenceNotRevealed(t *testing.T) {
+	e := newEnv(t)
+	p := newPrincipal(t, "sup", reveal.KindSupport, false, "app-1")
+	url := e.serve(reveal.ServerConfig{Principals: principalSet(t, p)})
+	live := e.seal("app-1", time.Hour, secretValue)[0]
+	badTag, badKEK, absent := live, live, live
+	badTag.Tag[0] ^= 0x80
+	badKEK.RefKEK[0] ^= 1
+	absent.Ref[0] ^= 1
+	absent.Tag[0] ^= 0x80 // same tampering, on a ref that does not exist
+	body := func(tok envelope.Token) string {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, url+"/v1/reveal", strings.NewReader(`{"tokens":["`+tok.Encode()+`"]}`))
+		req.Header.Set("Authorization", "Bearer "+string(p.key))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST = %d %s", resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	want := body(absent)
+	if !strings.Contains(want, `"expired"`) {
+		t.Fatalf("absent ref answered %s, want expired", want)
+	}
+	for name, tok := range map[string]envelope.Token{"bad tag": badTag, "bad ref KEK": badKEK} {
+		if got := body(tok); got != want {
+			t.Errorf("live ref with %s answered %s; absent ref %s: want identical", name, got, want)
+		}
+	}
+	recs, _ := e.auditRecords(3)
+	got := map[string]int{}
+	for _, r := range recs {
+		got[r.Status]++
+	}
+	if got["invalid"] != 2 || got["expired"] != 1 {
+		t.Errorf("audit statuses = %v, want 2 invalid (the forgeries on a live ref) and 1 expired", got)
 	}
 }
 

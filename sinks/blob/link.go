@@ -177,7 +177,10 @@ func (s *Service) serveLink(w http.ResponseWriter, r *http.Request) {
 	}
 	switch st {
 	case StatusOK:
-	case StatusExpired:
+	case StatusExpired, StatusInvalid:
+		// The link is genuine (veil signed it), so its token parsed: one that does not
+		// authenticate answers like an absent ref, or a link would tell which refs exist. The
+		// audit above keeps the true status.
 		http.Error(w, "blob expired", http.StatusGone)
 		return
 	default:

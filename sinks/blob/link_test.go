@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/veil-project/veil/crypto/envelope"
 )
 
 func get(t *testing.T, srv *httptest.Server, path string) (int, []byte) {
@@ -117,6 +119,29 @@ func TestLinks(t *testing.T) {
 		}
 		if code, _ := get(t, srv, link); code != http.StatusGone {
 			t.Errorf("GET link of an erased blob = %d, want 410", code)
+		}
+	})
+	t.Run("forged token answers like an absent ref", func(t *testing.T) {
+		// A principal may get a link for any token of its app, genuine or not: a live ref with a
+		// bad tag must answer exactly like a ref that does not exist.
+		good, err := envelope.ParseToken(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		badTag, absent := good, good
+		badTag.Tag[0] ^= 0x80
+		absent.Ref[0] ^= 1
+		var codes, bodies []string
+		for _, forged := range []envelope.Token{badTag, absent} {
+			link, _, err := e.svc.Link(forged.Encode(), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, body := get(t, srv, link)
+			codes, bodies = append(codes, itoa64(int64(code))), append(bodies, string(body))
+		}
+		if codes[0] != codes[1] || bodies[0] != bodies[1] || codes[1] != itoa64(http.StatusGone) {
+			t.Errorf("live ref with bad tag = %s %q, absent ref = %s %q; want both 410 alike", codes[0], bodies[0], codes[1], bodies[1])
 		}
 	})
 	t.Run("tampered", func(t *testing.T) {
