@@ -11,6 +11,7 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/ledgers"
+	"github.com/veil-project/veil/names"
 )
 
 // ErrInvalid is wrapped by every error Validate returns.
@@ -118,9 +119,9 @@ func (c *Config) Validate() error {
 		bad("keys.poll_interval", "must be between 0 (default 2s) and 10s")
 	}
 
-	for id := range c.Apps {
-		if strings.TrimSpace(id) == "" {
-			bad("apps", "app id must not be empty")
+	for _, id := range slices.Sorted(maps.Keys(c.Apps)) {
+		if err := names.Check(id); err != nil {
+			bad("apps", "app id %q: %v", id, err)
 		}
 	}
 	if _, err := c.LedgerTable(); err != nil {
@@ -179,8 +180,8 @@ func (c *Config) validateIntegrations() []error {
 	topics := make(map[string]string, len(c.Integrations))
 	for _, name := range slices.Sorted(maps.Keys(c.Integrations)) {
 		in, key := c.Integrations[name], "integrations."+name
-		if !integrationName(name) {
-			bad("integrations", "name %q must be 1-64 letters, digits, '-', '_' or '.'", name)
+		if err := names.Check(name); err != nil {
+			bad("integrations", "name %q: %v", name, err)
 		}
 		if !slices.Contains([]string{"messaging", "support", "other"}, in.Kind) {
 			bad(key+".kind", "%q is not one of messaging, support, other", in.Kind)
@@ -189,8 +190,8 @@ func (c *Config) validateIntegrations() []error {
 			bad(key+".override", "applies to kind other only")
 		}
 		for _, a := range in.Apps {
-			if strings.TrimSpace(a) == "" {
-				bad(key+".apps", "app ids must not be empty")
+			if err := names.Check(a); err != nil {
+				bad(key+".apps", "app id %q: %v", a, err)
 			}
 		}
 		if len(in.Ledgers) == 0 {
@@ -214,10 +215,6 @@ func (c *Config) validateIntegrations() []error {
 }
 
 const topicChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
-
-func integrationName(s string) bool {
-	return s != "" && len(s) <= 64 && strings.Trim(s, topicChars) == ""
-}
 
 // topicProblem describes what is wrong with an integration topic, or returns "". veil's own
 // topics are refused: an integration writing there could put plaintext where only sealed or

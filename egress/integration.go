@@ -8,6 +8,7 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/ledgers"
+	"github.com/veil-project/veil/names"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/sinks/store"
 )
@@ -100,15 +101,5 @@ func (in *Integration) Delivers(app string) bool {
 	return len(in.Apps) == 0 || slices.Contains(in.Apps, app)
 }
 
-func validName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
+// validName is the one name rule (package names), for integration names as for app ids.
+func validName(s string) bool { return names.Valid(s) }

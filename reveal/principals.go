@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/veil-project/veil/names"
 	"github.com/veil-project/veil/sinks/store"
 )
 
@@ -65,7 +66,7 @@ func (p *Principal) MayDecrypt(app string) bool {
 // validate checks p as it is stored, naming the field at fault.
 func (p *Principal) validate() error {
 	if !validName(p.Name) {
-		return fmt.Errorf("principal %q: name must be 1-64 letters, digits, '-', '_' or '.'", p.Name)
+		return fmt.Errorf("principal %q: name must be 1-64 letters, digits, '-', '_' or '.', starting and ending with a letter, digit or '_'", p.Name)
 	}
 	switch p.Kind {
 	case KindMessaging, KindSupport, KindOther, KindAdmin:
@@ -95,18 +96,8 @@ func (p *Principal) validate() error {
 	return nil
 }
 
-func validName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
+// validName is the one name rule (package names), for principal names as for app ids.
+func validName(s string) bool { return names.Valid(s) }
 
 // APIKey is a principal's secret. String, GoString and LogValue redact it.
 type APIKey string

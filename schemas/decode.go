@@ -8,12 +8,14 @@ import (
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/veil-project/veil/names"
 )
 
 // Bounds on the scalar fields of an entry. They keep identifiers usable as metric labels, topic
 // names and store keys, and keep one entry from carrying a payload outside data.
 const (
-	MaxNameBytes      = 128 // id, app_id, ledger, type and the ids and kinds nested in them
+	MaxNameBytes      = names.MaxLen // id, app_id, ledger, type and the ids and kinds nested in them
 	MaxSensitivePaths = 64
 )
 
@@ -209,9 +211,9 @@ func (e *Entry) validate() *DecodeError {
 		rule func(string) bool
 	}{
 		{"id", e.ID, printable},
-		{"app_id", e.AppID, isName},
-		{"ledger", e.Ledger, isName},
-		{"type", e.Type, isName},
+		{"app_id", e.AppID, names.Valid},
+		{"ledger", e.Ledger, names.Valid},
+		{"type", e.Type, names.Valid},
 	}
 	for _, f := range required {
 		if f.val == "" {
@@ -276,19 +278,6 @@ func (e *Entry) normalize() {
 	if len(e.Data) == 0 {
 		e.Data = nil
 	}
-}
-
-// isName reports whether s uses only [A-Za-z0-9._-], the alphabet of app ids, ledgers and types.
-func isName(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // printable reports whether s has no control characters (s is already valid UTF-8).

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/veil-project/veil/names"
 )
 
 const validEntry = `{"id":"e-1","app_id":"app-42","ledger":"event","type":"meya.text.event.say",` +
@@ -119,6 +121,12 @@ func TestDecodeErrors(t *testing.T) {
 		{"sensitive_paths element wrong type", replace(`["data.email"]`, `[1]`), Limits{}, ReasonInvalidField, "sensitive_paths"},
 		{"app_id bad chars", replace(`"app-42"`, `"app 42"`), Limits{}, ReasonInvalidField, "app_id"},
 		{"app_id slash", replace(`"app-42"`, `"../etc"`), Limits{}, ReasonInvalidField, "app_id"},
+		{"app_id dot", replace(`"app-42"`, `"."`), Limits{}, ReasonInvalidField, "app_id"},
+		{"app_id dot dot", replace(`"app-42"`, `".."`), Limits{}, ReasonInvalidField, "app_id"},
+		{"app_id leading dot", replace(`"app-42"`, `".app-42"`), Limits{}, ReasonInvalidField, "app_id"},
+		{"app_id colon (store keys)", replace(`"app-42"`, `"app:42"`), Limits{}, ReasonInvalidField, "app_id"},
+		{"app_id over the one name limit", replace(`"app-42"`, `"`+strings.Repeat("a", names.MaxLen+1)+`"`), Limits{}, ReasonInvalidField, "app_id"},
+		{"ledger dot dot", replace(`"ledger":"event"`, `"ledger":".."`), Limits{}, ReasonInvalidField, "ledger"},
 		{"app_id too long", replace(`"app-42"`, `"`+strings.Repeat("a", MaxNameBytes+1)+`"`), Limits{}, ReasonInvalidField, "app_id"},
 		{"ledger bad chars", replace(`"ledger":"event"`, `"ledger":"ev/ent"`), Limits{}, ReasonInvalidField, "ledger"},
 		{"type bad chars", replace(`"meya.text.event.say"`, `"meya text"`), Limits{}, ReasonInvalidField, "type"},

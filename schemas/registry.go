@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+
+	"github.com/veil-project/veil/names"
 )
 
 // Category decides which rule flags an entry type (DESIGN §3).
@@ -56,7 +58,7 @@ type Registry struct {
 func NewRegistry(rows []TypeInfo) (*Registry, error) {
 	r := &Registry{types: make(map[string]TypeInfo, len(rows))}
 	for i, row := range rows {
-		if row.Type == "" || len(row.Type) > MaxNameBytes || !isName(row.Type) {
+		if !names.Valid(row.Type) {
 			return nil, fmt.Errorf("building registry: row %d: invalid type name", i)
 		}
 		if _, dup := r.types[row.Type]; dup {
@@ -66,7 +68,7 @@ func NewRegistry(rows []TypeInfo) (*Registry, error) {
 			return nil, fmt.Errorf("building registry: type %s: no ledger", row.Type)
 		}
 		for _, l := range row.Ledgers {
-			if l == "" || len(l) > MaxNameBytes || !isName(l) {
+			if !names.Valid(l) {
 				return nil, fmt.Errorf("building registry: type %s: invalid ledger name", row.Type)
 			}
 		}

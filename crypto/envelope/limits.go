@@ -1,13 +1,15 @@
 package envelope
 
+import "github.com/veil-project/veil/names"
+
 // Limits enforced when sealing and when parsing records and tokens. They keep every length in
 // the binary layouts within a fixed-width prefix and bound what a parser will ever allocate.
 const (
-	MaxAppLen    = 64       // bytes of an app id, charset [A-Za-z0-9._-]
-	MaxLedgerLen = 64       // bytes of a ledger name, same charset
-	MaxFields    = 255      // fields in one record; a field index fits in a uint8
-	MaxPathLen   = 256      // bytes of one field path
-	MaxValueSize = 16 << 20 // bytes of one plaintext value
+	MaxAppLen    = names.MaxLen // bytes of an app id (names: the one identifier rule)
+	MaxLedgerLen = names.MaxLen // bytes of a ledger name, same rule
+	MaxFields    = 255          // fields in one record; a field index fits in a uint8
+	MaxPathLen   = 256          // bytes of one field path
+	MaxValueSize = 16 << 20     // bytes of one plaintext value
 )
 
 const (
@@ -19,19 +21,9 @@ const (
 	wrappedDEKSize = nonceSize + keySize + tagSize
 )
 
-// validName reports whether s is a non-empty id of at most max bytes of [A-Za-z0-9._-]. The
-// charset keeps ids printable and free of any separator a store or a log might interpret.
+// validName reports whether s is an identifier under the one name rule (package names) of at
+// most max bytes. The rule keeps ids printable and free of any separator a store or a log might
+// interpret.
 func validName(s string, max int) bool {
-	if len(s) == 0 || len(s) > max {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
+	return len(s) <= max && names.Valid(s)
 }

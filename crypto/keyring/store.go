@@ -5,17 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/veil-project/veil/names"
 )
 
 // ErrKeyNotFound is returned by KeyStore.Get when no key is stored for (app, period).
 var ErrKeyNotFound = errors.New("keyring: key not found")
 
-// ErrInvalidApp is returned when an app id is empty, longer than MaxAppLen or contains a byte
-// outside [A-Za-z0-9._-].
+// ErrInvalidApp is returned when an app id breaks the one name rule (package names).
 var ErrInvalidApp = errors.New("keyring: invalid app id")
 
 // MaxAppLen is the longest app id accepted.
-const MaxAppLen = 64
+const MaxAppLen = names.MaxLen
 
 // WrappedKey is an app KEK as the KMS wrapped it. Ciphertext is opaque to everything but the KMS
 // that produced it, under the encryption context of (App, Period).
@@ -53,19 +54,12 @@ type KeyStore interface {
 	Replacer
 }
 
-// ValidateApp returns ErrInvalidApp unless app is 1 to MaxAppLen bytes of [A-Za-z0-9._-] and
-// not "." or "..". Valid app ids are safe as file names and key-store keys.
+// ValidateApp returns ErrInvalidApp unless app is a valid identifier under the one name rule
+// (package names), which refuses "." and "..". Valid app ids are safe as file names and key-store
+// keys.
 func ValidateApp(app string) error {
-	if app == "" || len(app) > MaxAppLen || app == "." || app == ".." {
-		return fmt.Errorf("%w: length %d", ErrInvalidApp, len(app))
-	}
-	for i := 0; i < len(app); i++ {
-		c := app[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return fmt.Errorf("%w: byte %d not allowed", ErrInvalidApp, i)
-		}
+	if err := names.Check(app); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidApp, err)
 	}
 	return nil
 }

@@ -17,8 +17,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
+
+	"github.com/veil-project/veil/names"
 )
 
 // Item is one stored record. Value is the sealed record bytes (envelope.Record.MarshalBinary).
@@ -81,35 +82,20 @@ type Store interface {
 	Close(ctx context.Context) error
 }
 
-// ErrInvalidApp is returned when an app id cannot be used in a key: empty, longer than
-// MaxAppLen, or holding a byte outside AppChars. Backends build keys and scan patterns from the
-// app id, so an unchecked id could reach another app's items.
+// ErrInvalidApp is returned when an app id cannot be used in a key: it breaks the one name rule
+// (package names), whose alphabet holds no key separator, hash-tag brace or glob metacharacter of
+// any backend. Backends build keys and scan patterns from the app id, so an unchecked id could
+// reach another app's items.
 var ErrInvalidApp = errors.New("store: invalid app id")
 
 // MaxAppLen is the longest app id a store accepts, in bytes.
-const MaxAppLen = 128
-
-// AppChars lists the punctuation allowed in an app id besides ASCII letters and digits. It holds
-// no key separator, hash-tag brace or glob metacharacter of any backend.
-const AppChars = "-_.:@+="
+const MaxAppLen = names.MaxLen
 
 // ValidateApp reports whether app can be used as an app id, wrapping ErrInvalidApp if not. The
 // error names the reason only.
 func ValidateApp(app string) error {
-	if app == "" {
-		return fmt.Errorf("%w: empty", ErrInvalidApp)
-	}
-	if len(app) > MaxAppLen {
-		return fmt.Errorf("%w: longer than %d bytes", ErrInvalidApp, MaxAppLen)
-	}
-	for i := 0; i < len(app); i++ {
-		c := app[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte(AppChars, c) >= 0:
-		default:
-			return fmt.Errorf("%w: disallowed byte at offset %d", ErrInvalidApp, i)
-		}
+	if err := names.Check(app); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidApp, err)
 	}
 	return nil
 }

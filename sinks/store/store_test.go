@@ -14,7 +14,11 @@ func TestValidateApp(t *testing.T) {
 		ok   bool
 	}{
 		{"simple", "app-42", true},
-		{"all punctuation", "a-b_c.d:e@f+g=h", true},
+		{"all punctuation", "a-b_c.d", true},
+		{"colon", "a:b", false},
+		{"at", "a@b", false},
+		{"dot", ".", false},
+		{"dot dot", "..", false},
 		{"max length", strings.Repeat("a", MaxAppLen), true},
 		{"empty", "", false},
 		{"too long", strings.Repeat("a", MaxAppLen+1), false},
