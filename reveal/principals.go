@@ -307,8 +307,14 @@ func RemovePrincipal(path, name string) error {
 }
 
 // PrincipalsFile serves the principals of a file and re-reads it when it changes (checked at most
-// once per interval), so `veil principals add/remove` takes effect without a restart. A file that
-// fails to parse keeps the last good set and is reported through OnError.
+// once per interval), so `veil principals add/remove` takes effect without a restart.
+//
+// An edited file that does not parse or validate fails closed: the last good set is NOT kept
+// (that would keep a principal the edit meant to revoke). What stays in force is only what the
+// edit provably did not revoke: the principals that appear, valid and unchanged (name, kind,
+// override, apps, key hash), both in the last good set and in the new file; if the file is not
+// even YAML, none. The failure is reported through onError and by Status until a good file is
+// read.
 type PrincipalsFile struct {
 	path     string
 	interval time.Duration
@@ -320,6 +326,16 @@ type PrincipalsFile struct {
 	mu      sync.Mutex // serializes checks
 	modTime time.Time
 	size    int64
+	status  atomic.Pointer[error] // why the current set is degraded; nil when the file is good
+}
+
+// Status returns nil when the current set is the file's, and otherwise the error that made
+// PrincipalsFile fall back to the principals the broken file provably kept (see PrincipalsFile).
+func (f *PrincipalsFile) Status() error {
+	if e := f.status.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 // OpenPrincipalsFile reads path (a missing file is an empty set: every key is refused until a
@@ -372,11 +388,50 @@ func (f *PrincipalsFile) Current() *Principals {
 	f.modTime, f.size = mt, size // a broken file is reported once per change
 	ps, err := ReadPrincipals(f.path)
 	if err != nil {
+		kept := survivors(f.cur.Load(), f.path)
+		err = fmt.Errorf("%w; failing closed: %d principal(s) unchanged in the file still work, every other key is refused until the file is fixed", err, len(kept.list))
+		f.cur.Store(kept)
+		f.status.Store(&err)
 		if f.onError != nil {
 			f.onError(err)
 		}
-		return f.cur.Load()
+		return kept
 	}
 	f.cur.Store(ps)
+	f.status.Store(nil)
+	return ps
+}
+
+// survivors returns the principals of old that the file at path still lists, valid and unchanged,
+// each name once; none if the file is not YAML.
+func survivors(old *Principals, path string) *Principals {
+	empty := &Principals{byHash: map[[sha256.Size]byte]*Principal{}}
+	listed, err := readFile(path)
+	if err != nil || old == nil {
+		return empty
+	}
+	seen := make(map[string]int, len(listed))
+	for _, p := range listed {
+		seen[p.Name]++
+	}
+	var keep []Principal
+	for _, p := range listed {
+		if seen[p.Name] != 1 || p.validate() != nil {
+			continue
+		}
+		i := slices.IndexFunc(old.list, func(q Principal) bool { return q.Name == p.Name })
+		if i < 0 {
+			continue
+		}
+		q := old.list[i]
+		if q.Kind != p.Kind || q.Override != p.Override || q.KeySHA256 != p.KeySHA256 || !slices.Equal(q.Apps, p.Apps) {
+			continue
+		}
+		keep = append(keep, q)
+	}
+	ps, err := NewPrincipals(keep)
+	if err != nil {
+		return empty
+	}
 	return ps
 }

@@ -121,12 +121,10 @@ func TestAPIKeyNeverPrints(t *testing.T) {
 	}
 }
 
-// TestPrincipalsFileReload: a principal added to the file works without a restart, and a broken
-// file keeps the last good set.
+// TestPrincipalsFileReload: a principal added to the file works without a restart.
 func TestPrincipalsFileReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "principals.yaml")
-	var errs []error
-	f, err := reveal.OpenPrincipalsFile(path, time.Millisecond, func(err error) { errs = append(errs, err) })
+	f, err := reveal.OpenPrincipalsFile(path, time.Millisecond, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,14 +136,68 @@ func TestPrincipalsFileReload(t *testing.T) {
 	if _, ok := f.Lookup(key); !ok {
 		t.Fatalf("added principal not found after reload")
 	}
-	if err := os.WriteFile(path, []byte("principals: [ {name: \n"), 0o600); err != nil {
+}
+
+// TestPrincipalsFileFailsClosed is the regression test of issue 12 item 6: an edit that removes a
+// principal and leaves the file broken used to keep the last good set, the removed principal
+// included. Now only principals the broken file still lists unchanged keep working, and the
+// failure shows in Status until the file is fixed.
+func TestPrincipalsFileFailsClosed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "principals.yaml")
+	var errs []error
+	f, err := reveal.OpenPrincipalsFile(path, time.Millisecond, func(err error) { errs = append(errs, err) })
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * time.Millisecond)
-	if _, ok := f.Lookup(key); !ok {
-		t.Errorf("broken file dropped the last good set")
+	keyA, err := reveal.AddPrincipal(path, reveal.Principal{Name: "a", Kind: reveal.KindSupport, Apps: []string{"x"}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(errs) == 0 {
-		t.Errorf("broken file not reported")
+	keyB, err := reveal.AddPrincipal(path, reveal.Principal{Name: "b", Kind: reveal.KindMessaging, Apps: []string{"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, _ := os.ReadFile(path)
+	ps, _ := reveal.ReadPrincipals(path)
+	a := ps.List()[0]
+	write := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+		f.Current()
+	}
+	works := func(key reveal.APIKey) bool { _, ok := f.Lookup(key); return ok }
+	write(string(good))
+	if !works(keyA) || !works(keyB) || f.Status() != nil {
+		t.Fatalf("good file: a=%v b=%v status=%v, want both working and no error", works(keyA), works(keyB), f.Status())
+	}
+
+	// b removed, and the file left as broken YAML: nobody is provably still valid.
+	write("principals:\n  - name: " + a.Name + "\n    kind: [\n")
+	if works(keyA) || works(keyB) {
+		t.Errorf("unparseable file: a=%v b=%v, want every key refused", works(keyA), works(keyB))
+	}
+	if f.Status() == nil || len(errs) == 0 {
+		t.Errorf("unparseable file: Status = %v, %d errors reported, want the failure", f.Status(), len(errs))
+	}
+
+	// Back to good, then b removed and a third principal with an unknown kind: a (unchanged)
+	// keeps working, b (removed) and c (invalid) do not.
+	write(string(good))
+	if !works(keyA) || !works(keyB) || f.Status() != nil {
+		t.Fatalf("fixed file: a=%v b=%v status=%v", works(keyA), works(keyB), f.Status())
+	}
+	write(fmt.Sprintf("principals:\n  - {name: a, kind: support, apps: [x], key_sha256: %s}\n  - {name: c, kind: superuser, apps: [x], key_sha256: %s}\n",
+		a.KeySHA256, strings.Repeat("0", 64)))
+	if !works(keyA) || works(keyB) || f.Status() == nil {
+		t.Errorf("invalid file without b: a=%v b=%v status=%v, want a only, and the failure", works(keyA), works(keyB), f.Status())
+	}
+	// An edit that changes a's apps in a broken file does not keep a either.
+	write(fmt.Sprintf("principals:\n  - {name: a, kind: support, apps: [x, y], key_sha256: %s}\n  - {name: c, kind: superuser, apps: [x], key_sha256: %s}\n",
+		a.KeySHA256, strings.Repeat("0", 64)))
+	if works(keyA) {
+		t.Errorf("broken file changing a's apps kept a")
 	}
 }

@@ -47,7 +47,7 @@ func (s *service) startAPI(ctx context.Context) (stop func(), err error) {
 	}
 	path := principalsPath(s.cfg)
 	pf, err := reveal.OpenPrincipalsFile(path, time.Second, func(err error) {
-		s.log.Warn("principals file", "path", path, "err", err)
+		s.log.Error("principals file", "path", path, "err", err)
 	})
 	if err != nil {
 		return nil, &configError{err}
@@ -75,8 +75,10 @@ func (s *service) startAPI(ctx context.Context) (stop func(), err error) {
 			s.log.Error("reveal API stopped", "err", err)
 		}
 	}()
+	watched := make(chan struct{})
+	go func() { defer close(watched); s.watchPrincipals(actx, pf, time.Second) }()
 	s.log.Info("reveal API listening", "url", apiURL(s.cfg), "principals", path)
-	return func() { cancel(); <-done }, nil
+	return func() { cancel(); <-done; <-watched }, nil
 }
 
 // cmdServe serves the reveal API alone: store, keys and audit, no stream processor.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -49,9 +48,10 @@ func (s *service) openBlobs(ctx context.Context) error {
 	if err := os.MkdirAll(staging, 0o700); err != nil {
 		return fmt.Errorf("creating staging directory: %w", err)
 	}
-	secret, err := linkSecret(filepath.Join(s.cfg.DataDir, "link.key"))
+	// One link key for the whole deployment: a link issued by one process verifies on every other.
+	secret, err := s.keys.SharedSecret(ctx, linkSecretName)
 	if err != nil {
-		return err
+		return &refusedError{fmt.Errorf("reading the media-link key from the key store: %w", err)}
 	}
 	var audit atomic.Pointer[linkAuditor]
 	s.setLinkAudit = func(a linkAuditor) { audit.Store(&a) }
@@ -103,33 +103,6 @@ func (s *service) sweepBlobs(ctx context.Context, every time.Duration) {
 	}
 }
 
-// linkSecret reads the signed-link key, creating it (0600) on first run, so links survive a
-// restart. Processes that serve one deployment's links must share this file.
-func linkSecret(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		if len(b) != 32 {
-			return nil, fmt.Errorf("link key %s: want 32 bytes, found %d", path, len(b))
-		}
-		return b, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("reading link key: %w", err)
-	}
-	b = make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return linkSecret(path) // another process created it first
-	}
-	if err != nil {
-		return nil, fmt.Errorf("creating link key: %w", err)
-	}
-	defer f.Close()
-	if _, err := f.Write(b); err != nil {
-		return nil, fmt.Errorf("writing link key: %w", err)
-	}
-	return b, f.Sync()
-}
+// linkSecretName names the signing key of media links among the key store's shared secrets
+// (keyring.SharedSecret): generated once by the KMS, kept wrapped, the same for every process.
+const linkSecretName = "blob-links"

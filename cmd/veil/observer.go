@@ -20,10 +20,13 @@ type observer struct {
 	m     *ops.Metrics
 	ready *ops.Readiness
 	last  keyring.Stats // cache statistics already counted
+	dep   *deploymentGauges
 }
 
 func newObserver() *observer {
-	return &observer{m: ops.NewMetrics(), ready: ops.NewReadiness("broker", "keys", "store")}
+	o := &observer{m: ops.NewMetrics(), ready: ops.NewReadiness("broker", "keys", "store")}
+	o.dep = newDeploymentGauges(o.m.Registry)
+	return o
 }
 
 func (o *observer) Batch(outs []pipeline.Output, committed bool) {

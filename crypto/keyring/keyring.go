@@ -414,7 +414,7 @@ func (k *Keyring) EraseApp(ctx context.Context, app string) (int, error) {
 	}
 	n := 0
 	for _, wk := range keys {
-		if wk.App != app || wk.Erased {
+		if wk.App != app || wk.Erased || wk.Period == SecretVersion {
 			continue
 		}
 		if err := k.cfg.Store.Tombstone(ctx, wk.App, wk.Period, wk.DestroyAt); err != nil {

@@ -248,6 +248,9 @@ func (k *Keyring) Keys(ctx context.Context) ([]KeyInfo, error) {
 	}
 	out := make([]KeyInfo, 0, len(stored))
 	for _, wk := range stored {
+		if wk.Period == SecretVersion {
+			continue
+		}
 		p, g := SplitVersion(wk.Period)
 		ki := KeyInfo{
 			App: wk.App, Version: wk.Period, Period: p, Generation: g, PeriodStart: PeriodStart(p),
@@ -277,7 +280,7 @@ func (k *Keyring) Apps(ctx context.Context) ([]string, error) {
 	}
 	var apps []string
 	for _, wk := range stored {
-		if !wk.Erased {
+		if !wk.Erased && wk.Period != SecretVersion {
 			apps = append(apps, wk.App)
 		}
 	}

@@ -42,6 +42,7 @@ func Run(t *testing.T, open Opener) {
 		{"KeyringsAgree", testKeyringsAgree},
 		{"RotationReachesEveryKeyring", testRotation},
 		{"ErasureReachesEveryKeyring", testErasure},
+		{"SharedSecretAgrees", testSharedSecret},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -407,5 +408,46 @@ func testErasure(t *testing.T, open func(*testing.T) keyring.KeyStore) {
 		if _, err := d.open1(k, rec, tok); !errors.Is(err, keyring.ErrKeyDestroyed) {
 			t.Errorf("process %d opens the erased token: %v, want ErrKeyDestroyed", i, err)
 		}
+	}
+}
+
+func testSharedSecret(t *testing.T, open func(*testing.T) keyring.KeyStore) {
+	d := newDeployment(t, open)
+	procs := []*keyring.Keyring{d.process(), d.process(), d.process()}
+	var first []byte
+	for i, k := range procs {
+		b, err := k.SharedSecret(ctx, "blob-links")
+		if err != nil || len(b) != 32 {
+			t.Fatalf("SharedSecret on process %d = %d bytes, %v", i, len(b), err)
+		}
+		if i == 0 {
+			first = b
+		} else if !bytes.Equal(b, first) {
+			t.Errorf("process %d got another shared secret than process 0", i)
+		}
+	}
+	if got := d.calls[keyring.OpGenerateDataKey]; got != 1 {
+		t.Errorf("GenerateDataKey calls = %d for one secret over 3 processes, want 1", got)
+	}
+	// An app of the same name is another thing: erasing it leaves the secret, and key listings
+	// do not show the secret.
+	d.seal(procs[0], "blob-links", "x")
+	if _, err := procs[0].EraseApp(ctx, "blob-links"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := procs[1].SharedSecret(ctx, "blob-links"); err != nil || !bytes.Equal(b, first) {
+		t.Errorf("SharedSecret after erasing an app of the same name = %v, want the same secret", err)
+	}
+	infos, err := procs[0].Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ki := range infos {
+		if ki.Version == keyring.SecretVersion {
+			t.Errorf("Keys lists the shared secret: %+v", ki)
+		}
+	}
+	if apps, _ := procs[0].Apps(ctx); len(apps) != 0 {
+		t.Errorf("Apps = %v, want none (the app is erased, the secret is no app)", apps)
 	}
 }

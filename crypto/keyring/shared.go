@@ -1,0 +1,86 @@
+package keyring
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+)
+
+// SecretVersion is the version under which a KeyStore keeps a shared secret (see SharedSecret).
+// No key version is ever this low (KeyVersion starts at -2^39), so a secret never seals or opens
+// data, and Keys, Apps, Rotate and EraseApp leave it alone.
+const SecretVersion = math.MinInt64
+
+// secretDestroyAt is the DestroyAt of a shared secret: it lives as long as the deployment.
+var secretDestroyAt = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// SharedSecret returns the 32-byte secret called name that every process sharing the key store
+// shares: the first process to ask generates it through the KMS (GenerateDataKey, encryption
+// context naming it) and stores it wrapped, put-if-absent; every other process unwraps the stored
+// one. It is meant for keys that must agree across processes but seal no data, such as the
+// signing key of media links. name follows the app id rule. The caller owns the returned bytes.
+func (k *Keyring) SharedSecret(ctx context.Context, name string) ([]byte, error) {
+	if err := ValidateApp(name); err != nil {
+		return nil, err
+	}
+	if k.closed.Load() {
+		return nil, ErrClosed
+	}
+	wk, err := k.cfg.Store.Get(ctx, name, SecretVersion)
+	if errors.Is(err, ErrKeyNotFound) {
+		out, gerr := k.cfg.KMS.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{
+			KeyId: aws.String(k.cfg.KeyID), KeySpec: types.DataKeySpecAes256, EncryptionContext: EncryptionContext(name, SecretVersion),
+		})
+		k.generates.Add(1)
+		if k.cfg.OnKMSCall != nil {
+			k.cfg.OnKMSCall(OpGenerateDataKey)
+		}
+		if gerr != nil {
+			return nil, &KMSError{Op: OpGenerateDataKey, Err: gerr}
+		}
+		keyID := aws.ToString(out.KeyId)
+		if keyID == "" {
+			keyID = k.cfg.KeyID
+		}
+		mine := WrappedKey{App: name, Period: SecretVersion, KeyID: keyID, Ciphertext: out.CiphertextBlob, DestroyAt: secretDestroyAt}
+		wk, err = k.cfg.Store.Create(ctx, mine)
+		if err == nil && !wk.Erased && bytes.Equal(wk.Ciphertext, mine.Ciphertext) && len(out.Plaintext) == KEKSize {
+			return out.Plaintext, nil
+		}
+		clear(out.Plaintext)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading shared secret %s: %w", name, err)
+	}
+	if wk.Erased {
+		return nil, fmt.Errorf("shared secret %s: %w", name, ErrKeyDestroyed)
+	}
+	return k.unwrapSecret(ctx, wk)
+}
+
+func (k *Keyring) unwrapSecret(ctx context.Context, wk WrappedKey) ([]byte, error) {
+	k.decrypts.Add(1)
+	if k.cfg.OnKMSCall != nil {
+		k.cfg.OnKMSCall(OpDecrypt)
+	}
+	in := &kms.DecryptInput{CiphertextBlob: wk.Ciphertext, EncryptionContext: EncryptionContext(wk.App, wk.Period)}
+	if wk.KeyID != "" {
+		in.KeyId = aws.String(wk.KeyID)
+	}
+	out, err := k.cfg.KMS.Decrypt(ctx, in)
+	if err != nil {
+		return nil, &KMSError{Op: OpDecrypt, Err: err}
+	}
+	if len(out.Plaintext) != KEKSize {
+		clear(out.Plaintext)
+		return nil, &KMSError{Op: OpDecrypt, Err: fmt.Errorf("unexpected data key of %d bytes", len(out.Plaintext))}
+	}
+	return out.Plaintext, nil
+}
