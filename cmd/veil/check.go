@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,10 +40,19 @@ type dependencyCheck struct {
 // cmdCheck validates the configuration (parseConfig exits 3 on an invalid one) and reaches every
 // configured dependency without writing anything: no topic, table, bucket, key or file is
 // created. One line per dependency; a notOK failure when any is unreachable.
+//
+// With --ready it checks the running veil instead: GET /readyz on listen.metrics (a container
+// healthcheck; the distroless image has no shell or curl).
 func cmdCheck(ctx context.Context, args []string, stdout, _ io.Writer) error {
-	cfg, err := parseConfig("check", args, nil, nil)
+	var ready bool
+	cfg, err := parseConfig("check", args, nil, func(fs *flag.FlagSet) {
+		fs.BoolVar(&ready, "ready", false, "check only that the veil running with this config is ready (GET /readyz on listen.metrics)")
+	})
 	if err != nil {
 		return err
+	}
+	if ready {
+		return checkReady(ctx, cfg, stdout)
 	}
 	fmt.Fprintf(stdout, "config      ok\n")
 	failed := 0
@@ -149,6 +161,38 @@ func dependencyChecks(cfg *config.Config) []dependencyCheck {
 		}})
 	}
 	return out
+}
+
+// checkReady asks the running veil's operations server whether it is ready.
+func checkReady(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
+	if cfg.Listen.Metrics == "" {
+		return &configError{errors.New("listen.metrics is empty: there is no /readyz to ask")}
+	}
+	host, port, err := net.SplitHostPort(cfg.Listen.Metrics)
+	if err != nil {
+		return &configError{fmt.Errorf("listen.metrics: %w", err)}
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1" // listening on every interface: ask over loopback
+	}
+	url := "http://" + net.JoinHostPort(host, port) + "/readyz"
+	cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("asking %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	fmt.Fprintf(stdout, "veil        ready (%s)\n", url)
+	return nil
 }
 
 func checkRedis(ctx context.Context, r config.Redis) (string, error) {

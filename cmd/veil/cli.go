@@ -39,7 +39,8 @@ var helps = map[string]help{
 		about:   "Serves the reveal API alone (store, keys and audit; no stream processing).",
 		example: "veil serve --config /etc/veil/veil.yaml"},
 	"check": {usage: "veil check [--config FILE] [flags]", common: flagsKafka,
-		about:   "Validates the configuration and reaches every configured dependency read-only (Kafka, KMS,\nstore, key store, S3), one line each. Exit 0 when all answer, 1 when any does not, 3 on invalid config.",
+		about: "Validates the configuration and reaches every configured dependency read-only (Kafka, KMS,\nstore, key store, S3), one line each. Exit 0 when all answer, 1 when any does not, 3 on invalid config.\n" +
+			"With --ready, asks the veil running with this config whether it is ready (a container healthcheck).",
 		example: "veil check --config /etc/veil/veil.yaml"},
 	"replay": {usage: "veil replay --from TIME [--to TIME] [--ledger L,…] [--target T,…] [flags]", common: flagsKafka,
 		about:   "Re-reads a time window of raw (or encrypted) ledgers into the encrypted, redacted, analytics or\negress outputs, without duplicating what the pipeline already wrote.",

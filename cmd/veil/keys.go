@@ -87,6 +87,7 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		for _, s := range keysSubcommands {
 			fmt.Fprintf(w, "  %-16s %s\n", s.name, s.summary)
 		}
+		fmt.Fprintf(w, "\nRun 'veil keys <subcommand> --help' for its flags.\n\nExample:\n  veil keys list --json\n")
 		if len(args) == 0 {
 			return &usageError{errors.New("keys needs a subcommand")}
 		}

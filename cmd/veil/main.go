@@ -11,10 +11,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/veil-project/veil/ops"
 )
 
 const (
@@ -79,6 +84,9 @@ func main() {
 }
 
 func runMain(args []string, stdout, stderr io.Writer) int {
+	// The Redis client logs connection trouble through its own logger, plain text by default:
+	// route it through slog so every line veil writes is JSON.
+	redis.SetLogger(redisLogger{ops.NewLogger(stderr, "info")})
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		if len(args) == 0 {
 			usage(stderr)
@@ -133,6 +141,13 @@ func exitCode(err error, stderr io.Writer) int {
 		return exitRefused
 	}
 	return exitFailure
+}
+
+// redisLogger adapts slog to the Redis client's logger (redis.SetLogger); its lines are warnings.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client", "msg_text", fmt.Sprintf(format, v...))
 }
 
 func cmdVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
