@@ -13,7 +13,7 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/kmsaws"
-	"github.com/veil-project/veil/crypto/kmsaws/kmsfake"
+	"github.com/veil-project/veil/internal/kmsfake"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/pipeline/sample"
 	"github.com/veil-project/veil/sinks/store"

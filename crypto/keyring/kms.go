@@ -42,15 +42,16 @@ type KMSError struct {
 func (e *KMSError) Error() string { return "calling KMS " + e.Op + ": " + e.Err.Error() }
 func (e *KMSError) Unwrap() error { return e.Err }
 
-// permanentKMSCodes are KMS error codes that retrying cannot fix.
+// permanentKMSCodes are KMS error codes that retrying cannot fix. A disabled key
+// (DisabledException) or one in an unusable state (KMSInvalidStateException: disabled, pending
+// deletion or import) is not among them: it is the deployment's key, not the record, that is at
+// fault, and an operator can enable it again, so veil holds it as an outage and waits.
 var permanentKMSCodes = map[string]bool{
 	"InvalidCiphertextException":  true,
 	"IncorrectKeyException":       true,
 	"NotFoundException":           true,
-	"DisabledException":           true,
 	"AccessDeniedException":       true,
 	"InvalidKeyUsageException":    true,
-	"KMSInvalidStateException":    true,
 	"ValidationException":         true,
 	"InvalidGrantTokenException":  true,
 	"UnrecognizedClientException": true,
@@ -59,9 +60,9 @@ var permanentKMSCodes = map[string]bool{
 }
 
 // IsTransient reports whether err may go away on retry: KMS outages, throttling, timeouts and
-// network failures. It is false for nil, for ErrKeyDestroyed, ErrInvalidApp and ErrClosed, for
-// a cancelled context, and for KMS errors that reject the request itself (bad ciphertext, wrong
-// context, unknown or disabled key, access denied).
+// network failures, and a disabled KMS key. It is false for nil, for ErrKeyDestroyed,
+// ErrInvalidApp and ErrClosed, for a cancelled context, and for KMS errors that reject the
+// request itself (bad ciphertext, wrong context, unknown key, access denied).
 func IsTransient(err error) bool {
 	switch {
 	case err == nil,

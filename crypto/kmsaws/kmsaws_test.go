@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmsaws"
-	"github.com/veil-project/veil/crypto/kmsaws/kmsfake"
+	"github.com/veil-project/veil/internal/kmsfake"
+	"github.com/veil-project/veil/internal/testsvc"
 )
 
 const (
@@ -54,80 +56,207 @@ func apiCode(err error) string {
 	return ""
 }
 
-func TestGenerateDecryptRoundTrip(t *testing.T) {
-	fake, c := setup(t)
-	ctx := context.Background()
-	gen, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(keyID), KeySpec: types.DataKeySpecAes256, EncryptionContext: ectx})
-	if err != nil {
-		t.Fatalf("GenerateDataKey = %v", err)
-	}
-	if len(gen.Plaintext) != 32 || len(gen.CiphertextBlob) == 0 || aws.ToString(gen.KeyId) != keyID {
-		t.Fatalf("GenerateDataKey = %d-byte key, %d-byte blob, key id %q; want 32, some, %q", len(gen.Plaintext), len(gen.CiphertextBlob), aws.ToString(gen.KeyId), keyID)
-	}
-	for _, id := range []*string{nil, aws.String(keyID)} {
-		dec, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: gen.CiphertextBlob, EncryptionContext: ectx, KeyId: id})
-		if err != nil || !bytes.Equal(dec.Plaintext, gen.Plaintext) {
-			t.Errorf("Decrypt(KeyId=%v) = %v, want the generated key", aws.ToString(id), err)
-		}
-	}
-	enc, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keyID), Plaintext: []byte("kek"), EncryptionContext: ectx})
-	if err != nil {
-		t.Fatalf("Encrypt = %v", err)
-	}
-	if dec, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, EncryptionContext: ectx}); err != nil || string(dec.Plaintext) != "kek" {
-		t.Errorf("Decrypt(Encrypt(kek)) = %v, want kek", err)
-	}
-	for op, want := range map[string]int{kmsfake.OpGenerateDataKey: 1, kmsfake.OpDecrypt: 3, kmsfake.OpEncrypt: 1} {
-		if got := fake.Calls(op); got != want {
-			t.Errorf("Calls(%s) = %d, want %d", op, got, want)
-		}
-	}
+// backend is one KMS the conformance cases run against: local-kms (a real emulator nobody here
+// wrote) or the fake (internal/kmsfake), which alone can also fail on purpose and count calls.
+type backend struct {
+	name   string
+	c      *kms.Client
+	alias  string // what veil is configured with
+	arn    string // the key's ARN, what KMS answers as KeyId ("" for the fake: any ARN)
+	alias2 string // a second key, for rewrapping
+	fake   *kmsfake.Server
 }
 
-func TestFakeRejects(t *testing.T) {
-	_, c := setup(t)
-	ctx := context.Background()
-	gen, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(keyID), KeySpec: types.DataKeySpecAes256, EncryptionContext: ectx})
+func backends(t *testing.T) []backend {
+	t.Helper()
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	fake := kmsfake.New(kmsfake.Config{KeyIDs: []string{keyID, keyID + "-2"}, AccessKeyID: akid, SecretAccessKey: secret})
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	fc, err := kmsaws.New(context.Background(), kmsaws.Config{Region: "eu-west-1", Endpoint: srv.URL, KeyID: keyID, AccessKeyID: akid, SecretAccessKey: secret, MaxAttempts: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name string
-		call func() error
-		want string
-	}{
-		{"wrong context", func() error {
-			_, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: gen.CiphertextBlob, EncryptionContext: map[string]string{"veil:app": "app-2", "veil:period": "20779"}})
-			return err
-		}, "InvalidCiphertextException"},
-		{"no context", func() error {
-			_, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: gen.CiphertextBlob})
-			return err
-		}, "InvalidCiphertextException"},
-		{"unknown key on generate", func() error {
-			_, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String("alias/nope"), KeySpec: types.DataKeySpecAes256})
-			return err
-		}, "NotFoundException"},
-		{"unknown key on decrypt", func() error {
-			_, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: gen.CiphertextBlob, EncryptionContext: ectx, KeyId: aws.String("alias/nope")})
-			return err
-		}, "NotFoundException"},
+	out := []backend{{name: "fake", c: fc, alias: keyID, arn: kmsfake.ARN(keyID), alias2: keyID + "-2", fake: fake}}
+	lk := testsvc.StartLocalKMS(t)
+	lc, err := kmsaws.New(context.Background(), kmsaws.Config{Region: lk.Region, Endpoint: lk.Endpoint, KeyID: lk.Alias, AccessKeyID: akid, SecretAccessKey: secret, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := tt.call()
-			if got := apiCode(err); got != tt.want {
-				t.Errorf("%s = %v (code %q), want %s", tt.name, err, got, tt.want)
-			}
-			if keyring.IsTransient(&keyring.KMSError{Op: "x", Err: err}) {
-				t.Errorf("IsTransient(%s) = true, want false", tt.name)
-			}
-		})
+	return append(out, backend{name: "local-kms", c: lc, alias: lk.Alias, arn: lk.KeyARN, alias2: lk.Alias2})
+}
+
+// conformance runs f against every backend.
+func conformance(t *testing.T, f func(t *testing.T, b backend)) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) { f(t, b) })
 	}
-	var nf *types.NotFoundException
-	_, err = c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String("alias/nope"), KeySpec: types.DataKeySpecAes256})
-	if !errors.As(err, &nf) {
-		t.Errorf("unknown key error = %T, want *types.NotFoundException", err)
+}
+
+// TestGenerateDecryptRoundTrip: GenerateDataKey called with an alias answers with the key's ARN
+// (real KMS never echoes the alias), and the blob decrypts with or without a key id, under the
+// alias or the ARN.
+func TestGenerateDecryptRoundTrip(t *testing.T) {
+	conformance(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		gen, err := b.c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(b.alias), KeySpec: types.DataKeySpecAes256, EncryptionContext: ectx})
+		if err != nil {
+			t.Fatalf("GenerateDataKey = %v", err)
+		}
+		if len(gen.Plaintext) != 32 || len(gen.CiphertextBlob) == 0 || aws.ToString(gen.KeyId) != b.arn {
+			t.Fatalf("GenerateDataKey(%s) = %d-byte key, %d-byte blob, key id %q; want 32, some, the ARN %q", b.alias, len(gen.Plaintext), len(gen.CiphertextBlob), aws.ToString(gen.KeyId), b.arn)
+		}
+		for _, id := range []*string{nil, aws.String(b.alias), gen.KeyId} {
+			dec, err := b.c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: gen.CiphertextBlob, EncryptionContext: ectx, KeyId: id})
+			if err != nil || !bytes.Equal(dec.Plaintext, gen.Plaintext) || aws.ToString(dec.KeyId) != b.arn {
+				t.Errorf("Decrypt(KeyId=%v) = key id %q, %v, want the generated key under %s", aws.ToString(id), aws.ToString(dec.KeyId), err, b.arn)
+			}
+		}
+		enc, err := b.c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(b.alias), Plaintext: []byte("kek"), EncryptionContext: ectx})
+		if err != nil {
+			t.Fatalf("Encrypt = %v", err)
+		}
+		if aws.ToString(enc.KeyId) != b.arn {
+			t.Errorf("Encrypt key id = %q, want the ARN %q", aws.ToString(enc.KeyId), b.arn)
+		}
+		if dec, err := b.c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, EncryptionContext: ectx}); err != nil || string(dec.Plaintext) != "kek" {
+			t.Errorf("Decrypt(Encrypt(kek)) = %v, want kek", err)
+		}
+		if b.fake != nil {
+			for op, want := range map[string]int{kmsfake.OpGenerateDataKey: 1, kmsfake.OpDecrypt: 4, kmsfake.OpEncrypt: 1} {
+				if got := b.fake.Calls(op); got != want {
+					t.Errorf("Calls(%s) = %d, want %d", op, got, want)
+				}
+			}
+		}
+	})
+}
+
+func TestRejects(t *testing.T) {
+	conformance(t, func(t *testing.T, b backend) {
+		c := b.c
+		ctx := context.Background()
+		gen, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(b.alias), KeySpec: types.DataKeySpecAes256, EncryptionContext: ectx})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name string
+			call func() error
+			want string
+		}{
+			{"wrong context", func() error {
+				_, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: gen.CiphertextBlob, EncryptionContext: map[string]string{"veil:app": "app-2", "veil:period": "20779"}})
+				return err
+			}, "InvalidCiphertextException"},
+			{"no context", func() error {
+				_, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: gen.CiphertextBlob})
+				return err
+			}, "InvalidCiphertextException"},
+			{"unknown key on generate", func() error {
+				_, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String("alias/nope"), KeySpec: types.DataKeySpecAes256})
+				return err
+			}, "NotFoundException"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				err := tt.call()
+				if got := apiCode(err); got != tt.want {
+					t.Errorf("%s = %v (code %q), want %s", tt.name, err, got, tt.want)
+				}
+				if keyring.IsTransient(&keyring.KMSError{Op: "x", Err: err}) {
+					t.Errorf("IsTransient(%s) = true, want false", tt.name)
+				}
+			})
+		}
+	})
+}
+
+// TestKeyringEndToEnd: seal through one keyring, reveal through a new one (a restart), rewrap
+// every app KEK to a second key by alias, and reveal again.
+func TestKeyringEndToEnd(t *testing.T) {
+	conformance(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+		store, err := keyring.NewFileKeyStore(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		newKeyring := func(keyID string) *keyring.Keyring {
+			k, err := keyring.New(keyring.Config{KMS: b.c, KeyID: keyID, Store: store, Clock: func() time.Time { return now }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { k.Close() })
+			return k
+		}
+		key, err := newKeyring(b.alias).SealingKey(ctx, "app-1")
+		if err != nil {
+			t.Fatalf("SealingKey = %v", err)
+		}
+		stored, _ := store.List(ctx)
+		if len(stored) != 1 || stored[0].KeyID != b.arn {
+			t.Errorf("stored key = %+v, want one wrapped under %s", stored, b.arn)
+		}
+		var ref envelope.RefID
+		rand.Read(ref[:])
+		rec, toks, err := envelope.SealWith(key, rand.Reader, envelope.Header{App: "app-1", Ledger: "event", Ref: ref, Expiry: now.Add(time.Hour)},
+			[]envelope.Field{{Path: "data.text", Value: []byte(`"hello"`)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		open := func(k *keyring.Keyring) (string, error) {
+			got, err := envelope.NewSealer(k, envelope.WithClock(func() time.Time { return now })).Open(ctx, rec, toks[0])
+			return string(got), err
+		}
+		if got, err := open(newKeyring(b.alias)); err != nil || got != `"hello"` {
+			t.Errorf("Open after a restart = %q, %v, want \"hello\"", got, err)
+		}
+		res, err := keyring.Rewrap(ctx, store, b.c, b.c, b.alias2, now)
+		if err != nil || res.Rewrapped != 1 {
+			t.Fatalf("Rewrap to %s = %+v, %v, want 1 rewrapped", b.alias2, res, err)
+		}
+		stored, _ = store.List(ctx)
+		if len(stored) != 1 || stored[0].KeyID == b.arn || !strings.HasPrefix(stored[0].KeyID, "arn:aws:kms:") {
+			t.Errorf("after Rewrap stored key = %+v, want one wrapped under the second key's ARN", stored)
+		}
+		if got, err := open(newKeyring(b.alias2)); err != nil || got != `"hello"` {
+			t.Errorf("Open after Rewrap = %q, %v, want \"hello\"", got, err)
+		}
+	})
+}
+
+// TestDisabledKeyIsAnOutage: a disabled KMS key (local-kms, DisableKey) stops sealing with a
+// transient error, so veil waits for an operator instead of dead-lettering every entry, and
+// sealing resumes once the key is enabled again.
+func TestDisabledKeyIsAnOutage(t *testing.T) {
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	lk := testsvc.StartLocalKMS(t)
+	c, err := kmsaws.New(context.Background(), kmsaws.Config{Region: lk.Region, Endpoint: lk.Endpoint, KeyID: lk.Alias, AccessKeyID: akid, SecretAccessKey: secret, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(lk.KeyID)}); err != nil {
+		t.Fatalf("DisableKey = %v", err)
+	}
+	store, _ := keyring.NewFileKeyStore(t.TempDir())
+	k, err := keyring.New(keyring.Config{KMS: c, KeyID: lk.Alias, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	_, err = k.SealingKey(ctx, "app-1")
+	if apiCode(err) != "DisabledException" || !keyring.IsTransient(err) {
+		t.Errorf("SealingKey under a disabled key = %v (code %q), want a transient DisabledException", err, apiCode(err))
+	}
+	if _, err := c.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(lk.KeyID)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.SealingKey(ctx, "app-1"); err != nil {
+		t.Errorf("SealingKey after EnableKey = %v", err)
 	}
 }
 

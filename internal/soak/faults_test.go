@@ -15,7 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/veil-project/veil/crypto/kmsaws/kmsfake"
+	"github.com/veil-project/veil/internal/kmsfake"
 	"github.com/veil-project/veil/internal/testsvc"
 )
 

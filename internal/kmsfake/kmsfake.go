@@ -1,6 +1,12 @@
 // Package kmsfake is a FAKE AWS KMS for tests: an http.Handler speaking the KMS JSON 1.1 protocol
-// for GenerateDataKey, Decrypt and Encrypt. It exists because no AWS KMS emulator can be
-// installed in this build environment; it is not a KMS and protects nothing.
+// for GenerateDataKey, Decrypt and Encrypt. It is not a KMS and protects nothing.
+//
+// Like real KMS, it resolves every key name it is given (key id, key ARN, alias name) to the key's
+// ARN and answers with that ARN as KeyId, never echoing the alias it was called with; configured
+// names that are not ARNs get the ARN arn:aws:kms:eu-west-1:111122223333:key/<UUID derived from
+// the name>. Tests that need real KMS behaviour beyond this run against local-kms
+// (internal/testsvc.StartLocalKMS); this fake remains for what local-kms cannot do: outages
+// (SetDown), call counts (Calls) and SigV4 checks.
 //
 // What it does check, like KMS: every request must carry a SigV4 Authorization header for
 // service "kms" (verified when the fake has credentials), key ids must be known (else
@@ -60,7 +66,7 @@ type Server struct {
 	cfg  Config
 	kms  *kmslocal.Provider
 	mu   sync.Mutex
-	keys map[string]bool
+	keys map[string]string // every accepted name → the key's ARN
 	down bool
 	hits map[string]int
 }
@@ -76,11 +82,22 @@ func New(cfg Config) *Server {
 		panic(err)
 	}
 	clear(root)
-	s := &Server{cfg: cfg, kms: p, keys: map[string]bool{}, hits: map[string]int{}}
+	s := &Server{cfg: cfg, kms: p, keys: map[string]string{}, hits: map[string]int{}}
 	for _, id := range cfg.KeyIDs {
-		s.keys[id] = true
+		arn := id
+		if !strings.HasPrefix(id, "arn:") {
+			arn = ARN(id)
+		}
+		s.keys[id], s.keys[arn] = arn, arn
 	}
 	return s
+}
+
+// ARN returns the ARN the fake gives a configured key name that is not an ARN.
+func ARN(name string) string {
+	h := sha256.Sum256([]byte(name))
+	x := hex.EncodeToString(h[:16])
+	return "arn:aws:kms:eu-west-1:111122223333:key/" + x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
 }
 
 // SetDown makes every later call fail with 503 KMSInternalException (true) or work again (false).
@@ -97,10 +114,17 @@ func (s *Server) Calls(op string) int {
 	return s.hits[op]
 }
 
-func (s *Server) known(id string) bool {
+// resolve returns the ARN of the key called id, if known.
+func (s *Server) resolve(id string) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.keys[id]
+	arn, ok := s.keys[id]
+	return arn, ok
+}
+
+func (s *Server) known(id string) bool {
+	_, ok := s.resolve(id)
+	return ok
 }
 
 type apiErr struct {
@@ -205,16 +229,17 @@ func (s *Server) generateDataKey(r *http.Request, body []byte) (any, error) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	if !s.known(in.KeyId) {
+	arn, ok := s.resolve(in.KeyId)
+	if !ok {
 		return nil, notFound(in.KeyId)
 	}
 	out, err := s.kms.GenerateDataKey(r.Context(), &kms.GenerateDataKeyInput{
-		KeyId: aws.String(in.KeyId), KeySpec: in.KeySpec, NumberOfBytes: in.NumberOfBytes, EncryptionContext: in.EncryptionContext,
+		KeyId: aws.String(arn), KeySpec: in.KeySpec, NumberOfBytes: in.NumberOfBytes, EncryptionContext: in.EncryptionContext,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return generateResp{CiphertextBlob: out.CiphertextBlob, Plaintext: out.Plaintext, KeyId: in.KeyId}, nil
+	return generateResp{CiphertextBlob: out.CiphertextBlob, Plaintext: out.Plaintext, KeyId: arn}, nil
 }
 
 type decryptReq struct {
@@ -235,8 +260,12 @@ func (s *Server) decrypt(r *http.Request, body []byte) (any, error) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	if in.KeyId != nil && !s.known(*in.KeyId) {
-		return nil, notFound(*in.KeyId)
+	if in.KeyId != nil {
+		arn, ok := s.resolve(*in.KeyId)
+		if !ok {
+			return nil, notFound(*in.KeyId)
+		}
+		in.KeyId = &arn
 	}
 	if id, err := kmslocal.KeyIDOf(in.CiphertextBlob); err == nil && !s.known(id) {
 		return nil, notFound(id)
@@ -268,16 +297,17 @@ func (s *Server) encrypt(r *http.Request, body []byte) (any, error) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	if !s.known(in.KeyId) {
+	arn, ok := s.resolve(in.KeyId)
+	if !ok {
 		return nil, notFound(in.KeyId)
 	}
 	out, err := s.kms.Encrypt(r.Context(), &kms.EncryptInput{
-		KeyId: aws.String(in.KeyId), Plaintext: in.Plaintext, EncryptionContext: in.EncryptionContext, EncryptionAlgorithm: in.EncryptionAlgorithm,
+		KeyId: aws.String(arn), Plaintext: in.Plaintext, EncryptionContext: in.EncryptionContext, EncryptionAlgorithm: in.EncryptionAlgorithm,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return encryptResp{CiphertextBlob: out.CiphertextBlob, KeyId: in.KeyId, EncryptionAlgorithm: out.EncryptionAlgorithm}, nil
+	return encryptResp{CiphertextBlob: out.CiphertextBlob, KeyId: arn, EncryptionAlgorithm: out.EncryptionAlgorithm}, nil
 }
 
 // checkSignature requires an AWS4-HMAC-SHA256 Authorization header for service kms and, when the

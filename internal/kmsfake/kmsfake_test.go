@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/veil-project/veil/crypto/kmsaws/kmsfake"
+	"github.com/veil-project/veil/internal/kmsfake"
 )
 
 func TestRejectsUnsignedAndMalformed(t *testing.T) {
