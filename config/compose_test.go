@@ -115,11 +115,6 @@ func flagValue(args []string, name string) string {
 	return ""
 }
 
-// pendingEnv lists VEIL_ variables the compose file sets for config keys another change is adding
-// (keys.store: the shared key store). Until config knows them the test logs and leaves them out
-// of the load; once it does, they are checked like every other variable.
-var pendingEnv = []string{"VEIL_KEYS_STORE"}
-
 // checkClusterID reports what is wrong with a KRaft CLUSTER_ID: Kafka's storage tool wants a
 // UUID as 22 characters of base64url without padding (16 bytes), e.g. what
 // `kafka-storage.sh random-uuid` prints.
@@ -410,10 +405,6 @@ func TestCompose(t *testing.T) {
 				continue
 			}
 			if !KnownEnv(key) {
-				if slices.Contains(pendingEnv, key) {
-					t.Logf("%s: %s is not a config key yet (pending); left out of the load", name, key)
-					continue
-				}
 				t.Errorf("%s env %s is not a config key", name, key)
 			}
 			veilEnv = append(veilEnv, kv)
@@ -473,8 +464,8 @@ func TestCompose(t *testing.T) {
 				}
 			}
 			// The key store every process shares: Redis.
-			if ks := stringOf(v.Environment["VEIL_KEYS_STORE"]); ks != "redis" {
-				t.Errorf("%s VEIL_KEYS_STORE = %q, want redis (shared by every process)", name, ks)
+			if ks := c.KeyStoreKind(); ks != "redis" {
+				t.Errorf("%s key store = %q, want redis (shared by every process)", name, ks)
 			}
 			host, port, _ := net.SplitHostPort(c.Store.Redis.Addr)
 			if host != "redis" || port != "6379" || !slices.Contains(redis.containerPorts(), port) {

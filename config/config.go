@@ -308,10 +308,18 @@ func Load(path string, env []string) (*Config, error) {
 			return nil, fmt.Errorf("loading config: %w", err)
 		}
 		defer f.Close()
-		dec := yaml.NewDecoder(f)
-		dec.KnownFields(true)
-		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		var doc yaml.Node
+		if err := yaml.NewDecoder(f).Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("loading config %s: %w", path, err)
+		}
+		// Unknown keys and mistyped values, named by key path (kafka.brokrs), not by Go type.
+		if err := checkYAML(&doc); err != nil {
+			return nil, fmt.Errorf("loading config %s: %w", path, err)
+		}
+		if doc.Kind != 0 {
+			if err := doc.Decode(c); err != nil {
+				return nil, fmt.Errorf("loading config %s: %w", path, err)
+			}
 		}
 	}
 	if err := c.applyEnv(env); err != nil {

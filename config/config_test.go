@@ -296,7 +296,7 @@ func TestValidate(t *testing.T) {
 		{"redis without addr", func(c *Config) { c.Store.Kind = "redis" }, "store.redis.addr"},
 		{"dynamodb without table", func(c *Config) { c.Store.Kind = "dynamodb" }, "store.dynamodb.table"},
 		{"ledger ttl longer", func(c *Config) { c.Ledgers = map[string]Ledger{"bot": {TTL: 2 * time.Hour}} }, "ledgers"},
-		{"unknown ledger", func(c *Config) { c.Ledgers = map[string]Ledger{"evnt": {TTL: time.Second}} }, "ledgers"},
+		{"unknown ledger", func(c *Config) { c.Ledgers = map[string]Ledger{"evnt": {TTL: time.Second}} }, "ledgers.evnt"},
 		{"sub-second ttl", func(c *Config) { c.Ledgers = map[string]Ledger{"bot": {TTL: time.Millisecond}} }, "ledgers"},
 		{"max entry bytes", func(c *Config) { c.Limits.MaxEntryBytes = 0 }, "limits.max_entry_bytes"},
 		{"max depth", func(c *Config) { c.Limits.MaxDepth = 0 }, "limits.max_depth"},

@@ -124,7 +124,14 @@ func (c *Config) Validate() error {
 			bad("apps", "app id %q: %v", id, err)
 		}
 	}
-	if _, err := c.LedgerTable(); err != nil {
+	unknownLedgers := false
+	for _, name := range slices.Sorted(maps.Keys(c.Ledgers)) {
+		if _, ok := ledgers.Lookup(name); !ok {
+			bad("ledgers."+name, "unknown ledger; the ledgers are %s", ledgerNames())
+			unknownLedgers = true
+		}
+	}
+	if _, err := c.LedgerTable(); err != nil && !unknownLedgers {
 		errs = append(errs, fmt.Errorf("ledgers: %w: %w", err, ErrInvalid))
 	}
 
@@ -160,6 +167,15 @@ func (c *Config) Validate() error {
 	}
 	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	return errors.Join(errs...)
+}
+
+// ledgerNames lists the ledgers, for error messages.
+func ledgerNames() string {
+	var out []string
+	for _, l := range ledgers.All() {
+		out = append(out, l.Name)
+	}
+	return strings.Join(out, ", ")
 }
 
 func loopback(host string) bool {
@@ -199,7 +215,7 @@ func (c *Config) validateIntegrations() []error {
 		}
 		for _, l := range in.Ledgers {
 			if _, ok := ledgers.Lookup(l); !ok {
-				bad(key+".ledgers", "unknown ledger %q", l)
+				bad(key+".ledgers", "unknown ledger %q; the ledgers are %s", l, ledgerNames())
 			}
 		}
 		switch msg := topicProblem(in.Topic); {

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/config"
+	"github.com/veil-project/veil/crypto/keyring/dynamokeys"
 	"github.com/veil-project/veil/crypto/kmsaws"
 	"github.com/veil-project/veil/sinks/blob"
 	"github.com/veil-project/veil/sinks/store/dynamostore"
@@ -136,6 +137,16 @@ func dependencyChecks(cfg *config.Config) []dependencyCheck {
 		return localDir("badger", filepath.Join(cfg.DataDir, "store"))
 	}})
 	out = append(out, dependencyCheck{"key store", func(ctx context.Context) (string, error) {
+		switch cfg.KeyStoreKind() {
+		case "redis":
+			return checkRedis(ctx, cfg.Store.Redis)
+		case "dynamodb":
+			d := cfg.Store.DynamoDB
+			if _, err := dynamokeys.Open(ctx, dynamokeys.Options{Table: cfg.KeyTable(), Region: d.Region, Endpoint: d.Endpoint}); err != nil {
+				return "", err
+			}
+			return "dynamodb table " + cfg.KeyTable(), nil
+		}
 		return localDir("file", filepath.Join(cfg.DataDir, "keys"))
 	}})
 	if cfg.Analytics.Enabled && cfg.Analytics.S3.Bucket != "" {

@@ -163,7 +163,7 @@ func keysList(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if cfg.KMS.Provider == "local" {
+	if cfg.KMS.Provider == "local" || cfg.KeyStoreKind() == "file" {
 		if err := mustExist(cfg.DataDir, "data directory"); err != nil {
 			return err // opening the keys would create a data dir and a new root key
 		}
