@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -82,9 +84,51 @@ type Embedded struct {
 
 // KMS selects the key-encryption provider.
 type KMS struct {
-	Provider string `yaml:"provider"`
-	KeyID    string `yaml:"key_id"`
-	AWS      AWS    `yaml:"aws"`
+	Provider string   `yaml:"provider"`
+	KeyID    string   `yaml:"key_id"`
+	AWS      AWS      `yaml:"aws"`
+	Local    KMSLocal `yaml:"local"`
+}
+
+// KMSLocal configures the local root key provider.
+type KMSLocal struct {
+	// RootKeyPath is the root key file; empty means RootKeyPath's default, outside data_dir.
+	RootKeyPath string `yaml:"root_key_path"`
+}
+
+// NonLoopbackListeners returns the listeners that accept connections from other hosts, as
+// "key=address": the reveal API (when enabled), the metrics server and the embedded broker.
+func (c *Config) NonLoopbackListeners() []string {
+	var out []string
+	check := func(key, addr string) {
+		if host, _, err := net.SplitHostPort(addr); err != nil || !loopback(host) {
+			out = append(out, key+"="+addr)
+		}
+	}
+	if c.Dev.PlainHTTP || (c.TLS.CertFile != "" && c.TLS.KeyFile != "") {
+		check("listen.api", c.Listen.API)
+	}
+	if c.Listen.Metrics != "" {
+		check("listen.metrics", c.Listen.Metrics)
+	}
+	if c.EmbeddedBroker() {
+		check("kafka.embedded.addr", c.Kafka.Embedded.Addr)
+	}
+	return out
+}
+
+// RootKeyPath returns the local root key file: kms.local.root_key_path, or by default
+// <data_dir>.kms/root.key, a sibling of the data directory, so that a copy of the data directory
+// alone (wrapped keys, store, kept topics) opens nothing.
+func (c *Config) RootKeyPath() string {
+	if c.KMS.Local.RootKeyPath != "" {
+		return c.KMS.Local.RootKeyPath
+	}
+	d := filepath.Clean(c.DataDir)
+	if a, err := filepath.Abs(d); err == nil {
+		d = a
+	}
+	return filepath.Join(d+".kms", "root.key")
 }
 
 // AWS locates an AWS service (or a compatible one, such as LocalStack, through Endpoint).

@@ -97,7 +97,10 @@ func dependencyChecks(cfg *config.Config) []dependencyCheck {
 	}})
 	out = append(out, dependencyCheck{"kms", func(ctx context.Context) (string, error) {
 		if cfg.KMS.Provider == "local" {
-			path := filepath.Join(cfg.DataDir, "root.key")
+			path := cfg.RootKeyPath()
+			if _, err := os.Stat(filepath.Join(cfg.DataDir, "root.key")); err == nil {
+				return "local root key in the data directory (veil run moves it to " + path + ")", nil
+			}
 			if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 				return "local root key " + path + " (not there yet: veil run creates it)", nil
 			} else if err != nil {

@@ -122,7 +122,7 @@ func openKeyEnv(ctx context.Context, cfg *config.Config) (*keyEnv, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
-	kms, keyID, err := openKMS(ctx, cfg)
+	kms, keyID, err := openKMS(ctx, cfg, newLogger(os.Stderr, cfg.Log.Level))
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +245,7 @@ func keysRewrap(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var newKeyID, newRoot string
 	cfg, err := parseConfig("keys rewrap", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&newKeyID, "key-id", "", "KMS key id to wrap every app KEK under (aws: required; local: default kms.key_id)")
-		fs.StringVar(&newRoot, "new-root-key", "", "local provider: new root key file (created if missing); installed as <data_dir>/root.key on success")
+		fs.StringVar(&newRoot, "new-root-key", "", "local provider: new root key file (created if missing); installed as kms.local.root_key_path on success")
 	})
 	if err != nil {
 		return err
@@ -276,7 +276,10 @@ func keysRewrap(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if newRoot == "" {
 			return &usageError{errors.New("rewrap with the local KMS provider needs --new-root-key FILE")}
 		}
-		oldPath := filepath.Join(cfg.DataDir, "root.key")
+		oldPath, err := localRootKey(cfg, newLogger(stderr, cfg.Log.Level))
+		if err != nil {
+			return err
+		}
 		if abs(newRoot) == abs(oldPath) {
 			return &usageError{errors.New("--new-root-key must not be the current root key file")}
 		}
@@ -308,7 +311,7 @@ func keysRewrap(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stdout, "set kms.key_id to %s so that new keys are wrapped under it; the old KMS key is no longer needed\n", newKeyID)
 		return nil
 	}
-	oldPath := filepath.Join(cfg.DataDir, "root.key")
+	oldPath := cfg.RootKeyPath()
 	if err := os.Rename(newRoot, oldPath); err != nil {
 		return fmt.Errorf("installing the new root key (move %s to %s by hand, then delete nothing else): %w", newRoot, oldPath, err)
 	}

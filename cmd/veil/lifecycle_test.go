@@ -227,13 +227,17 @@ func TestKeysRotateListRewrapDestroy(t *testing.T) {
 	if code, _, stderr = l.run("keys", "rewrap"); code != exitUsage || !strings.Contains(stderr, "--new-root-key") {
 		t.Errorf("rewrap without a new root = %d %s, want usage", code, stderr)
 	}
-	oldRoot, _ := os.ReadFile(filepath.Join(l.data, "root.key"))
+	rootPath := l.config().RootKeyPath()
+	oldRoot, err := os.ReadFile(rootPath)
+	if err != nil || len(oldRoot) != 32 {
+		t.Fatalf("root key at %s: %d bytes, %v", rootPath, len(oldRoot), err)
+	}
 	newRoot := filepath.Join(t.TempDir(), "new.key")
 	code, stdout, stderr = l.run("keys", "rewrap", "--new-root-key", newRoot)
 	if code != exitOK || !strings.Contains(stdout, "rewrapped 2 keys") { // app-1's two generations
 		t.Fatalf("rewrap = %d %q %s", code, stdout, stderr)
 	}
-	if cur, _ := os.ReadFile(filepath.Join(l.data, "root.key")); bytes.Equal(cur, oldRoot) {
+	if cur, _ := os.ReadFile(rootPath); len(cur) != 32 || bytes.Equal(cur, oldRoot) {
 		t.Errorf("root.key unchanged after rewrap")
 	}
 	for _, tok := range []string{toks["app-1"], toks2["app-1"]} {

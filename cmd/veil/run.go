@@ -133,7 +133,10 @@ func (s *service) printWhere(w io.Writer) {
 	fmt.Fprintf(w, "  kafka      %s (%s)\n", strings.Join(s.brokers, ","), mode)
 	fmt.Fprintf(w, "  produce to ledger.<event|bot|http|ws|log|presence|thread|user|blob>\n")
 	fmt.Fprintf(w, "  read       encrypted.<ledger>, redacted.<ledger>, veil.deadletter\n")
-	fmt.Fprintf(w, "  data dir   %s (root key, wrapped app keys, encrypted store)\n", s.cfg.DataDir)
+	fmt.Fprintf(w, "  data dir   %s (wrapped app keys, encrypted store)\n", s.cfg.DataDir)
+	if s.cfg.KMS.Provider != "aws" {
+		fmt.Fprintf(w, "  root key   %s (outside the data dir: back it up apart)\n", s.cfg.RootKeyPath())
+	}
 	fmt.Fprintf(w, "  kms        %s   store %s\n", s.cfg.KMS.Provider, s.cfg.Store.Kind)
 	fmt.Fprintf(w, "  apps       %s\n", appLine)
 	if s.cfg.Listen.Metrics != "" {

@@ -140,9 +140,12 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 	}
 
 	// Keys.
-	kms, keyID, err := openKMS(ctx, cfg)
+	kms, keyID, err := openKMS(ctx, cfg, s.log)
 	if err != nil {
 		return nil, err
+	}
+	if l := cfg.NonLoopbackListeners(); cfg.KMS.Provider != "aws" && len(l) > 0 {
+		s.log.Warn("the local KMS serves non-loopback listeners: its root key sits on this host's disk, so a copy of it and of the key store opens every live value; use kms.provider aws beyond one host", "listeners", strings.Join(l, ","), "root_key", abs(cfg.RootKeyPath()))
 	}
 
 	// Store.
@@ -239,7 +242,7 @@ func (s *service) prepareTopics(ctx context.Context, ledgerTTLs []broker.LedgerT
 	return nil
 }
 
-func openKMS(ctx context.Context, cfg *config.Config) (keyring.KMS, string, error) {
+func openKMS(ctx context.Context, cfg *config.Config, log *slog.Logger) (keyring.KMS, string, error) {
 	switch cfg.KMS.Provider {
 	case "aws":
 		c, err := kmsaws.New(ctx, kmsaws.Config{Region: cfg.KMS.AWS.Region, Endpoint: cfg.KMS.AWS.Endpoint, KeyID: cfg.KMS.KeyID})
@@ -248,7 +251,11 @@ func openKMS(ctx context.Context, cfg *config.Config) (keyring.KMS, string, erro
 		}
 		return c, cfg.KMS.KeyID, nil
 	default:
-		p, err := kmslocal.Open(filepath.Join(cfg.DataDir, "root.key"))
+		path, err := localRootKey(cfg, log)
+		if err != nil {
+			return nil, "", err
+		}
+		p, err := kmslocal.Open(path)
 		if err != nil {
 			return nil, "", fmt.Errorf("opening local root key: %w", err)
 		}
@@ -258,6 +265,27 @@ func openKMS(ctx context.Context, cfg *config.Config) (keyring.KMS, string, erro
 		}
 		return p, id, nil
 	}
+}
+
+// localRootKey returns the local root key file (kms.local.root_key_path, by default outside the
+// data directory) after moving there a root key that an earlier version kept in the data
+// directory. Two different keys in both places refuse to start.
+func localRootKey(cfg *config.Config, log *slog.Logger) (string, error) {
+	path := cfg.RootKeyPath()
+	legacy := filepath.Join(cfg.DataDir, "root.key")
+	if abs(legacy) != abs(path) {
+		moved, err := kmslocal.Move(legacy, path)
+		if err != nil {
+			return "", &refusedError{fmt.Errorf("moving the local root key out of the data directory: %w", err)}
+		}
+		if moved {
+			log.Warn("moved the local root key out of the data directory; back it up apart from the data directory", "from", abs(legacy), "to", abs(path))
+		}
+	}
+	if rel, err := filepath.Rel(abs(cfg.DataDir), abs(path)); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		log.Warn("the local root key is inside the data directory: a copy of the directory opens every live value; set kms.local.root_key_path elsewhere", "root_key", abs(path))
+	}
+	return path, nil
 }
 
 func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, error) {

@@ -14,6 +14,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -118,6 +119,56 @@ func createRoot(path string) ([]byte, error) {
 		return nil, fmt.Errorf("generating root key: %w", err)
 	}
 	defer clear(root)
+	return writeRoot(path, root)
+}
+
+// ErrRootKeyConflict is returned by Move when both files exist and hold different keys.
+var ErrRootKeyConflict = errors.New("kmslocal: two different root keys")
+
+// Move moves the root key file at from to to (creating to's directory, mode 0700), unless from
+// does not exist (moved is false). The key is written and synced at to before from is removed,
+// so a crash leaves at least one copy; a later Move finishes the job when both hold the same key.
+// When both exist with different keys it returns ErrRootKeyConflict and touches neither.
+func Move(from, to string) (moved bool, err error) {
+	old, err := readRoot(from)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer clear(old)
+	if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+		return false, fmt.Errorf("creating root key directory: %w", err)
+	}
+	cur, err := readRoot(to)
+	if errors.Is(err, fs.ErrNotExist) {
+		cur, err = writeRoot(to, old)
+	}
+	if err != nil {
+		return false, err
+	}
+	defer clear(cur)
+	if subtle.ConstantTimeCompare(cur, old) != 1 {
+		return false, fmt.Errorf("%w: %s and %s (keep the one the key store was wrapped under)", ErrRootKeyConflict, from, to)
+	}
+	if err := os.Remove(from); err != nil {
+		return false, fmt.Errorf("removing the old root key file: %w", err)
+	}
+	syncDir(filepath.Dir(from))
+	return true, nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// writeRoot installs root at path through a synced temp file hard-linked into place (never over
+// an existing file) and returns what path then holds.
+func writeRoot(path string, root []byte) ([]byte, error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, ".root-*")
 	if err != nil {
@@ -142,10 +193,7 @@ func createRoot(path string) ([]byte, error) {
 	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("linking root key file: %w", err)
 	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
+	syncDir(dir)
 	// Read back whatever won the race.
 	return readRoot(path)
 }
