@@ -165,7 +165,7 @@ func run(ctx context.Context, n, partitions, maxPoll int, out string) error {
 	defer st.Close(context.Background())
 	table, _ := ledgers.NewTable(nil)
 	sealer := envelope.NewSealer(kr)
-	tr := &pipeline.Transformer{Registry: schemas.DefaultRegistry(), Ledgers: table, Sealer: sealer,
+	tr := &pipeline.Transformer{Registry: schemas.DefaultRegistry(), Ledgers: table, Sealer: sealer, Store: st,
 		Apps: func(string) (ledgers.AppSettings, bool) { return ledgers.DefaultAppSettings, true }}
 	pl, err := runPhase(ctx, "pipeline", brokers, n, inputBytes, maxPoll, tr, st)
 	if err != nil {

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -35,12 +36,16 @@ type badInput struct {
 const sayTemplate = `{"id":"e-MARK","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"NOW",` +
 	`"thread":{"id":"t-1","mode":"agent"},"user":{"id":"u-1","type":"user"},"data":{"text":"MARK"}}`
 
-// tokenInput is a genuine token edited so that it still parses as a token: ingestion cannot tell
-// it from a genuine one.
+// tokenInput is a token-shaped value put at a sensitive path (data.text of a say entry of app, or
+// app-1 when empty): a genuine token, passed through untouched, or a genuine token edited so that
+// it still parses, which ingestion tells from a genuine one by looking up its record (no decrypt)
+// and seals like any other value.
 type tokenInput struct {
-	name  string
-	token string
-	want  reveal.Status // what revealing it answers
+	name    string
+	token   string
+	want    reveal.Status // what revealing the token itself answers
+	genuine bool
+	app     string
 }
 
 // badInputs returns the catalogue. say(m, old, new...) is the say entry with marker m and the
@@ -162,7 +167,19 @@ func badInputs(now string, tok string) []badInput {
 		{"token app length edited", "event", withToken(enc(longer)), schemas.ReasonForgedToken, "data.text"},
 		{"forged token nested in a list", "event", func(m string) string {
 			return say(m, `"text":"`+m+`"`, `"text":"hi","extra":[{"x":"`+m+`"},"veil:v1:AAAA"]`)
-		}, schemas.ReasonForgedToken, "data.extra.1"},
+		}, schemas.ReasonForgedToken, "data"},
+		// The dead letter's field never holds a member name from data (which may be data: a form
+		// field named "ssn 078-05-1120"): only the registry path that holds it, or "data".
+		{"forged token under a form field named by its value", "event", func(m string) string {
+			return say(m, `"meya.text.event.say"`, `"meya.form.event.submit"`, `"text":"`+m+`"`, `"fields":{"`+m+` 078-05-1120":"veil:v1:AAAA"}`)
+		}, schemas.ReasonForgedToken, "data.fields"},
+		{"forged token under a member outside the registry", "event", func(m string) string {
+			return say(m, `"text":"`+m+`"`, `"text":"hi","`+m+`":"veil:v1:AAAA"`)
+		}, schemas.ReasonForgedToken, "data"},
+		// Only data is sealed and redacted: a token anywhere else would reach redacted.* as it is.
+		{"genuine token as entry id", "event", func(m string) string { return say(m, `"id":"e-`+m+`"`, `"id":"`+tok+`"`) }, invalid, "id"},
+		{"genuine token as thread id", "event", func(m string) string { return say(m, `"id":"t-1"`, `"id":"`+tok+`"`) }, invalid, "thread.id"},
+		{"genuine token as user id", "event", func(m string) string { return say(m, `"id":"u-1"`, `"id":"`+tok+`"`) }, invalid, "user.id"},
 	}
 }
 
@@ -189,14 +206,21 @@ func editedTokens(t *testing.T, toks []envelope.Token) []tokenInput {
 	}
 	flippedChar := enc[:i] + string(c) + enc[i+1:]
 	out := []tokenInput{
-		{"ref KEK bit flipped", flipKEK.Encode(), reveal.StatusInvalid},
-		{"tag bit flipped", flipTag.Encode(), reveal.StatusInvalid},
-		{"field index edited to the other field", swapped.Encode(), reveal.StatusInvalid},
-		{"field index out of range", outOfRange.Encode(), reveal.StatusInvalid},
-		{"one character flipped", flippedChar, reveal.StatusInvalid},
+		// A ref KEK flip is not visible without decrypting: the tag still matches, so the token
+		// passes as genuine (it opens nothing; the pipeline never decrypts to find out).
+		{"ref KEK bit flipped", flipKEK.Encode(), reveal.StatusInvalid, true, ""},
+		{"tag bit flipped", flipTag.Encode(), reveal.StatusInvalid, false, ""},
+		{"field index edited to the other field", swapped.Encode(), reveal.StatusInvalid, false, ""},
+		{"field index out of range", outOfRange.Encode(), reveal.StatusInvalid, false, ""},
+		{"one character of the ref KEK flipped", flippedChar, reveal.StatusInvalid, true, ""},
 		// No record of app-2 has that ref: the answer is the one for erased data, so revealing is
 		// no oracle for which refs exist.
-		{"app edited", otherApp.Encode(), reveal.StatusExpired},
+		{"app edited", otherApp.Encode(), reveal.StatusExpired, false, ""},
+		{"app edited, in an app-2 entry", otherApp.Encode(), reveal.StatusExpired, false, "app-2"},
+		// Copies of a genuine token pass untouched, as the seed asks; in another app's entry the
+		// token is not that app's, and is sealed under it.
+		{"genuine token copied", toks[0].Encode(), reveal.StatusOK, true, ""},
+		{"genuine token copied into another app's entry", toks[0].Encode(), reveal.StatusOK, false, "app-2"},
 	}
 	for _, ti := range out {
 		if _, err := envelope.ParseToken(ti.token); err != nil {
@@ -273,7 +297,7 @@ func TestBadInputCatalogue(t *testing.T) {
 		recs     []*kgo.Record
 		goodIDs  []string
 		markers  []string
-		passThru = map[string]tokenInput{} // entry id → edited token
+		passThru = map[string]tokenInput{} // entry id → token-shaped value at data.text
 	)
 	addGood := func() {
 		id := fmt.Sprintf("good-%03d", len(goodIDs))
@@ -297,7 +321,8 @@ func TestBadInputCatalogue(t *testing.T) {
 	for i, ti := range edited {
 		id := fmt.Sprintf("edited-%02d", i)
 		passThru[id] = ti
-		v := strings.NewReplacer("e-MARK", id, `"text":"MARK"`, `"text":"`+ti.token+`"`, "NOW", now).Replace(sayTemplate)
+		app := cmp.Or(ti.app, "app-1")
+		v := strings.NewReplacer("e-MARK", id, `"text":"MARK"`, `"text":"`+ti.token+`"`, "NOW", now, `"app-1"`, `"`+app+`"`).Replace(sayTemplate)
 		recs = append(recs, &kgo.Record{Topic: broker.RawTopic("event"), Key: []byte("t"), Value: []byte(v)})
 		addGood()
 	}
@@ -406,11 +431,28 @@ func TestBadInputCatalogue(t *testing.T) {
 			}
 			continue
 		}
-		if s != ti.token {
-			t.Errorf("%s: the edited token was changed on its way through", ti.name)
+		if ti.genuine {
+			if s != ti.token {
+				t.Errorf("%s: the genuine token was changed on its way through", ti.name)
+			}
+			if _, st, err := h.opener.Open(ctx, s); err != nil || (st == reveal.StatusOK) != (ti.want == reveal.StatusOK) {
+				t.Errorf("%s: revealing it = %s, %v; want %s", ti.name, st, err, ti.want)
+			}
+			continue
 		}
-		if v, st, err := h.opener.Open(ctx, s); err != nil || st != ti.want || v != nil {
-			t.Errorf("%s: revealing it = %s, %d bytes, %v; want %s and no value", ti.name, st, len(v), err, ti.want)
+		// Not this app's genuine token: sealed like any other value, so the encrypted view holds
+		// a new token, which opens to the text the producer sent.
+		if s == ti.token {
+			t.Errorf("%s: token-shaped text passed through to the encrypted view unsealed", ti.name)
+			continue
+		}
+		pt, st, err := h.opener.Open(ctx, s)
+		var back string
+		if err == nil && st == reveal.StatusOK {
+			err = json.Unmarshal(pt, &back)
+		}
+		if err != nil || st != reveal.StatusOK || back != ti.token {
+			t.Errorf("%s: its sealed value reveals %s, %v; want ok and the text sent", ti.name, st, err)
 		}
 	}
 	ids := append([]string(nil), goodIDs...)
@@ -424,7 +466,7 @@ func TestBadInputCatalogue(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("bad inputs tried: %d dead-lettered (%d distinct reasons), %d edited tokens passed through and failed to reveal; %d good entries around them",
+	t.Logf("bad inputs tried: %d dead-lettered (%d distinct reasons), %d token-shaped values at a sensitive path (genuine ones passed, others sealed); %d good entries around them",
 		len(bad), countReasons(cases), len(edited), len(goodIDs))
 }
 

@@ -75,6 +75,9 @@ func (t *Transformer) transformFast(ctx context.Context, src Source, key, value 
 	if err != nil || bytes.Contains(raw, tokenHint) || bytes.Contains(raw, escapeHint) {
 		return Output{}, false, nil
 	}
+	if _, found := schemas.TokenOutsideData(e); found {
+		return Output{}, false, nil
+	}
 	led, ok := t.Ledgers.Lookup(e.Ledger)
 	if !ok || led.Name == "blob" {
 		return Output{}, false, nil

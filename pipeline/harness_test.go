@@ -85,7 +85,7 @@ func newHarnessWith(t *testing.T, kms keyring.KMS, keyID string) *harness {
 		t: t, cluster: c, addrs: c.ListenAddrs(), store: st, sealer: sealer, dataDir: dir,
 		opener: &reveal.Opener{Store: st, Sealer: sealer},
 		tr: &pipeline.Transformer{
-			Registry: schemas.DefaultRegistry(), Ledgers: table, Sealer: sealer,
+			Registry: schemas.DefaultRegistry(), Ledgers: table, Sealer: sealer, Store: st,
 			Apps: func(app string) (ledgers.AppSettings, bool) { s, ok := apps[app]; return s, ok },
 		},
 	}

@@ -52,11 +52,14 @@ type Apps func(app string) (settings ledgers.AppSettings, ok bool)
 
 // Transformer turns one raw ledger record into its outputs. It is safe for concurrent use.
 type Transformer struct {
-	Registry   *schemas.Registry
-	Ledgers    *ledgers.Table
-	Apps       Apps
-	Sealer     *envelope.Sealer
-	Blobs      *blob.Service // moves blob media into the blob store; nil seals media inline
+	Registry *schemas.Registry
+	Ledgers  *ledgers.Table
+	Apps     Apps
+	Sealer   *envelope.Sealer
+	Blobs    *blob.Service // moves blob media into the blob store; nil seals media inline
+	// Store is read (Get only) to tell a genuine token at a sensitive path, passed through, from
+	// token-shaped text, sealed. Nil takes no token as genuine: every one is sealed again.
+	Store      store.Store
 	Limits     schemas.Limits
 	FutureSkew time.Duration    // entries with ts further in the future are dead-lettered; default 5m
 	MaxAge     time.Duration    // entries older than this are dead-lettered; default 7 days
@@ -164,7 +167,12 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 	if e.TS.After(now.Add(t.futureSkew())) || e.TS.Before(now.Add(-t.maxAge())) {
 		return out, &permanentError{reason: schemas.ReasonTimestamp, field: "ts"}
 	}
-	if field, ok := schemas.ScanTokens(e, validToken); !ok {
+	if field, found := schemas.TokenOutsideData(e); found {
+		// Only data is sealed and redacted: a token in an id would reach redacted.* as it is.
+		return out, &permanentError{reason: schemas.ReasonInvalidField, field: field}
+	}
+	info, _ := t.Registry.Lookup(e.Type)
+	if field, ok := schemas.ScanTokens(e, validToken, info.Fields...); !ok {
 		return out, &permanentError{reason: schemas.ReasonForgedToken, field: field}
 	}
 
@@ -176,7 +184,7 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 		}
 	}
 
-	fields, paths, err := collectFields(e, d.Paths)
+	fields, paths, err := t.collectFields(ctx, e, d.Paths, out.Media)
 	if err != nil {
 		return out, err
 	}
@@ -247,9 +255,10 @@ func unsealable(err error) bool {
 	return errors.Is(err, envelope.ErrInvalidInput) || errors.Is(err, keyring.ErrInvalidApp)
 }
 
-// collectFields reads the values at paths (skipping absent ones and values that already are
-// tokens) and encodes each as JSON. "data" alone means every top-level key of data.
-func collectFields(e *schemas.Entry, want []string) ([]envelope.Field, []schemas.Path, error) {
+// collectFields reads the values at paths (skipping absent ones and genuine tokens) and encodes
+// each as JSON. "data" alone means every top-level key of data. media are the items of the tokens
+// sealMedia just put in e.
+func (t *Transformer) collectFields(ctx context.Context, e *schemas.Entry, want []string, media []store.Item) ([]envelope.Field, []schemas.Path, error) {
 	paths := make([]schemas.Path, 0, len(want))
 	for _, s := range want {
 		if s == "data" {
@@ -274,7 +283,15 @@ func collectFields(e *schemas.Entry, want []string) ([]envelope.Field, []schemas
 			continue
 		}
 		if str, isStr := v.(string); isStr && envelope.IsToken(str) {
-			continue // already sealed elsewhere: never decrypt and re-encrypt
+			ok, err := t.genuine(ctx, e.AppID, str, media)
+			if err != nil {
+				return nil, nil, err
+			}
+			if ok {
+				continue // already sealed elsewhere: never decrypt and re-encrypt
+			}
+			// Token-shaped, but no record of this app matches it: producer text (up to a token's
+			// worth of chosen bytes), sealed like any other value.
 		}
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -284,6 +301,40 @@ func collectFields(e *schemas.Entry, want []string) ([]envelope.Field, []schemas
 		sealed = append(sealed, p)
 	}
 	return fields, sealed, nil
+}
+
+// genuine reports whether s is a token of a live record of app: its ref is in the store and its
+// tag matches the record's field (the key-free part of opening; nothing is decrypted). A copied
+// token passes; an edited, forged or other app's token does not. Without a Store no token is
+// taken as genuine (fail closed: it is sealed). A store failure is transient.
+func (t *Transformer) genuine(ctx context.Context, app, s string, media []store.Item) (bool, error) {
+	tok, err := envelope.ParseToken(s)
+	if err != nil || tok.App != app {
+		return false, nil
+	}
+	var item store.Item
+	for _, m := range media {
+		if m.App == app && m.Ref == tok.Ref {
+			item = m // minted by sealMedia in this transform, stored with the entry
+		}
+	}
+	if item.Value == nil {
+		if t.Store == nil {
+			return false, nil
+		}
+		item, err = t.Store.Get(ctx, app, tok.Ref)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, Transient(fmt.Errorf("looking up a token's record: %w", err))
+		}
+	}
+	var rec envelope.Record
+	if err := rec.UnmarshalBinary(item.Value); err != nil {
+		return false, nil
+	}
+	return envelope.CheckToken(&rec, tok, t.now()) == nil, nil
 }
 
 func validToken(s string) bool {

@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -14,21 +15,51 @@ const TokenPrefix = "veil:"
 func IsToken(s string) bool { return strings.HasPrefix(s, TokenPrefix) }
 
 // ScanTokens checks every string value under data that starts with TokenPrefix with valid (the
-// pipeline passes a token parser). It returns ok=false and the dotted path of the failing value
-// that sorts first when any check fails (ReasonForgedToken). Map keys are not values and are not
-// checked. The path holds member names from the input, never a value.
-func ScanTokens(e *Entry, valid func(string) bool) (field string, ok bool) {
+// pipeline passes a token parser). It returns ok=false when any check fails (ReasonForgedToken),
+// with the field to report: the first of known (registry paths, such as "data.fields") that holds
+// the failing value, or "data". It never reports a member name found inside data, which could be
+// data itself (a form field named after its value); that is what known is for: names veil chose.
+// Map keys are not values and are not checked.
+func ScanTokens(e *Entry, valid func(string) bool, known ...string) (field string, ok bool) {
 	if e.Data == nil {
 		return "", true
 	}
-	s := tokenScan{valid: valid, stack: make([]string, 1, 8)}
+	s := tokenScan{valid: valid, known: known, stack: make([]string, 1, 8)}
 	s.stack[0] = "data"
 	s.walk(e.Data)
 	return s.bad, !s.found
 }
 
+// TokenOutsideData returns the name of the first field outside data whose value starts with
+// TokenPrefix: ids, modes, kinds and sensitive_paths are never sealed, so a token there would
+// reach every view as it is (issue: a genuine token copied into user.id reached redacted.*).
+func TokenOutsideData(e *Entry) (field string, found bool) {
+	fields := []struct{ name, val string }{
+		{"id", e.ID}, {"thread.id", e.Thread.ID}, {"thread.mode", e.Thread.Mode},
+		{"user.id", e.User.ID}, {"user.type", e.User.Type},
+	}
+	if e.Component != nil {
+		fields = append(fields, struct{ name, val string }{"component.id", e.Component.ID})
+	}
+	if e.Trigger != nil {
+		fields = append(fields, struct{ name, val string }{"trigger.entry_id", e.Trigger.EntryID})
+	}
+	for _, f := range fields {
+		if IsToken(f.val) {
+			return f.name, true
+		}
+	}
+	for _, p := range e.SensitivePaths {
+		if IsToken(p) {
+			return "sensitive_paths", true
+		}
+	}
+	return "", false
+}
+
 type tokenScan struct {
 	valid func(string) bool
+	known []string
 	stack []string
 	found bool
 	bad   string
@@ -38,7 +69,7 @@ func (s *tokenScan) walk(v any) {
 	switch c := v.(type) {
 	case string:
 		if IsToken(c) && !s.valid(c) {
-			p := strings.Join(s.stack, ".")
+			p := s.report()
 			if !s.found || p < s.bad {
 				s.bad = p
 			}
@@ -57,4 +88,16 @@ func (s *tokenScan) walk(v any) {
 			s.stack = s.stack[:len(s.stack)-1]
 		}
 	}
+}
+
+// report is the field reported for a failing value at the current path: the known path that
+// holds it, or "data".
+func (s *tokenScan) report() string {
+	for _, k := range s.known {
+		segs := strings.Split(k, ".")
+		if len(segs) <= len(s.stack) && slices.Equal(segs, s.stack[:len(segs)]) {
+			return k
+		}
+	}
+	return "data"
 }

@@ -116,7 +116,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	rc.Transformer = &pipeline.Transformer{
 		Registry: schemas.DefaultRegistry(), Ledgers: table, Apps: cfg.AppSettings, Sealer: envelope.NewSealer(env.kr),
 		Limits:     schemas.Limits{MaxBytes: cfg.Limits.MaxEntryBytes, MaxDepth: cfg.Limits.MaxDepth},
-		FutureSkew: cfg.Limits.FutureSkew,
+		FutureSkew: cfg.Limits.FutureSkew, Store: rc.Store, // nil in a dry run: tokens are sealed, nothing stored
 	}
 
 	res, err := replay.Run(ctx, rc)

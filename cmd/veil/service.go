@@ -194,7 +194,7 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 	tr := &pipeline.Transformer{
 		Registry: schemas.DefaultRegistry(), Ledgers: table, Apps: cfg.AppSettings, Sealer: s.sealer,
 		Limits:     schemas.Limits{MaxBytes: cfg.Limits.MaxEntryBytes, MaxDepth: cfg.Limits.MaxDepth},
-		FutureSkew: cfg.Limits.FutureSkew, Blobs: s.blobs, Logger: s.log,
+		FutureSkew: cfg.Limits.FutureSkew, Blobs: s.blobs, Logger: s.log, Store: s.store,
 	}
 	var names []string
 	for _, l := range table.All() {

@@ -43,6 +43,12 @@ func OpenWith(key *AppKey, rec *Record, tok Token, now time.Time) ([]byte, error
 	return pt, nil
 }
 
+// CheckToken reports whether tok names a field of rec and rec is live at now, without touching
+// any key: the same checks OpenWith makes first (app, ref, field index, the field's GCM tag,
+// then expiry). A token that passes is the token veil issued for that field (or a copy of it);
+// nothing is decrypted. Errors are ErrInvalid or ErrExpired.
+func CheckToken(rec *Record, tok Token, now time.Time) error { return checkOpen(rec, &tok, now) }
+
 // checkOpen is the key-free part of opening: the token must be rec's and rec must be live. The
 // record is validated too, so the associated data built from it stays unambiguous.
 func checkOpen(rec *Record, tok *Token, now time.Time) error {

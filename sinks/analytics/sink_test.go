@@ -306,8 +306,10 @@ func TestSinkRefusesTokensAndSkipsInvalid(t *testing.T) {
 	if strings.Contains(out, "veil:v1:") || strings.Contains(out, "c2VjcmV0") {
 		t.Errorf("log holds the token: %s", out)
 	}
-	if !strings.Contains(out, "data.nested") || !strings.Contains(out, "offset=0") {
-		t.Errorf("log does not name the refused row's field and offset: %s", out)
+	// The field is named as far as veil's own names go ("data"), never by a member name found
+	// inside data, which could be data itself (schemas.ScanTokens).
+	if !strings.Contains(out, "token in data\"") || strings.Contains(out, "nested") || !strings.Contains(out, "offset=0") {
+		t.Errorf("log does not name the refused row's field and offset, or names a member of data: %s", out)
 	}
 }
 
