@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/schemas"
@@ -29,5 +30,53 @@ func TestUnsealableAppDeadLettered(t *testing.T) {
 	}
 	if strings.Contains(string(out.DeadLetter.Value), "SECRET") {
 		t.Fatalf("dead letter leaks the value")
+	}
+}
+
+// TestMetricLabelsFromKnownValues is issue 12 item 8: Output.Ledger and Output.Reason become
+// Prometheus labels (cmd/veil's observer), so they must come from veil's own tables, never from
+// the record: an unknown_ledger dead letter used to carry the producer's ledger string.
+func TestMetricLabelsFromKnownValues(t *testing.T) {
+	h := newHarness(t)
+	known := map[string]bool{"": true}
+	for _, l := range ledgers.All() {
+		known[l.Name] = true
+	}
+	reasons := map[schemas.Reason]bool{}
+	for _, r := range []schemas.Reason{
+		schemas.ReasonMalformedJSON, schemas.ReasonTooLarge, schemas.ReasonTooDeep, schemas.ReasonInvalidUTF8,
+		schemas.ReasonDuplicateKey, schemas.ReasonUnknownField, schemas.ReasonMissingField, schemas.ReasonInvalidField,
+		schemas.ReasonUnknownLedger, schemas.ReasonTypeLedger, schemas.ReasonUnknownApp, schemas.ReasonForgedToken,
+		schemas.ReasonTimestamp, schemas.ReasonUnprocessable,
+	} {
+		reasons[r] = true
+	}
+	const label = "label-chosen-by-producer"
+	say := string(sayOn("e1", "SECRET"))
+	tests := []struct {
+		name, topic, value string
+		ledger             string
+	}{
+		{"unknown ledger", "event", strings.Replace(say, `"ledger":"event"`, `"ledger":"`+label+`"`, 1), "event"},
+		{"unknown ledger on an unknown topic", label, strings.Replace(say, `"ledger":"event"`, `"ledger":"`+label+`"`, 1), ""},
+		{"known ledger on another topic", "bot", say, "bot"},
+		{"malformed", "event", `{"ledger":"` + label + `"`, "event"},
+		{"unknown app", "event", strings.Replace(say, `"app_id":"app-1"`, `"app_id":"`+label+`"`, 1), "event"},
+		{"good", "event", say, "event"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			topic := broker.RawTopic(tt.topic)
+			out, err := h.tr.Transform(context.Background(), pipeline.Source{Topic: topic}, nil, []byte(tt.value))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.Ledger != tt.ledger || !known[out.Ledger] {
+				t.Errorf("Output.Ledger = %q, want %q (the source topic's ledger, if known)", out.Ledger, tt.ledger)
+			}
+			if out.DeadLetter != nil && !reasons[out.Reason] {
+				t.Errorf("Output.Reason = %q, not one of schemas' reasons", out.Reason)
+			}
+		})
 	}
 }
