@@ -2,10 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/reveal"
 )
 
@@ -52,3 +59,90 @@ func (s *service) watchPrincipals(ctx context.Context, pf *reveal.PrincipalsFile
 		}
 	}
 }
+
+// keyStoreClientPrefix starts the Kafka client id of every stream processor: veil/ks-<id>, where
+// id names the key store the process seals with (keyStoreID). Members of one consumer group
+// that show different ids would seal under keys the others cannot read.
+const keyStoreClientPrefix = "veil/ks-"
+
+// keyStoreIDSecret is the shared secret whose hash identifies a key store.
+const keyStoreIDSecret = "key-store-id"
+
+// keyStoreID identifies the key store of kr without revealing anything: the first 8 bytes of
+// the SHA-256 of a shared secret kept in it, so every process sharing the store computes the same
+// id and processes with different stores (two data dirs with file stores, say) different ones.
+func keyStoreID(ctx context.Context, kr *keyring.Keyring) (string, error) {
+	b, err := kr.SharedSecret(ctx, keyStoreIDSecret)
+	if err != nil {
+		return "", fmt.Errorf("reading the key store's identity: %w", err)
+	}
+	h := sha256.Sum256(b)
+	clear(b)
+	return hex.EncodeToString(h[:8]), nil
+}
+
+// foreignKeyStores returns the client ids of the members that advertise a key store other than
+// mine. Members that advertise none (not veil processors) are ignored.
+func foreignKeyStores(members []kadm.DescribedGroupMember, mine string) []string {
+	var out []string
+	for _, m := range members {
+		id, ok := strings.CutPrefix(m.ClientID, keyStoreClientPrefix)
+		if ok && id != mine {
+			out = append(out, m.ClientID)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// watchKeyStores looks at the members of the consumer group every interval until ctx ends, and
+// refuses to seal while any of them uses another key store than this process: data sealed here
+// could not be opened there, and the other way round. Refusing holds this process's partitions
+// (sealing is retried with backoff, nothing is skipped or dead-lettered) and is reported through
+// readiness ("keystore"), the log and veil_sealing_refused; it lifts by itself once the group
+// agrees again.
+func (s *service) watchKeyStores(ctx context.Context, adm *kadm.Client, group, mine string, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	refused := ""
+	for {
+		dctx, cancel := context.WithTimeout(ctx, every)
+		groups, err := adm.DescribeGroups(dctx, group)
+		cancel()
+		if err == nil {
+			var foreign []string
+			if g, ok := groups[group]; ok && g.Err == nil {
+				foreign = foreignKeyStores(g.Members, mine)
+			}
+			switch {
+			case len(foreign) > 0:
+				reason := fmt.Sprintf("consumer group %s has members with another key store (%s; this process: %s%s): refusing to seal; give every process the same keys.store",
+					group, strings.Join(foreign, ", "), keyStoreClientPrefix, mine)
+				if reason != refused {
+					s.log.Error("refusing to seal: key store differs within the consumer group", "group", group,
+						"others", foreign, "mine", keyStoreClientPrefix+mine, "key_store", s.cfg.KeyStoreKind())
+				}
+				refused = reason
+				s.keys.RefuseSealing(reason)
+				s.obs.dep.sealingRefused.Set(1)
+				s.obs.ready.Set("keystore", false, "another member of the consumer group uses another key store; sealing refused")
+			default:
+				if refused != "" {
+					s.log.Info("sealing allowed again: every member of the consumer group uses this key store", "group", group)
+				}
+				refused = ""
+				s.keys.AllowSealing()
+				s.obs.dep.sealingRefused.Set(0)
+				s.obs.ready.Set("keystore", true, "")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// keyStoreWatchInterval is how often a running veil compares its key store with the group's.
+const keyStoreWatchInterval = 2 * time.Second

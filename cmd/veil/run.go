@@ -53,6 +53,7 @@ func (s *service) serve(ctx context.Context) error {
 	if cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.brokers...)}, s.kopts...)...); err == nil {
 		defer cl.Close()
 		go s.obs.watch(wctx, kadm.NewClient(cl), s.cfg.Kafka.Group, s.keys, 10*time.Second)
+		go s.watchKeyStores(wctx, kadm.NewClient(cl), s.cfg.Kafka.Group, s.ksID, keyStoreWatchInterval)
 	}
 	sink, err := s.newAnalytics(ctx)
 	if err != nil {

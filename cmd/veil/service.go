@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,6 +54,7 @@ type service struct {
 	// setLinkAudit installs the audit hook of signed-link fetches (see openBlobs).
 	setLinkAudit func(linkAuditor)
 	proc         *pipeline.Processor
+	ksID         string // identity of the key store, advertised in the processor's client id
 	obs          *observer
 	closers      []func(context.Context) error
 }
@@ -191,6 +193,9 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 		return nil, &configError{err}
 	}
 	s.table = table
+	if s.ksID, err = keyStoreID(ctx, s.keys); err != nil {
+		return nil, err
+	}
 	tr := &pipeline.Transformer{
 		Registry: schemas.DefaultRegistry(), Ledgers: table, Apps: cfg.AppSettings, Sealer: s.sealer,
 		Limits:     schemas.Limits{MaxBytes: cfg.Limits.MaxEntryBytes, MaxDepth: cfg.Limits.MaxDepth},
@@ -202,7 +207,7 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 	}
 	s.proc, err = pipeline.New(pipeline.Config{
 		Brokers: s.brokers, Group: cfg.Kafka.Group, TransactionID: cfg.Kafka.TransactionalID,
-		Ledgers: names, KafkaOpts: s.kopts, Transformer: tr, Store: s.store, Observer: s.obs, Logger: s.log,
+		Ledgers: names, KafkaOpts: append(slices.Clone(s.kopts), kgo.ClientID(keyStoreClientPrefix+s.ksID)), Transformer: tr, Store: s.store, Observer: s.obs, Logger: s.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating processor: %w", err)
