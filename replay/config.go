@@ -67,6 +67,7 @@ func ParseTime(name, s string) (time.Time, error) {
 const (
 	DefaultTransactionalID = "veil-replay"
 	DefaultAnalyticsGroup  = "veil-analytics"
+	DefaultPipelineGroup   = "veil"
 	DefaultBatchSize       = 500
 	DefaultOutputSlack     = time.Hour
 )
@@ -77,19 +78,28 @@ type Config struct {
 	KafkaOpts []kgo.Opt
 
 	Ledgers []string  // ledger names to replay; required
-	From    time.Time // first raw record timestamp replayed; required
-	To      time.Time // last raw record timestamp replayed; required, not before From
-	App     string    // only entries of this app; empty: every app
-	Targets []Target  // required
+	From    time.Time // first raw record timestamp replayed; required, not in the future
+	// To is the last raw record timestamp replayed, not before From and not in the future. Zero:
+	// the window of the checkpoint being resumed, else now.
+	To      time.Time
+	App     string   // only entries of this app; empty: every app
+	Targets []Target // required
 
-	DryRun bool    // count what would be produced; produce, store and move back nothing
+	// DryRun counts what would be produced; it produces, stores and moves back nothing. With a
+	// Store it looks refs up to count those already sealed; without one it cannot tell them.
+	DryRun bool
 	Rate   float64 // most source records read per second; 0: unlimited
 
-	// Checkpoint is the file that records progress; empty: none. Resuming needs the same window.
+	// Checkpoint is the file that records progress; empty: none. Resuming needs the same window,
+	// ledgers, targets and app; To may be left zero to take the checkpoint's.
 	Checkpoint string
 
 	Transformer *pipeline.Transformer // the pipeline's transformer; required
-	Store       store.Store           // the encrypted store; required for TargetEncrypted
+	Store       store.Store           // the encrypted store; required for the encrypted and egress targets unless DryRun
+
+	// PipelineGroup is the pipeline's consumer group (kafka.group); default DefaultPipelineGroup.
+	// Replay covers only raw records this group has committed.
+	PipelineGroup string
 
 	TransactionalID string        // default DefaultTransactionalID; one replay at a time per id
 	AnalyticsGroup  string        // default DefaultAnalyticsGroup
@@ -107,18 +117,16 @@ func (c *Config) validate() error {
 	switch {
 	case len(c.Ledgers) == 0:
 		return badArgs("no ledger")
-	case c.From.IsZero() || c.To.IsZero():
-		return badArgs("--from and --to are required")
-	case c.From.After(c.To):
-		return badArgs("--from %s is after --to %s", c.From.Format(time.RFC3339), c.To.Format(time.RFC3339))
+	case c.From.IsZero():
+		return badArgs("--from is required")
 	case len(c.Targets) == 0:
 		return badArgs("no target")
 	case c.Rate < 0:
 		return badArgs("--rate must be positive")
 	case c.Transformer == nil:
 		return errors.New("replay: no transformer")
-	case c.has(TargetEncrypted) && c.Store == nil:
-		return errors.New("replay: no store")
+	case c.wantEncrypted() && c.Store == nil && !c.DryRun:
+		return errors.New("replay: no store (the encrypted and egress targets write to it)")
 	case c.has(TargetEgress) && len(c.EgressGroups) == 0:
 		return badArgs("target egress needs the egress consumer groups (--egress-group)")
 	}
@@ -134,6 +142,9 @@ func (c *Config) validate() error {
 	}
 	if c.TransactionalID == "" {
 		c.TransactionalID = DefaultTransactionalID
+	}
+	if c.PipelineGroup == "" {
+		c.PipelineGroup = DefaultPipelineGroup
 	}
 	if c.AnalyticsGroup == "" {
 		c.AnalyticsGroup = DefaultAnalyticsGroup
@@ -152,6 +163,26 @@ func (c *Config) validate() error {
 	}
 	return nil
 }
+
+// validateWindow checks the window once To is known (loadCheckpoint fills a zero To in).
+func (c *Config) validateWindow() error {
+	now := c.Clock()
+	if c.To.IsZero() {
+		c.To = now
+	}
+	switch {
+	case c.From.After(now):
+		return badArgs("--from %s is in the future", stamp(c.From))
+	case c.To.After(now):
+		return badArgs("--to %s is in the future: replay covers records already written (leave --to out for now)", stamp(c.To))
+	case c.From.After(c.To):
+		return badArgs("--from %s is after --to %s", stamp(c.From), stamp(c.To))
+	}
+	return nil
+}
+
+// stamp formats t as RFC 3339, with a fraction only if t has one.
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 func (c *Config) has(t Target) bool { return slices.Contains(c.Targets, t) }
 

@@ -85,9 +85,14 @@ func window(ctx context.Context, adm *kadm.Client, from, to time.Time, topics ..
 const stallTimeout = 10 * time.Second
 
 // read calls fn, in offset order per partition, for every data record (read committed) within sp.
-// Control records are consumed to see the end of a range but not passed on.
-func read(ctx context.Context, brokers []string, opts []kgo.Opt, sp spans, fn func(*kgo.Record) error) error {
+// Control records are consumed to see the end of a range but not passed on; gap, if not nil, is
+// told how many offsets of sp held no data record (transaction markers, aborted records).
+func read(ctx context.Context, brokers []string, opts []kgo.Opt, sp spans, gap func(int64), fn func(*kgo.Record) error) error {
+	if gap == nil {
+		gap = func(int64) {}
+	}
 	offsets := make(map[string]map[int32]kgo.Offset)
+	next := make(map[string]map[int32]int64)
 	left := 0
 	for t, ps := range sp {
 		for p, s := range ps {
@@ -96,8 +101,10 @@ func read(ctx context.Context, brokers []string, opts []kgo.Opt, sp spans, fn fu
 			}
 			if offsets[t] == nil {
 				offsets[t] = make(map[int32]kgo.Offset)
+				next[t] = make(map[int32]int64)
 			}
 			offsets[t][p] = kgo.NewOffset().At(s.lo)
+			next[t][p] = s.lo
 			left++
 		}
 	}
@@ -151,14 +158,20 @@ func read(ctx context.Context, brokers []string, opts []kgo.Opt, sp spans, fn fu
 			if !ok || done[r.Topic][r.Partition] {
 				continue
 			}
+			n := next[r.Topic][r.Partition]
 			if r.Offset >= s.hi {
+				gap(s.hi - n)
 				finish(r.Topic, r.Partition)
 				continue
 			}
-			if !r.Attrs.IsControl() {
-				if err := fn(r); err != nil {
-					return err
-				}
+			if r.Offset > n {
+				gap(r.Offset - n)
+			}
+			next[r.Topic][r.Partition] = r.Offset + 1
+			if r.Attrs.IsControl() {
+				gap(1)
+			} else if err := fn(r); err != nil {
+				return err
 			}
 			if r.Offset >= s.hi-1 {
 				finish(r.Topic, r.Partition)

@@ -3,6 +3,7 @@ package replay_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -47,6 +48,7 @@ func TestReplayIntoEachTarget(t *testing.T) {
 	e := newEnv(t)
 	const n = 20
 	texts := traffic(e, n)
+	e.processed()
 	total := n + 2
 
 	// encrypted: every entry once, live ones sealed and revealable, past-TTL ones redacted only.
@@ -175,12 +177,13 @@ func TestReplayAfterLivePipelineProducesNothing(t *testing.T) {
 func TestReplayAppFilterAndDryRun(t *testing.T) {
 	e := newEnv(t)
 	traffic(e, 10)
+	e.processed()
 	cfg := e.config(replay.TargetEncrypted)
 	cfg.App = "app-2"
 	cfg.DryRun = true
 	res, err := replay.Run(ctx, cfg)
-	if err != nil || res.Encrypted != 5 || res.Skipped != 7 {
-		t.Errorf("dry Run(app-2) = %+v, %v, want 5 encrypted, 7 skipped", res, err)
+	if err != nil || res.Encrypted != 5 || res.Filtered != 7 || res.Present != 0 || res.Skipped != 0 {
+		t.Errorf("dry Run(app-2) = %+v, %v, want 5 encrypted, 7 of other apps", res, err)
 	}
 	if got := e.readAll(broker.EncryptedTopic("event")); len(got) != 0 {
 		t.Errorf("dry run produced %d records", len(got))
@@ -194,6 +197,15 @@ func TestReplayAppFilterAndDryRun(t *testing.T) {
 			t.Errorf("app filter let through %s", r.Value)
 		}
 	}
+	// Again: app-2's outputs are present, the records of other apps are not counted as present.
+	if res, err = replay.Run(ctx, cfg); err != nil || res.Present != 5 || res.Filtered != 7 || res.Encrypted != 0 {
+		t.Errorf("second Run(app-2) = %+v, %v, want 5 present, 7 of other apps", res, err)
+	}
+	// A dry run needs no store (the CLI's default targets include encrypted).
+	cfg.DryRun, cfg.Store, cfg.App = true, nil, ""
+	if res, err = replay.Run(ctx, cfg); err != nil || res.Encrypted != 7 || res.Present != 5 {
+		t.Errorf("dry Run without a store = %+v, %v, want 7 would-be encrypted, 5 present", res, err)
+	}
 }
 
 func TestReplayWindow(t *testing.T) {
@@ -204,6 +216,7 @@ func TestReplayWindow(t *testing.T) {
 		recs = append(recs, entry(fmt.Sprint("w", i), "app-1", "event", now.Add(time.Duration(i-10)*time.Minute), "x"))
 	}
 	e.produce(recs...)
+	e.processed()
 	cfg := e.config(replay.TargetRedacted)
 	cfg.From, cfg.To = now.Add(-7*time.Minute), now.Add(-4*time.Minute) // w3..w6
 	res, err := replay.Run(ctx, cfg)
@@ -217,6 +230,7 @@ func TestReplayWindow(t *testing.T) {
 func TestReplayRebuildsRedactedFromEncrypted(t *testing.T) {
 	e := newEnv(t)
 	traffic(e, 10)
+	e.processed()
 	if _, err := replay.Run(ctx, e.config(replay.TargetEncrypted)); err != nil {
 		t.Fatal(err)
 	}
@@ -273,9 +287,11 @@ func TestReplayCheckpointResume(t *testing.T) {
 	e := newEnv(t)
 	const n = 40
 	traffic(e, n)
+	e.processed()
 	cp := filepath.Join(t.TempDir(), "replay.checkpoint")
 	cfg := e.config(replay.TargetEncrypted, replay.TargetRedacted)
 	cfg.Checkpoint = cp
+	cfg.To = time.Time{} // --to left out: now, the first time
 	cctx, cancel := context.WithCancel(ctx)
 	cfg.OnRecord = func(p replay.Progress) {
 		if p.Read == 25 {
@@ -294,6 +310,7 @@ func TestReplayCheckpointResume(t *testing.T) {
 	}
 
 	cfg.OnRecord = nil
+	time.Sleep(1100 * time.Millisecond) // "now" has moved on: the resumed run must use the checkpoint's --to
 	second, err := replay.Run(ctx, cfg)
 	if err != nil {
 		t.Fatalf("resumed Run = %v", err)
@@ -312,16 +329,43 @@ func TestReplayCheckpointResume(t *testing.T) {
 			t.Errorf("%v hold %d sources after resume, want %d", topics, got, n+2)
 		}
 	}
-	// Another window cannot reuse the file.
-	cfg.From = cfg.From.Add(-time.Hour)
-	if _, err := replay.Run(ctx, cfg); !errors.Is(err, replay.ErrBadArgs) {
-		t.Errorf("Run with a checkpoint of another window = %v, want ErrBadArgs", err)
+	// The --to a refusal prints (RFC 3339, to the second) is accepted too.
+	saved, err := os.ReadFile(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct{ To time.Time }
+	if err := json.Unmarshal(saved, &file); err != nil || file.To.IsZero() {
+		t.Fatalf("checkpoint %s has no window end: %v", saved, err)
+	}
+	printed, err := replay.ParseTime("--to", file.To.UTC().Format(time.RFC3339))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.To = printed
+	if third, err := replay.Run(ctx, cfg); err != nil || third.Encrypted+third.Redacted != 0 {
+		t.Errorf("Run with the printed --to = %+v, %v, want accepted, nothing left", third, err)
+	}
+	// Another window, another target list or another app cannot reuse the file.
+	for name, mod := range map[string]func(*replay.Config){
+		"window":  func(c *replay.Config) { c.From = c.From.Add(-time.Hour) },
+		"to":      func(c *replay.Config) { c.To = printed.Add(-time.Minute) },
+		"targets": func(c *replay.Config) { c.Targets = []replay.Target{replay.TargetRedacted} },
+		"app":     func(c *replay.Config) { c.App = "app-1" },
+		"ledgers": func(c *replay.Config) { c.Ledgers = []string{"event"} },
+	} {
+		c := cfg
+		mod(&c)
+		if _, err := replay.Run(ctx, c); !errors.Is(err, replay.ErrBadArgs) || !strings.Contains(err.Error(), "same command") {
+			t.Errorf("Run with a checkpoint of another %s = %v, want ErrBadArgs", name, err)
+		}
 	}
 }
 
 func TestReplayRate(t *testing.T) {
 	e := newEnv(t)
 	traffic(e, 8) // 10 records
+	e.processed()
 	cfg := e.config(replay.TargetRedacted)
 	cfg.Rate = 20
 	start := time.Now()
@@ -347,6 +391,8 @@ func TestBadArguments(t *testing.T) {
 		{"unknown target", func(c *replay.Config) { c.Targets = []replay.Target{"parquet"} }},
 		{"no ledger", func(c *replay.Config) { c.Ledgers = nil }},
 		{"bad app", func(c *replay.Config) { c.App = "a/b" }},
+		{"to in the future", func(c *replay.Config) { c.To = now.Add(time.Minute) }},
+		{"from in the future", func(c *replay.Config) { c.From, c.To = now.Add(time.Minute), time.Time{} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -285,6 +285,8 @@ func TestReplayCommand(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// As if veil had processed them and the outputs were lost: replay covers what veil committed.
+	commitPipelineGroup(t, l.addrs, "veil", broker.RawTopic("event"))
 	from := now.Add(-time.Hour).UTC().Format(time.RFC3339)
 	cp := filepath.Join(t.TempDir(), "cp.json")
 	code, stdout, stderr := l.run("replay", "--from", from, "--ledger", "event", "--checkpoint", cp)

@@ -9,13 +9,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/replay"
 	"github.com/veil-project/veil/schemas"
 )
+
+// defaultTargets are the targets of a replay without --target.
+const defaultTargets = "encrypted,redacted"
 
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
@@ -25,9 +27,9 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cfg, err := parseConfig("replay", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&ledgerList, "ledger", "all", "comma-separated ledgers to replay, or all")
 		fs.StringVar(&from, "from", "", "first raw record `time` replayed, RFC 3339 (required)")
-		fs.StringVar(&to, "to", "", "last raw record `time` replayed, RFC 3339 (default now)")
+		fs.StringVar(&to, "to", "", "last raw record `time` replayed, RFC 3339, not in the future (default now, or the checkpoint's when resuming)")
 		fs.StringVar(&app, "app", "", "only entries of this app (default every app)")
-		fs.StringVar(&targetList, "target", "encrypted,redacted", "comma-separated targets: redacted, encrypted, analytics, egress, or all")
+		fs.StringVar(&targetList, "target", defaultTargets, "comma-separated targets: redacted, encrypted, analytics, egress, or all")
 		fs.BoolVar(&dryRun, "dry-run", false, "count what would be produced; write nothing")
 		fs.StringVar(&rate, "rate", "", "most source `records` per second (default unlimited)")
 		fs.StringVar(&checkpoint, "checkpoint", "", "progress `file`: resume from it, update it after every transaction")
@@ -37,7 +39,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	rc := replay.Config{App: app, DryRun: dryRun, Checkpoint: checkpoint, AnalyticsGroup: analyticsGroup, Progress: stderr}
+	rc := replay.Config{App: app, DryRun: dryRun, Checkpoint: checkpoint, AnalyticsGroup: analyticsGroup, Progress: stderr, PipelineGroup: cfg.Kafka.Group}
 	bad := func(err error) error { return &usageError{err} }
 	if from == "" {
 		return bad(errors.New("replay needs --from"))
@@ -45,14 +47,10 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if rc.From, err = replay.ParseTime("--from", from); err != nil {
 		return bad(err)
 	}
-	rc.To = keysNow()
 	if to != "" {
 		if rc.To, err = replay.ParseTime("--to", to); err != nil {
 			return bad(err)
 		}
-	}
-	if rc.From.After(rc.To) {
-		return bad(fmt.Errorf("--from %s is after --to %s", rc.From.Format(time.RFC3339), rc.To.Format(time.RFC3339)))
 	}
 	if rate != "" {
 		if rc.Rate, err = strconv.ParseFloat(rate, 64); err != nil || !(rc.Rate > 0) {
@@ -99,13 +97,25 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer env.close()
-	if !dryRun && (slices.Contains(rc.Targets, replay.TargetEncrypted) || slices.Contains(rc.Targets, replay.TargetEgress)) {
+	if slices.Contains(rc.Targets, replay.TargetEncrypted) || slices.Contains(rc.Targets, replay.TargetEgress) {
 		st, err := openStore(ctx, cfg, newLogger(stderr, cfg.Log.Level))
-		if err != nil {
-			return fmt.Errorf("%w (with the embedded store, stop veil before replaying into encrypted)", err)
+		embedded := cfg.Store.Kind == "" || cfg.Store.Kind == "badger"
+		switch {
+		case err == nil:
+			defer st.Close(context.Background())
+			rc.Store = st
+		case dryRun:
+			fmt.Fprintf(stderr, "veil: dry run without the encrypted store (%v): refs already sealed are not told apart\n", err)
+		case embedded && targetList == defaultTargets:
+			// The embedded store is a directory one process opens at a time: held by the
+			// running veil. The redacted target needs no store.
+			rc.Targets = slices.DeleteFunc(rc.Targets, func(t replay.Target) bool { return t == replay.TargetEncrypted })
+			fmt.Fprintf(stderr, "veil: target encrypted skipped: the embedded store is in use (%v); stop veil and run again with --target encrypted to rebuild encrypted outputs\n", err)
+		case embedded:
+			return &refusedError{fmt.Errorf("%w: the embedded store opens in one process at a time; stop veil to replay the encrypted or egress target (redacted and analytics need no store)", err)}
+		default:
+			return err
 		}
-		defer st.Close(context.Background())
-		rc.Store = st
 	}
 	kc, err := connectKafka(ctx, cfg, stderr)
 	if err != nil {
@@ -126,7 +136,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case errors.Is(err, context.Canceled):
 		hint := "run it again: outputs already present are not produced twice"
 		if checkpoint != "" {
-			hint = "run it again with --checkpoint " + checkpoint + " to resume"
+			hint = "run the same command again (with --checkpoint " + checkpoint + ") to resume"
 		}
 		return fmt.Errorf("replay interrupted after %d records; %s", res.Read, hint)
 	case err != nil:
@@ -136,11 +146,17 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if dryRun {
 		verb = "would produce"
 	}
-	fmt.Fprintf(stdout, "replay done: %d records read; %s %d encrypted, %d redacted (%d rebuilt from encrypted); %d store rows; %d already present; %d skipped",
-		res.Read, verb, res.Encrypted, res.Redacted, res.Rebuilt, res.Stored, res.Present, res.Skipped)
+	fmt.Fprintf(stdout, "replay done: %d records read; %s %d encrypted, %d redacted (%d rebuilt from encrypted); %d store rows; %d already present; %d already sealed; %d of other apps; %d skipped",
+		res.Read, verb, res.Encrypted, res.Redacted, res.Rebuilt, res.Stored, res.Present, res.Sealed, res.Filtered, res.Skipped)
 	if len(res.Rewound) > 0 {
 		fmt.Fprintf(stdout, "; moved back: %s", strings.Join(res.Rewound, ", "))
 	}
 	fmt.Fprintln(stdout)
+	if res.Sealed > 0 {
+		fmt.Fprintf(stdout, "%d records have no encrypted output but their ref is already sealed: a ref is sealed once, so no second token was made (their redacted outputs are rebuilt)\n", res.Sealed)
+	}
+	if res.Pending > 0 {
+		fmt.Fprintf(stdout, "%d records in the window are not yet processed by veil (consumer group %s): left to veil, which produces them when it runs\n", res.Pending, cfg.Kafka.Group)
+	}
 	return nil
 }
