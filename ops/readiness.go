@@ -2,6 +2,7 @@ package ops
 
 import (
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -60,4 +61,16 @@ func (r *Readiness) Ready() (bool, []Condition) {
 		return 0
 	})
 	return len(r.conds) > 0 && len(failing) == 0, failing
+}
+
+// Conditions returns every condition, sorted by name.
+func (r *Readiness) Conditions() []Condition {
+	r.mu.RLock()
+	out := make([]Condition, 0, len(r.conds))
+	for _, c := range r.conds {
+		out = append(out, c)
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Condition) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

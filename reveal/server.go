@@ -82,6 +82,24 @@ type Server struct {
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
+
+	mounts map[string]http.Handler // path prefix → handler (Mount)
+}
+
+// Mount serves h for every path under prefix (e.g. "/console/", the console). Call it before
+// Serve; it is not safe to call concurrently with requests.
+func (s *Server) Mount(prefix string, h http.Handler) {
+	if s.mounts == nil {
+		s.mounts = make(map[string]http.Handler)
+	}
+	s.mounts[prefix] = h
+}
+
+// Reveal opens tokens for p on the API's own path: the same authorization (p's kind and apps),
+// one audit record per token with the given source (e.g. "console"), and the same fail-closed
+// rule: a non-nil error means nothing may be shown. The caller clears the returned values.
+func (s *Server) Reveal(ctx context.Context, p Principal, reqID, source string, tokens []string) ([]Result, [][]byte, error) {
+	return s.open(ctx, p, reqID, source, tokens)
 }
 
 // NewServer checks cfg and applies defaults.
@@ -238,6 +256,12 @@ func (s *Server) Handler() http.Handler {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			io.WriteString(w, "ok\n")
 		default:
+			for prefix, h := range s.mounts {
+				if strings.HasPrefix(r.URL.Path, prefix) {
+					h.ServeHTTP(w, r)
+					return
+				}
+			}
 			if s.cfg.Blobs != nil && strings.HasPrefix(r.URL.Path, blobLinkPrefix) {
 				s.cfg.Blobs.Handler().ServeHTTP(w, r)
 				return
@@ -392,7 +416,7 @@ func (s *Server) reveal(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	defer cancel()
-	results, values, failed := s.open(ctx, p, reqID, req.Tokens)
+	results, values, failed := s.open(ctx, p, reqID, "api", req.Tokens)
 	defer func() {
 		for _, v := range values {
 			clear(v)
@@ -431,7 +455,7 @@ func expiredOr(st Status) Status {
 // open opens each token for p and writes one audit record per token. It returns the results, the
 // plaintext buffers to clear after use, and a non-nil error when a store, KMS or audit failure
 // means nothing may be returned.
-func (s *Server) open(ctx context.Context, p Principal, reqID string, tokens []string) ([]Result, [][]byte, error) {
+func (s *Server) open(ctx context.Context, p Principal, reqID, source string, tokens []string) ([]Result, [][]byte, error) {
 	now := s.cfg.Now().UTC()
 	results := make([]Result, len(tokens))
 	recs := make([]AuditRecord, 0, len(tokens))
@@ -459,7 +483,7 @@ func (s *Server) open(ctx context.Context, p Principal, reqID string, tokens []s
 			}
 			rec = NewAuditRecord(&tok, st)
 		}
-		rec.Time, rec.RequestID, rec.Source, rec.Principal, rec.Kind = now, reqID, "api", p.Name, p.Kind
+		rec.Time, rec.RequestID, rec.Source, rec.Principal, rec.Kind = now, reqID, source, p.Name, p.Kind
 		recs = append(recs, rec)
 		if failed != nil {
 			break

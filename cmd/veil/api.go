@@ -60,6 +60,9 @@ func (s *service) startAPI(ctx context.Context) (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.console, err = s.mountConsole(ctx, srv, pf); err != nil {
+		return nil, err
+	}
 	ln, err := srv.Listen()
 	if errors.Is(err, reveal.ErrPlainHTTP) {
 		return nil, &configError{err}
@@ -77,8 +80,10 @@ func (s *service) startAPI(ctx context.Context) (stop func(), err error) {
 	}()
 	watched := make(chan struct{})
 	go func() { defer close(watched); s.watchPrincipals(actx, pf, time.Second) }()
-	s.log.Info("reveal API listening", "url", apiURL(s.cfg), "principals", path)
-	return func() { cancel(); <-done; <-watched }, nil
+	sampled := make(chan struct{})
+	go func() { defer close(sampled); s.console.Run(actx, 0) }()
+	s.log.Info("reveal API listening", "url", apiURL(s.cfg), "principals", path, "console", apiURL(s.cfg)+"/console/")
+	return func() { cancel(); <-done; <-watched; <-sampled }, nil
 }
 
 // cmdServe serves the reveal API alone: store, keys and audit, no stream processor.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/config"
+	"github.com/veil-project/veil/console"
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmsaws"
@@ -56,6 +57,7 @@ type service struct {
 	proc         *pipeline.Processor
 	ksID         string // identity of the key store, advertised in the processor's client id
 	obs          *observer
+	console      *console.Console // the web console, once the reveal API serves it
 	closers      []func(context.Context) error
 }
 
