@@ -43,6 +43,29 @@ func css(sel string) chromedp.QueryOption {
 
 type step = chromedp.Action[chromedp.Void]
 
+// click clicks what sel finds and waits for the page it navigates to: a marker set on the old
+// page must be gone and the new one loaded, so no later step reads the page being left.
+func click(sel string) step {
+	return chromedp.Steps(
+		chromedp.Evaluate[chromedp.Void](`window.__veilOld = 1`),
+		chromedp.Click(sel, css(sel)),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			for {
+				// Evaluating while the page navigates fails; that is the expected transition.
+				done, err := chromedp.Evaluate[bool](`window.__veilOld === undefined && document.readyState === 'complete'`)(ctx, tg)
+				if err == nil && done {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}),
+	)
+}
+
 // artifacts is where screenshots go: $VEIL_TEST_ARTIFACTS, or the test's temporary directory.
 func artifacts(t *testing.T) string {
 	dir := os.Getenv("VEIL_TEST_ARTIFACTS")
@@ -136,7 +159,7 @@ func TestBrowser(t *testing.T) {
 			chromedp.Navigate(base+"/console/signin"),
 			chromedp.WaitVisible("#key", css("#key")),
 			chromedp.SendKeys("#key", string(e.keys[name]), css("#key")),
-			chromedp.Click("#signin", css("#signin")),
+			click("#signin"),
 			chromedp.WaitVisible("#summary", css("#summary")),
 		)
 	}
@@ -172,7 +195,7 @@ func TestBrowser(t *testing.T) {
 	// Filter by thread.
 	run("filter",
 		chromedp.SendKeys("#f-thread", "t-1", css("#f-thread")),
-		chromedp.Click("#apply", css("#apply")),
+		click("#apply"),
 		chromedp.WaitVisible("#summary", css("#summary")),
 	)
 	if s := text("#summary"); !strings.HasPrefix(s, "2 entries") {
@@ -181,7 +204,7 @@ func TestBrowser(t *testing.T) {
 	run("filtered screenshot", shot("03-filtered"))
 
 	// Thread view, in order.
-	run("open thread", chromedp.Click(`#entry-e-1 a.thread`, css(`#entry-e-1 a.thread`)), chromedp.WaitVisible("#summary", css("#summary")))
+	run("open thread", click(`#entry-e-1 a.thread`), chromedp.WaitVisible("#summary", css("#summary")))
 	body = text("main")
 	if i, j := strings.Index(body, "e-1"), strings.Index(body, "e-2"); i < 0 || j < 0 || i > j {
 		t.Fatalf("thread view out of order:\n%s", body)
@@ -189,7 +212,7 @@ func TestBrowser(t *testing.T) {
 	run("thread screenshot", shot("04-thread"))
 
 	// Reveal one value: the canary appears, one audit record.
-	run("reveal", chromedp.Click(`#entry-e-1 button.reveal`, css(`#entry-e-1 button.reveal`)), chromedp.WaitVisible(".revealed-value", css(".revealed-value")))
+	run("reveal", click(`#entry-e-1 button.reveal`), chromedp.WaitVisible(".revealed-value", css(".revealed-value")))
 	if s := text(".revealed-value"); s != "my card is canary-4711" {
 		t.Fatalf("revealed value = %q", s)
 	}
@@ -202,7 +225,7 @@ func TestBrowser(t *testing.T) {
 	// Reveal the hostile sealed value: shown as text, runs nothing.
 	run("hostile reveal",
 		chromedp.Navigate(base+"/console/logs?thread=t-h"), chromedp.WaitVisible("#summary", css("#summary")),
-		chromedp.Click(`#entry-e-hostile-sealed button.reveal-all`, css(`#entry-e-hostile-sealed button.reveal-all`)),
+		click(`#entry-e-hostile-sealed button.reveal-all`),
 		chromedp.WaitVisible(".revealed-value", css(".revealed-value")),
 	)
 	if s := text(".revealed-value"); s != hostile {
@@ -260,7 +283,7 @@ func TestBrowser(t *testing.T) {
 	run("erased screenshot", shot("09-erased"))
 
 	// Sign out: back to the sign-in page, and the logs are closed.
-	run("sign out", chromedp.Click("#signout", css("#signout")), chromedp.WaitVisible("#key", css("#key")),
+	run("sign out", click("#signout"), chromedp.WaitVisible("#key", css("#key")),
 		chromedp.Navigate(base+"/console/logs"), chromedp.WaitVisible("#key", css("#key")))
 
 	// Bob (app-b) never sees app-a.
