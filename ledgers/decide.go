@@ -1,6 +1,8 @@
 package ledgers
 
 import (
+	"slices"
+
 	"github.com/veil-project/veil/schemas"
 )
 
@@ -17,6 +19,7 @@ const (
 	reasonNotBot        = "event rule: thread mode not bot"
 	reasonStaffUser     = "event rule: user type agent or system"
 	reasonBotMode       = "event rule: bot mode, ordinary user"
+	reasonOddUser       = "event rule: user type not one of user, bot or absent (fail closed)"
 	reasonComponentOn   = "component response, component sensitive"
 	reasonComponentOff  = "component response, component not sensitive"
 	reasonTriggerOn     = "trigger response, incoming event sensitive"
@@ -24,6 +27,19 @@ const (
 	reasonNoCategory    = "no rule for category: registry fields (fail closed)"
 	pathsSuffix         = "; plus sensitive_paths"
 )
+
+// The values a rule reads are compared exactly, and only these leave an entry unflagged: any
+// other value (another spelling such as "Agent", "agent ", "BOT", an empty or a new value) flags
+// it. A rule never guesses what a value it does not know means: it fails closed.
+//
+// botMode is the one thread.mode value under which an ordinary event is not sensitive (an absent
+// mode is not bot mode). ordinaryUserTypes are the user.type values under which an ordinary
+// bot-mode event is not sensitive: "user", "bot", and "" (the entry has no user, so no author of
+// a staff type; the mode alone decides). agent and system are sensitive by the event rule;
+// anything else is sensitive because it is not known.
+const botMode = "bot"
+
+var ordinaryUserTypes = []string{"user", "bot", ""}
 
 // Decide says whether e is sensitive under app's settings and which paths to encrypt. It is a
 // pure function of its arguments.
@@ -33,6 +49,11 @@ const (
 //   - Otherwise the ledger's rule (and for event ledgers the type's category) decides; explicit
 //     sensitive: true forces it, sensitive: false never lowers it.
 //   - sensitive_paths are always encrypted, even when nothing else flags the entry.
+//   - Every value a rule reads is compared exactly against known values, and only an explicit
+//     allow-list leaves an entry unflagged: thread.mode "bot", user.type "user", "bot" or
+//     absent. Any other spelling, an empty or an unknown value flags it. (Booleans —
+//     sensitive, component.sensitive, trigger.sensitive — are typed by the decoder; an unknown
+//     type or ledger name fails closed as above.)
 //
 // Paths are the registry fields of the type followed by sensitive_paths, deduplicated, with any
 // path that lies under another one dropped, in that stable order. Paths absent from the entry are
@@ -86,9 +107,11 @@ func rule(e *schemas.Entry, app AppSettings, r Rule, c schemas.Category) (bool, 
 		switch {
 		case e.User.Type == "agent" || e.User.Type == "system":
 			return true, reasonStaffUser
-		case e.Thread.Mode != "bot":
+		case e.Thread.Mode != botMode:
 			// An empty or unknown mode is not bot mode: fail closed.
 			return true, reasonNotBot
+		case !slices.Contains(ordinaryUserTypes, e.User.Type):
+			return true, reasonOddUser
 		}
 		return false, reasonBotMode
 	case schemas.CategoryComponent:

@@ -98,6 +98,24 @@ func TestDecide(t *testing.T) {
 		{"say bot mode agent user", entry(say, userType("agent")), on, true, "data.text"},
 		{"say bot mode system user", entry(say, userType("system")), on, true, "data.text"},
 		{"say bot mode agent user transcript off", entry(say, userType("agent")), noTransc, false, ""},
+		// Fail closed on every value a rule reads (issue 12 item 5): only "user" and "bot" leave a
+		// bot-mode ordinary event unflagged (or no user type at all); any other spelling or an
+		// unknown user type flags it, and only "bot" exactly is bot mode.
+		{"say bot mode user type Agent", entry(say, userType("Agent")), on, true, "data.text"},
+		{"say bot mode user type AGENT", entry(say, userType("AGENT")), on, true, "data.text"},
+		{"say bot mode user type agent with a space", entry(say, userType("agent ")), on, true, "data.text"},
+		{"say bot mode user type System", entry(say, userType("System")), on, true, "data.text"},
+		{"say bot mode user type User", entry(say, userType("User")), on, true, "data.text"},
+		{"say bot mode user type Bot", entry(say, userType("Bot")), on, true, "data.text"},
+		{"say bot mode no user type", entry(say, userType("")), on, false, ""},
+		{"say bot mode user type unknown", entry(say, userType("customer")), on, true, "data.text"},
+		{"say bot mode user type odd, transcript off", entry(say, userType("Agent")), noTransc, false, ""},
+		{"typing bot mode user type Agent", entry(typing, userType("Agent")), on, true, "data.text"},
+		{"flow step bot mode user type space", entry(flow, userType(" ")), on, true, "data.data"},
+		{"say mode Bot", entry(say, mode("Bot")), on, true, "data.text"},
+		{"say mode BOT", entry(say, mode("BOT")), on, true, "data.text"},
+		{"say mode bot with a space", entry(say, mode("bot ")), on, true, "data.text"},
+		{"say type odd casing fails closed", entry("Meya.Text.Event.Say"), on, true, "data"},
 		{"button agent mode", entry(button, mode("agent")), on, true, "data.text,data.data"},
 		{"form prechat mode", entry(form, mode("prechat")), on, true, "data.fields"},
 		// Other event-rule ledgers.

@@ -1,6 +1,11 @@
 // Package ledgers holds the table of the nine ledgers (name, TTL, which rule flags their entries)
 // and the pure function that decides, for one entry and its app's settings, whether the entry is
 // sensitive, which paths to encrypt, and why.
+//
+// Rules fail closed on every value they read: values are compared exactly, and only an explicit
+// allow-list leaves an entry unflagged (thread.mode "bot"; user.type "user", "bot" or absent).
+// Any other spelling ("Agent", "AGENT", "agent ", "System", "Bot") or an unknown value flags the
+// entry and its sensitive fields are sealed; it is not dead-lettered, so the entry still flows.
 package ledgers
 
 import "time"

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
@@ -78,5 +80,38 @@ func TestMetricLabelsFromKnownValues(t *testing.T) {
 				t.Errorf("Output.Reason = %q, not one of schemas' reasons", out.Reason)
 			}
 		})
+	}
+}
+
+// TestOddUserTypeSealed is issue 12 item 5 end to end: in bot mode, a user type spelled in any
+// way but exactly "user" or "bot" used to count as an ordinary user, and the say text reached
+// redacted.event in plaintext. Now it is sealed (ledgers.Decide fails closed).
+func TestOddUserTypeSealed(t *testing.T) {
+	h := newHarness(t)
+	for _, ut := range []string{"Agent", "AGENT", "agent ", "System", "customer"} {
+		t.Run(ut, func(t *testing.T) {
+			v := strings.NewReplacer(`"mode":"agent"`, `"mode":"bot"},"user":{"type":"`+ut+`"`).Replace(string(sayOn("e1", "SECRET-ODD-USER")))
+			out, err := h.tr.Transform(context.Background(), pipeline.Source{Topic: broker.RawTopic("event")}, nil, []byte(v))
+			if err != nil || out.DeadLetter != nil {
+				t.Fatalf("Transform = dead letter %v (%s), %v; want both views", out.DeadLetter != nil, out.Reason, err)
+			}
+			for _, r := range []*kgo.Record{out.Encrypted, out.Redacted} {
+				if strings.Contains(string(r.Value), "SECRET-ODD-USER") {
+					t.Fatalf("%s holds the text in plaintext", r.Topic)
+				}
+			}
+			if !out.Sensitive || out.Item == nil {
+				t.Fatalf("entry not sealed: sensitive %v, item %v", out.Sensitive, out.Item != nil)
+			}
+		})
+	}
+	// The known ordinary user types in bot mode, or none, stay unflagged.
+	for _, ut := range []string{"user", "bot", ""} {
+		v := strings.Replace(string(sayOn("e1", "hello")), `"mode":"agent"}`, `"mode":"bot"},"user":{"type":"`+ut+`"}`, 1)
+		v = strings.Replace(v, `"type":""`, `"id":"u-1"`, 1) // no user type
+		out, err := h.tr.Transform(context.Background(), pipeline.Source{Topic: broker.RawTopic("event")}, nil, []byte(v))
+		if err != nil || out.Sensitive || out.Item != nil {
+			t.Fatalf("user type %s: sensitive %v, item %v, err %v; want neither", ut, out.Sensitive, out.Item != nil, err)
+		}
 	}
 }
