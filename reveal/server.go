@@ -247,6 +247,8 @@ func (s *Server) Handler() http.Handler {
 				return
 			}
 			s.link(w, r)
+		case "/v1/openapi.json":
+			serveOpenAPI(w, r)
 		case "/healthz":
 			if r.Method != http.MethodGet && r.Method != http.MethodHead {
 				w.Header().Set("Allow", "GET, HEAD")
