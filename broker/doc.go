@@ -5,11 +5,10 @@
 // Guarantees:
 //   - Raw ledger topics (ledger.<name>) are created with retention.ms equal to the ledger TTL, and
 //     CheckRetention reports every raw topic that could keep records longer than that.
-//   - The embedded broker never writes a raw ledger record, nor any record that is not veil's own
-//     sealed or redacted output, to disk: raw topics live in memory only, and integration topics
-//     (decrypted deliveries) keep only their offsets. What it keeps in its data directory across
-//     restarts is the topic list, the records of encrypted.*, redacted.*, veil.deadletter and
-//     veil.audit, and the committed offsets of consumer groups on non-raw topics.
+//   - The embedded broker never writes plaintext to disk: raw ledger records are kept only sealed
+//     under KMS-wrapped data keys (or, without a KMS, in memory only), integration topics
+//     (decrypted deliveries) keep only their offsets, and only veil's own sealed or redacted
+//     topics (encrypted.*, redacted.*, veil.deadletter, veil.audit) keep their records.
 //   - Every kept record keeps its offset across restarts, and group offsets need no translation.
-//     See Embedded for the details.
+//     See Embedded for the details and for what a crash can cost.
 package broker

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -23,18 +24,27 @@ type EmbeddedConfig struct {
 	Partitions int
 	// Logger receives the broker's warnings and errors; default slog.Default().
 	Logger *slog.Logger
-	// SyncInterval is how often the topic list and the group offsets are written to DataDir;
-	// default 2s. Records of kept topics are appended as soon as they are committed.
+	// SyncInterval is how often the topic list is written to DataDir; default 2s. Records of kept
+	// topics are appended as soon as they are committed, and group offsets are saved every 100 ms
+	// (or SyncInterval if shorter).
 	SyncInterval time.Duration
+	// KMS wraps the data keys that seal raw ledger records kept in DataDir, under KeyID. Nil
+	// keeps raw topics in memory only (lost at a restart).
+	KMS   KMS
+	KeyID string
+	// Ledgers are the ledgers configured now: a kept raw topic is recreated with the retention of
+	// its ledger's TTL (RawTopicConfigs), not the one it was kept with, and its records older
+	// than that TTL are dropped. Raw topics of ledgers not listed keep their kept configs.
+	Ledgers []LedgerTTL
 }
 
 // Embedded is an in-process Kafka-protocol broker (franz-go's kfake, one node) with transactions,
 // consumer groups and retention.
 //
-// The pinned kfake has a DataDir option, but it writes every topic's record batches to disk,
-// raw ledger topics included, and it cannot exclude topics or encrypt its files. Raw topics hold
-// plaintext, and plaintext must never reach the disk, so Embedded runs kfake in memory and keeps
-// its own state in DataDir instead:
+// The pinned kfake has a DataDir option, but it writes every topic's record batches to disk in
+// plaintext, raw ledger topics included, and it cannot exclude topics or encrypt its files.
+// Plaintext must never reach the disk, so Embedded runs kfake in memory and keeps its own state
+// in DataDir instead:
 //
 //   - topics.json: every topic with its partition count and configs;
 //   - records/: one CRC-framed file per partition (0600), appended as records are committed
@@ -42,26 +52,32 @@ type EmbeddedConfig struct {
 //     veil.deadletter, veil.audit) are kept whole. Every other offset is kept as a gap, without
 //     its record: transaction markers, aborted records, and the records of any other topic (an
 //     integration topic holds decrypted deliveries: they never reach the disk);
-//   - offsets.json: the committed offsets of every consumer group on non-raw topics, every
-//     SyncInterval and at Close.
+//   - raw/ and rawkeys/ (only with a KMS): the records of raw ledger topics, each sealed with
+//     AES-256-GCM (bound to topic, partition and offset) under a data key per RawWindow that the
+//     KMS wraps. A raw file is deleted once its window is older than its topic's retention.ms, a
+//     key once its window is older than the longest raw retention: past the TTL nothing can open
+//     them. Without the KMS the files reveal nothing;
+//   - offsets.json: the committed offsets of every consumer group (on raw topics only with a
+//     KMS), saved every 100 ms, never ahead of the kept records (see below).
 //
-// On start the non-raw topics are recreated and written back so that every offset is what it
-// was: kept records are produced back at their offsets with their keys, headers and timestamps,
-// gaps become transaction markers (which take an offset and which no consumer sees), and offsets
-// before the first record younger than the topic's retention.ms are deleted (the log start moves
-// there, as Kafka's retention would). Group offsets are committed back unchanged. Consequences:
+// On start the topics are recreated and written back so that every offset is what it was: kept
+// records are produced back at their offsets with their keys, headers and timestamps, gaps become
+// transaction markers (which take an offset and which no consumer sees), and offsets before the
+// first record younger than the topic's retention.ms are deleted (the log start moves there, as
+// Kafka's retention would). Group offsets are committed back unchanged. Consequences:
 //
 //   - Offsets are stable: a consumer that keeps its offsets outside Kafka (file names, a
 //     database) resumes exactly after a restart; high watermarks and log start offsets are kept.
+//   - With a KMS, raw input a producer had written survives a restart, sealed at rest; without
+//     one, raw topics live in memory only and are recreated empty by EnsureTopics.
 //   - Records of other topics (integration topics) are gone after a restart; their offsets are
 //     not reused, so their consumers resume at the next new record.
-//   - Raw ledger topics are not restored: run EnsureTopics after StartEmbedded, which creates them
-//     (empty) with the TTLs configured now. Records a producer wrote that veil had not consumed and
-//     committed before the broker stopped are lost; groups restart on raw topics at their reset
-//     offset. Use a real Kafka cluster where producers need durability across restarts.
-//   - After a crash (kill -9) the files hold what was written up to the crash; a torn tail is
-//     dropped, and group offsets may be up to SyncInterval old, so consumers of kept topics may
-//     read a few records again.
+//   - A graceful Close writes everything. After a crash (kill -9) the files hold what was
+//     written up to the crash (a torn tail is dropped): records committed or acknowledged in the
+//     last milliseconds may be missing, and group offsets may be up to 100 ms old. The offsets are
+//     saved only once the records they cover are in the files, so a restart never skips input
+//     whose output is missing; input whose offsets were not saved is processed again, and its
+//     output (kept before the crash) can then appear twice.
 type Embedded struct {
 	cluster *kfake.Cluster
 	addrs   []string
@@ -105,7 +121,14 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	e := &Embedded{cluster: c, addrs: c.ListenAddrs(), log: log}
 	if cfg.DataDir != "" {
-		k, err := startKeeper(ctx, c, e.addrs, cfg.DataDir, cfg.SyncInterval, log)
+		var raw *rawKeys
+		if cfg.KMS != nil {
+			if raw, err = newRawKeys(cfg.KMS, cfg.KeyID, filepath.Join(cfg.DataDir, rawKeysDir)); err != nil {
+				c.Close()
+				return nil, err
+			}
+		}
+		k, err := startKeeper(ctx, c, e.addrs, cfg.DataDir, cfg.SyncInterval, log, raw, cfg.Ledgers)
 		if err != nil {
 			c.Close()
 			return nil, err

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,16 +35,26 @@ type keeper struct {
 	interval time.Duration
 	log      *slog.Logger
 	cl       *kgo.Client
+	admCl    *kgo.Client
 	adm      *kadm.Client
+	// raw seals raw ledger records; nil when raw topics are not kept (no KMS configured).
+	raw *rawKeys
+	// ttls are the TTLs configured now, by raw topic.
+	ttls map[string]time.Duration
+	// rawOffs are the raw-topic group offsets found at start when raw is nil, saved unchanged.
+	rawOffs keptOffsets
 
-	mu    sync.Mutex // guards files, next, ids
-	files map[tp]*keptFile
-	next  map[tp]int64 // offset after the last kept record
-	ids   map[string]kadm.TopicID
+	mu     sync.Mutex // guards files, next, ids, rawRet
+	files  map[tp]*keptFile
+	rawRet map[string]time.Duration // retention.ms of each raw topic
+	next   map[tp]int64             // offset after the last kept record
+	ids    map[string]kadm.TopicID
 
 	stop     context.CancelFunc
 	pollDone chan struct{}
 	syncDone chan struct{}
+	offDone  chan struct{}
+	offMu    sync.Mutex // serializes writes of offsets.json
 	lastOff  []byte
 	lastTop  []byte
 }
@@ -54,8 +65,9 @@ type tp struct {
 }
 
 type keptFile struct {
-	f *os.File
-	w *bufio.Writer
+	f      *os.File
+	w      *bufio.Writer
+	window int64 // raw files: the RawWindow the file holds
 }
 
 type keptTopic struct {
@@ -76,22 +88,34 @@ const (
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
-func startKeeper(ctx context.Context, c *kfake.Cluster, addrs []string, dir string, interval time.Duration, log *slog.Logger) (*keeper, error) {
-	if err := os.MkdirAll(filepath.Join(dir, recordsDir), 0o700); err != nil {
-		return nil, fmt.Errorf("creating broker data directory: %w", err)
+func crc32Checksum(b []byte) uint32 { return crc32.Checksum(b, crc32c) }
+
+func startKeeper(ctx context.Context, c *kfake.Cluster, addrs []string, dir string, interval time.Duration, log *slog.Logger, raw *rawKeys, ledgers []LedgerTTL) (*keeper, error) {
+	for _, d := range []string{recordsDir, rawRecordsDir} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("creating broker data directory: %w", err)
+		}
 	}
 	k := &keeper{
-		cluster: c, dir: dir, interval: interval, log: log,
+		cluster: c, dir: dir, interval: interval, log: log, raw: raw,
 		files: make(map[tp]*keptFile), next: make(map[tp]int64), ids: make(map[string]kadm.TopicID),
+		rawRet: make(map[string]time.Duration), ttls: make(map[string]time.Duration),
+	}
+	for _, l := range ledgers {
+		k.ttls[RawTopic(l.Name)] = l.TTL
 	}
 	if err := k.restore(ctx, addrs); err != nil {
 		return nil, fmt.Errorf("restoring embedded broker state from %s: %w", dir, err)
+	}
+	exclude := []string{`^__.*`}
+	if raw == nil {
+		exclude = append(exclude, `^`+strings.ReplaceAll(RawPrefix, ".", `\.`)+`.*`)
 	}
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(addrs...),
 		kgo.ConsumeRegex(),
 		kgo.ConsumeTopics(".*"),
-		kgo.ConsumeExcludeTopics(`^`+strings.ReplaceAll(RawPrefix, ".", `\.`)+`.*`, `^__.*`),
+		kgo.ConsumeExcludeTopics(exclude...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(), // transaction markers take offsets: kept as gaps
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -101,12 +125,21 @@ func startKeeper(ctx context.Context, c *kfake.Cluster, addrs []string, dir stri
 	if err != nil {
 		return nil, fmt.Errorf("creating broker keeper client: %w", err)
 	}
-	k.cl, k.adm = cl, kadm.NewClient(cl)
+	// Admin requests go through a client of their own: the consuming client answers "all topics"
+	// metadata requests from what its regex matched, which misses topics created a moment ago.
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("creating broker keeper client: %w", err)
+	}
+	k.cl, k.admCl, k.adm = cl, admCl, kadm.NewClient(admCl)
 	runCtx, stop := context.WithCancel(context.Background())
 	k.stop = stop
 	k.pollDone, k.syncDone = make(chan struct{}), make(chan struct{})
+	k.offDone = make(chan struct{})
 	go k.poll(runCtx)
 	go k.syncLoop(runCtx)
+	go k.offsetLoop(runCtx)
 	return k, nil
 }
 
@@ -127,11 +160,13 @@ func (k *keeper) write(fs kgo.Fetches) error {
 	var errs []error
 	touched := make(map[*keptFile]struct{})
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
-		if IsRaw(p.Topic) || len(p.Records) == 0 {
-			return // raw records never reach the disk
+		raw := IsRaw(p.Topic)
+		if (raw && k.raw == nil) || len(p.Records) == 0 {
+			return // raw records reach the disk only sealed
 		}
 		key := tp{p.Topic, p.Partition}
-		keepValues := isKept(p.Topic)
+		keepValues := isKept(p.Topic) || raw
+		window := windowOf(time.Now())
 		var buf []byte
 		gapFrom, gapN := int64(0), int64(0)
 		flushGap := func() {
@@ -158,6 +193,16 @@ func (k *keeper) write(fs kgo.Fetches) error {
 			}
 			if r.Attrs.IsControl() || !keepValues {
 				addGap(r.Offset, 1)
+			} else if raw {
+				flushGap()
+				b, err := k.raw.sealRecord(context.Background(), window, r)
+				if err != nil {
+					// The KMS is unreachable: the record stays in memory only, as a gap on disk.
+					errs = append(errs, fmt.Errorf("sealing raw record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err))
+					addGap(r.Offset, 1)
+				} else {
+					buf = append(buf, b...)
+				}
 			} else {
 				flushGap()
 				buf = append(buf, encodeRecord(r, r.Offset)...)
@@ -168,7 +213,7 @@ func (k *keeper) write(fs kgo.Fetches) error {
 		if len(buf) == 0 {
 			return
 		}
-		f, err := k.file(key)
+		f, err := k.file(key, window)
 		if err != nil {
 			errs = append(errs, err)
 			return
@@ -188,22 +233,61 @@ func (k *keeper) write(fs kgo.Fetches) error {
 	return errors.Join(errs...)
 }
 
-// file opens (appending) the file of key; k.mu is held.
-func (k *keeper) file(key tp) (*keptFile, error) {
+// file opens (appending) the file of key (for a raw partition, the file of window); k.mu is held.
+func (k *keeper) file(key tp, window int64) (*keptFile, error) {
+	raw := IsRaw(key.t)
 	if f := k.files[key]; f != nil {
-		return f, nil
+		if !raw || f.window == window {
+			return f, nil
+		}
+		err := errors.Join(f.w.Flush(), f.f.Sync(), f.f.Close())
+		delete(k.files, key)
+		if err != nil {
+			return nil, err
+		}
 	}
-	f, err := os.OpenFile(k.recordPath(key), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	path := k.recordPath(key)
+	if raw {
+		path = k.rawPath(key, window)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	kf := &keptFile{f: f, w: bufio.NewWriterSize(f, 64<<10)}
+	kf := &keptFile{f: f, w: bufio.NewWriterSize(f, 64<<10), window: window}
 	k.files[key] = kf
 	return kf, nil
 }
 
 func (k *keeper) recordPath(key tp) string {
 	return filepath.Join(k.dir, recordsDir, url.PathEscape(key.t)+"-"+strconv.Itoa(int(key.p))+".log")
+}
+
+// rawPath names the file of a raw partition's records sealed in window w.
+func (k *keeper) rawPath(key tp, w int64) string {
+	return filepath.Join(k.dir, rawRecordsDir, url.PathEscape(key.t)+"-"+strconv.Itoa(int(key.p))+"-w"+strconv.FormatInt(w, 10)+".log")
+}
+
+// rawFiles returns the raw files of key by window, oldest first.
+func (k *keeper) rawFiles(key tp) ([]int64, error) {
+	ents, err := os.ReadDir(filepath.Join(k.dir, rawRecordsDir))
+	if err != nil {
+		return nil, err
+	}
+	prefix := url.PathEscape(key.t) + "-" + strconv.Itoa(int(key.p)) + "-w"
+	var ws []int64
+	for _, e := range ents {
+		s, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok {
+			continue
+		}
+		w, err := strconv.ParseInt(strings.TrimSuffix(s, ".log"), 10, 64)
+		if err == nil && strings.HasSuffix(s, ".log") {
+			ws = append(ws, w)
+		}
+	}
+	slices.Sort(ws)
+	return ws, nil
 }
 
 func (k *keeper) syncLoop(ctx context.Context) {
@@ -249,16 +333,68 @@ func (k *keeper) sync(ctx context.Context) error {
 			}
 		}
 		topics = append(topics, kt)
+		if IsRaw(td.Topic) {
+			k.mu.Lock()
+			k.rawRet[td.Topic] = retentionOf(kt.Configs)
+			k.mu.Unlock()
+		}
 	}
 	k.forgetGone(present)
-	if err := k.writeJSON(topicsFile, topics, &k.lastTop); err != nil {
-		return err
+	k.shredRaw(time.Now())
+	return k.writeJSON(topicsFile, topics, &k.lastTop)
+}
+
+// retentionOf returns a topic's retention.ms (kfake's default when unset; negative: forever).
+func retentionOf(cfgs map[string]string) time.Duration {
+	if v, ok := cfgs["retention.ms"]; ok {
+		if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return time.Duration(ms) * time.Millisecond
+		}
 	}
-	offs, err := k.groupOffsets(ctx)
-	if err != nil {
-		return err
+	return kfakeDefRet
+}
+
+// shredRaw deletes the raw files whose window ended more than their topic's retention ago, and
+// the raw data keys whose window ended more than the longest raw retention ago.
+func (k *keeper) shredRaw(now time.Time) {
+	if k.raw == nil {
+		return
 	}
-	return k.writeJSON(offsetsFile, offs, &k.lastOff)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	maxRet := time.Duration(0)
+	for t, ret := range k.rawRet {
+		if ret < 0 {
+			return // a raw topic keeps records forever: so do its keys
+		}
+		maxRet = max(maxRet, ret)
+		ps := k.cluster.PartitionInfos(t)
+		for _, pi := range ps {
+			key := tp{t, pi.Partition}
+			ws, _ := k.rawFiles(key)
+			left := len(ws)
+			for _, w := range ws {
+				if now.Sub(windowEnd(w)) > ret {
+					if f := k.files[key]; f != nil && f.window == w {
+						f.f.Close()
+						delete(k.files, key)
+					}
+					os.Remove(k.rawPath(key, w))
+					left--
+				}
+			}
+			if left == 0 && len(ws) > 0 && k.next[key] > 0 {
+				// Keep the partition's end, so that its offsets are not reused after a restart.
+				if f, err := k.file(key, windowOf(now)); err == nil {
+					f.w.Write(encodeGap(0, k.next[key]))
+					f.w.Flush()
+				}
+			}
+		}
+	}
+	if len(k.rawRet) > 0 {
+		k.raw.shred(now, maxRet)
+	}
 }
 
 func (k *keeper) forgetGone(present map[string]kadm.TopicID) {
@@ -280,6 +416,11 @@ func (k *keeper) forgetGone(present map[string]kadm.TopicID) {
 		if gone[key.t] {
 			delete(k.next, key)
 			os.Remove(k.recordPath(key))
+			ws, _ := k.rawFiles(key)
+			for _, w := range ws {
+				os.Remove(k.rawPath(key, w))
+			}
+			delete(k.rawRet, key.t)
 		}
 	}
 	k.ids = present
@@ -299,7 +440,7 @@ func (k *keeper) groupOffsets(ctx context.Context) (keptOffsets, error) {
 			return nil, fmt.Errorf("fetching offsets of group %s: %w", g, r.Err)
 		}
 		r.Fetched.Each(func(o kadm.OffsetResponse) {
-			if o.Err != nil || o.At < 0 || IsRaw(o.Topic) {
+			if o.Err != nil || o.At < 0 || (IsRaw(o.Topic) && k.raw == nil) {
 				return
 			}
 			if out[g] == nil {
@@ -350,31 +491,91 @@ func writeFileAtomic(path string, b []byte) error {
 	return os.Rename(tmp, path)
 }
 
+// offsetLoop saves the group offsets every offsetInterval (see saveOffsets).
+func (k *keeper) offsetLoop(ctx context.Context) {
+	defer close(k.offDone)
+	t := time.NewTicker(min(k.interval, offsetInterval))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			sctx, cancel := context.WithTimeout(ctx, k.interval)
+			if err := k.saveOffsets(sctx); err != nil && ctx.Err() == nil {
+				k.log.Warn("saving embedded broker group offsets", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// offsetInterval is how often the group offsets are saved at most.
+const offsetInterval = 100 * time.Millisecond
+
+// saveOffsets writes offsets.json so that it never runs ahead of the kept records: the offsets
+// are read first, then the last stable offsets, and the file is written only once every kept
+// partition reaches them. A transaction whose offsets are in the file thus has its records (and
+// markers) in the files too, so a restart never skips input whose output is missing; a crash can
+// only lose the offsets of the last moment, whose input is then processed again.
+func (k *keeper) saveOffsets(ctx context.Context) error {
+	k.offMu.Lock()
+	defer k.offMu.Unlock()
+	offs, err := k.groupOffsets(ctx)
+	if err != nil {
+		return err
+	}
+	for g, ts := range k.rawOffs {
+		if offs[g] == nil {
+			offs[g] = make(map[string]map[int32]int64)
+		}
+		for t, ps := range ts {
+			offs[g][t] = ps
+		}
+	}
+	lso, err := k.adm.ListCommittedOffsets(ctx)
+	if err != nil {
+		return fmt.Errorf("listing last stable offsets: %w", err)
+	}
+	for !k.caughtUpTo(lso) {
+		t := time.NewTimer(5 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for the kept records to reach the offsets: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	return k.writeJSON(offsetsFile, offs, &k.lastOff)
+}
+
 // close drains the committed records still in flight (until nothing new arrives for a moment,
 // every kept partition is caught up, or ctx is done), writes the state files and closes the files.
 func (k *keeper) close(ctx context.Context) error {
 	k.stop()
 	<-k.pollDone
 	<-k.syncDone
-	for quiet := 0; quiet < 2 && ctx.Err() == nil; {
-		pctx, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
-		fs := k.cl.PollFetches(pctx)
-		cancel()
-		if fs.NumRecords() == 0 {
-			if k.caughtUp(ctx) {
-				break
+	<-k.offDone
+	var drained sync.WaitGroup
+	dctx, stopDrain := context.WithCancel(ctx)
+	drained.Add(1)
+	go func() { // keep writing while the offsets are saved: saveOffsets waits for it
+		defer drained.Done()
+		for dctx.Err() == nil {
+			pctx, cancel := context.WithTimeout(dctx, 100*time.Millisecond)
+			fs := k.cl.PollFetches(pctx)
+			cancel()
+			if err := k.write(fs); err != nil {
+				k.log.Error("keeping broker records", "err", err)
 			}
-			quiet++
-			continue
 		}
-		quiet = 0
-		if err := k.write(fs); err != nil {
-			k.log.Error("keeping broker records", "err", err)
-		}
-	}
+	}()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	err := k.sync(sctx)
+	err = errors.Join(err, k.saveOffsets(sctx))
+	stopDrain()
+	drained.Wait()
 	k.mu.Lock()
 	for key, f := range k.files {
 		err = errors.Join(err, f.w.Flush(), f.f.Sync(), f.f.Close())
@@ -382,20 +583,20 @@ func (k *keeper) close(ctx context.Context) error {
 	}
 	k.mu.Unlock()
 	k.cl.Close()
+	k.admCl.Close()
 	return err
 }
 
-// caughtUp reports whether every kept partition's file reaches its last stable offset.
-func (k *keeper) caughtUp(ctx context.Context) bool {
-	lso, err := k.adm.ListCommittedOffsets(ctx)
-	if err != nil {
-		return false
-	}
+// caughtUpTo reports whether every kept partition's file reaches its offset in lso.
+func (k *keeper) caughtUpTo(lso kadm.ListedOffsets) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	ok := true
 	lso.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil && !IsRaw(o.Topic) && !strings.HasPrefix(o.Topic, "__") && o.Offset > 0 && k.next[tp{o.Topic, o.Partition}] < o.Offset {
+		if o.Err != nil || strings.HasPrefix(o.Topic, "__") || (IsRaw(o.Topic) && k.raw == nil) {
+			return
+		}
+		if o.Offset > 0 && k.next[tp{o.Topic, o.Partition}] < o.Offset {
 			ok = false
 		}
 	})
@@ -426,20 +627,37 @@ func (k *keeper) restore(ctx context.Context, addrs []string) error {
 	restored := make(map[tp]bool)
 	now := time.Now()
 	for _, t := range topics {
-		if IsRaw(t.Name) {
-			continue // empty anyway; EnsureTopics recreates it with the TTL configured now
+		if IsRaw(t.Name) && k.raw == nil {
+			continue // never kept; EnsureTopics recreates it with the TTL configured now
+		}
+		if ttl, ok := k.ttls[t.Name]; ok && IsRaw(t.Name) {
+			t.Configs = make(map[string]string)
+			for key, v := range RawTopicConfigs(ttl) {
+				t.Configs[key] = *v
+			}
 		}
 		if err := k.cluster.CreateTopic(t.Name, t.Partitions, t.Configs); err != nil {
 			return fmt.Errorf("creating topic %s: %w", t.Name, err)
 		}
-		ret := kfakeDefRet
-		if v, ok := t.Configs["retention.ms"]; ok {
-			if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
-				ret = time.Duration(ms) * time.Millisecond
-			}
+		ret := retentionOf(t.Configs)
+		if IsRaw(t.Name) {
+			k.rawRet[t.Name] = ret
 		}
 		for p := range t.Partitions {
 			key := tp{t.Name, p}
+			if IsRaw(t.Name) {
+				ents, err := k.readRaw(ctx, key, now, ret)
+				if err != nil {
+					return err
+				}
+				ents, start, end := trimExpired(ents, now, ret)
+				if err := k.restorePartition(ctx, cl, key, ents, start); err != nil {
+					return fmt.Errorf("restoring %s/%d: %w", t.Name, p, err)
+				}
+				restored[key] = true
+				k.next[key] = end
+				continue
+			}
 			ents, err := readLog(k.recordPath(key))
 			if err != nil {
 				return err
@@ -480,6 +698,22 @@ func (k *keeper) restore(ctx context.Context, addrs []string) error {
 	var offs keptOffsets
 	if _, err := readJSON(filepath.Join(k.dir, offsetsFile), &offs); err != nil {
 		return err
+	}
+	if k.raw == nil {
+		// Raw offsets kept by a run that had the KMS stay as they are for the next such run.
+		for g, ts := range offs {
+			for t, ps := range ts {
+				if IsRaw(t) {
+					if k.rawOffs == nil {
+						k.rawOffs = make(keptOffsets)
+					}
+					if k.rawOffs[g] == nil {
+						k.rawOffs[g] = make(map[string]map[int32]int64)
+					}
+					k.rawOffs[g][t] = ps
+				}
+			}
+		}
 	}
 	adm := kadm.NewClient(cl)
 	for g, ts := range offs {
@@ -707,6 +941,50 @@ func appendBytes(b, v []byte) []byte {
 // readLog reads a record file. A torn or corrupt tail (a crash mid-write) ends the file, and so
 // does an entry that does not follow the one before it (offsets only grow).
 func readLog(path string) ([]logEntry, error) {
+	return readFrames(path, 0, func(payload []byte) (*kgo.Record, bool, error) {
+		r, ok := decodeRecord(payload)
+		return r, ok, nil
+	})
+}
+
+// readRaw reads the raw files of key, oldest window first, deleting those past retention. A
+// record whose data key is deleted reads as a gap; a record that does not open (tampered, or the
+// KMS refuses) is an error: nothing is restored from a directory that is not what veil wrote.
+func (k *keeper) readRaw(ctx context.Context, key tp, now time.Time, ret time.Duration) ([]logEntry, error) {
+	ws, err := k.rawFiles(key)
+	if err != nil {
+		return nil, err
+	}
+	var out []logEntry
+	next := int64(0)
+	for _, w := range ws {
+		path := k.rawPath(key, w)
+		if ret >= 0 && now.Sub(windowEnd(w)) > ret {
+			os.Remove(path)
+			continue
+		}
+		ents, err := readFrames(path, next, func(payload []byte) (*kgo.Record, bool, error) {
+			r, err := k.raw.openRecord(ctx, key.t, key.p, payload)
+			if errors.Is(err, errRawKeyGone) {
+				return nil, true, nil
+			}
+			return r, err == nil, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", filepath.Base(path), err)
+		}
+		if len(ents) > 0 {
+			next = ents[len(ents)-1].end()
+		}
+		out = append(out, ents...)
+	}
+	return out, nil
+}
+
+// readFrames reads the frames of path whose offsets start at or after from; decode turns a
+// record payload into a record (nil: a record that is gone, read as a gap of one, which needs its
+// offset in the payload's first 8 bytes), false for a corrupt payload, or an error.
+func readFrames(path string, from int64, decode func([]byte) (*kgo.Record, bool, error)) ([]logEntry, error) {
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -715,7 +993,7 @@ func readLog(path string) ([]logEntry, error) {
 		return nil, err
 	}
 	var out []logEntry
-	next := int64(0)
+	next := from
 	for len(raw) >= 8 {
 		n := binary.LittleEndian.Uint32(raw[0:4])
 		if uint64(n) > uint64(len(raw)-8) {
@@ -733,9 +1011,15 @@ func readLog(path string) ([]logEntry, error) {
 				break
 			}
 		} else {
-			r, ok := decodeRecord(payload)
-			if !ok {
+			r, ok, err := decode(payload)
+			if err != nil {
+				return nil, err
+			}
+			if !ok || len(payload) < 8 {
 				break
+			}
+			if r == nil {
+				e.gapFrom, e.gapN = int64(binary.LittleEndian.Uint64(payload[0:8])), 1
 			}
 			e.rec = r
 		}

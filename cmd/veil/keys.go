@@ -467,9 +467,13 @@ func connectKafka(ctx context.Context, cfg *config.Config, logOut io.Writer) (*k
 		if err != nil {
 			return nil, &configError{err}
 		}
+		kms, keyID, err := openKMS(ctx, cfg, newLogger(logOut, "warn"))
+		if err != nil {
+			return nil, err
+		}
 		e, err := broker.StartEmbedded(ctx, broker.EmbeddedConfig{
 			Addr: "127.0.0.1:0", DataDir: filepath.Join(cfg.DataDir, "broker"),
-			Partitions: cfg.Kafka.Embedded.Partitions, Logger: newLogger(logOut, "warn"),
+			Partitions: cfg.Kafka.Embedded.Partitions, Logger: newLogger(logOut, "warn"), KMS: kms, KeyID: keyID, Ledgers: ledgerTTLs,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("starting embedded broker: %w", err)

@@ -118,6 +118,15 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 	}
 	s.obs = newObserver()
 
+	// The KMS first: the embedded broker seals the raw records it keeps under a key it wraps.
+	kms, keyID, err := openKMS(ctx, cfg, s.log)
+	if err != nil {
+		return nil, err
+	}
+	if l := cfg.NonLoopbackListeners(); cfg.KMS.Provider != "aws" && len(l) > 0 {
+		s.log.Warn("the local KMS serves non-loopback listeners: its root key sits on this host's disk, so a copy of it and of the key store opens every live value; use kms.provider aws beyond one host", "listeners", strings.Join(l, ","), "root_key", abs(cfg.RootKeyPath()))
+	}
+
 	// Kafka.
 	ledgerTTLs, err := cfg.BrokerLedgers()
 	if err != nil {
@@ -126,7 +135,7 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 	if cfg.EmbeddedBroker() {
 		s.embedded, err = broker.StartEmbedded(ctx, broker.EmbeddedConfig{
 			Addr: cfg.Kafka.Embedded.Addr, DataDir: filepath.Join(cfg.DataDir, "broker"),
-			Partitions: cfg.Kafka.Embedded.Partitions, Logger: s.log,
+			Partitions: cfg.Kafka.Embedded.Partitions, Logger: s.log, KMS: kms, KeyID: keyID, Ledgers: ledgerTTLs,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("starting embedded broker: %w", err)
@@ -141,15 +150,6 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 	}
 	if err := s.prepareTopics(ctx, ledgerTTLs); err != nil {
 		return nil, err
-	}
-
-	// Keys.
-	kms, keyID, err := openKMS(ctx, cfg, s.log)
-	if err != nil {
-		return nil, err
-	}
-	if l := cfg.NonLoopbackListeners(); cfg.KMS.Provider != "aws" && len(l) > 0 {
-		s.log.Warn("the local KMS serves non-loopback listeners: its root key sits on this host's disk, so a copy of it and of the key store opens every live value; use kms.provider aws beyond one host", "listeners", strings.Join(l, ","), "root_key", abs(cfg.RootKeyPath()))
 	}
 
 	// Store.
