@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,8 +19,75 @@ type LedgerTTL struct {
 	TTL  time.Duration
 }
 
-// RawTopicConfigs returns the topic configs a raw ledger topic is created with: retention.ms equal
-// to the TTL, and segments rolled every TTL/4 (at least one second) so that a closed segment, the
+// TopicTTL is a topic that holds plaintext — a raw ledger topic, or the topic of an integration
+// that receives decrypted entries — and the longest its records may be kept.
+type TopicTTL struct {
+	Topic  string
+	Ledger string // the ledger whose TTL bounds the topic, for messages
+	TTL    time.Duration
+}
+
+// RawTopicTTLs returns the raw topic of every ledger with the ledger's TTL.
+func RawTopicTTLs(ledgers []LedgerTTL) []TopicTTL {
+	out := make([]TopicTTL, len(ledgers))
+	for i, l := range ledgers {
+		out[i] = TopicTTL{Topic: RawTopic(l.Name), Ledger: l.Name, TTL: l.TTL}
+	}
+	return out
+}
+
+// IntegrationTopicTTL bounds the topic of an integration that receives decrypted entries of the
+// given ledgers: its records may be kept as long as the longest TTL among them, and no longer.
+// ttls holds every ledger's TTL; an unknown ledger is an error.
+func IntegrationTopicTTL(topic string, ledgers []string, ttls []LedgerTTL) (TopicTTL, error) {
+	out := TopicTTL{Topic: topic}
+	for _, name := range ledgers {
+		i := slices.IndexFunc(ttls, func(l LedgerTTL) bool { return l.Name == name })
+		if i < 0 {
+			return TopicTTL{}, fmt.Errorf("integration topic %s: unknown ledger %q", topic, name)
+		}
+		if ttls[i].TTL > out.TTL {
+			out.Ledger, out.TTL = name, ttls[i].TTL
+		}
+	}
+	if out.TTL <= 0 {
+		return TopicTTL{}, fmt.Errorf("integration topic %s: no ledger with a positive TTL", topic)
+	}
+	return out, nil
+}
+
+// EnsureBoundedTopics creates each topic that is missing with RawTopicConfigs(TTL) and the given
+// number of partitions (the broker default when partitions <= 0). Existing topics are left as
+// they are: CheckTopicRetention reports those that keep records too long.
+func EnsureBoundedTopics(ctx context.Context, adm *kadm.Client, topics []TopicTTL, partitions int) error {
+	p := int32(-1)
+	if partitions > 0 {
+		p = int32(partitions)
+	}
+	var errs []error
+	for _, t := range topics {
+		if t.Topic == "" || t.TTL <= 0 {
+			return fmt.Errorf("ensuring topics: topic %q has no positive TTL", t.Topic)
+		}
+		resps, err := adm.CreateTopics(ctx, p, -1, RawTopicConfigs(t.TTL), t.Topic)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, r := range resps.Sorted() {
+			if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+				errs = append(errs, fmt.Errorf("topic %s: %w", r.Topic, r.Err))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("ensuring topics: %w", err)
+	}
+	return nil
+}
+
+// RawTopicConfigs returns the topic configs a raw ledger topic (or any topic holding plaintext,
+// see TopicTTL) is created with: retention.ms equal to the TTL, and segments rolled every TTL/4 (at least one second) so that a closed segment, the
 // unit Kafka deletes, does not keep its oldest record long past the TTL. The broker still deletes
 // on its own schedule (log.retention.check.interval.ms), so a record may outlive the TTL by up to
 // TTL/4 plus that interval; the sealed data in the encrypted store expires exactly at the TTL.
@@ -109,33 +177,39 @@ func (v Violation) String() string {
 // that auto-creates topics would create it with its default retention). The error is for failing
 // to ask the broker, not for violations.
 func CheckRetention(ctx context.Context, adm *kadm.Client, ledgers []LedgerTTL) ([]Violation, error) {
-	if len(ledgers) == 0 {
+	return CheckTopicRetention(ctx, adm, RawTopicTTLs(ledgers))
+}
+
+// CheckTopicRetention is CheckRetention for any topics that hold plaintext (see TopicTTL): one
+// Violation per way a topic can keep records longer than its TTL, by the same rules.
+func CheckTopicRetention(ctx context.Context, adm *kadm.Client, topics []TopicTTL) ([]Violation, error) {
+	if len(topics) == 0 {
 		return nil, nil
 	}
-	topics := make([]string, len(ledgers))
-	for i, l := range ledgers {
-		topics[i] = RawTopic(l.Name)
+	names := make([]string, len(topics))
+	for i, t := range topics {
+		names[i] = t.Topic
 	}
-	rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
+	rcs, err := adm.DescribeTopicConfigs(ctx, names...)
 	if err != nil {
-		return nil, fmt.Errorf("describing raw topic configs: %w", err)
+		return nil, fmt.Errorf("describing topic configs: %w", err)
 	}
 	byTopic := make(map[string]kadm.ResourceConfig, len(rcs))
 	for _, rc := range rcs {
 		byTopic[rc.Name] = rc
 	}
 	var vs []Violation
-	for _, l := range ledgers {
-		topic := RawTopic(l.Name)
-		rc, ok := byTopic[topic]
+	for _, t := range topics {
+		l := LedgerTTL{Name: t.Ledger, TTL: t.TTL}
+		rc, ok := byTopic[t.Topic]
 		if !ok || errors.Is(rc.Err, kerr.UnknownTopicOrPartition) {
-			vs = append(vs, Violation{Topic: topic, Ledger: l.Name, TTL: l.TTL, Reason: "topic does not exist"})
+			vs = append(vs, Violation{Topic: t.Topic, Ledger: l.Name, TTL: l.TTL, Reason: "topic does not exist"})
 			continue
 		}
 		if rc.Err != nil {
-			return nil, fmt.Errorf("describing topic %s: %w", topic, rc.Err)
+			return nil, fmt.Errorf("describing topic %s: %w", t.Topic, rc.Err)
 		}
-		vs = append(vs, checkTopic(topic, l, rc.Configs)...)
+		vs = append(vs, checkTopic(t.Topic, l, rc.Configs)...)
 	}
 	return vs, nil
 }

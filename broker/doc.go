@@ -5,6 +5,8 @@
 // Guarantees:
 //   - Raw ledger topics (ledger.<name>) are created with retention.ms equal to the ledger TTL, and
 //     CheckRetention reports every raw topic that could keep records longer than that.
+//     Topics of integrations that receive decrypted entries are bounded and checked the same way
+//     (IntegrationTopicTTL, EnsureBoundedTopics, CheckTopicRetention).
 //   - The embedded broker never writes plaintext to disk: raw ledger records are kept only sealed
 //     under KMS-wrapped data keys (or, without a KMS, in memory only), integration topics
 //     (decrypted deliveries) keep only their offsets, and only veil's own sealed or redacted

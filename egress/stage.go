@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
@@ -36,6 +37,12 @@ type Config struct {
 	Clock           func() time.Time
 	Logger          *slog.Logger
 	Observer        Observer // nil: none
+
+	// TopicTTL bounds the integration topic of an integration that decrypts: created with
+	// retention.ms = TopicTTL and segment.ms = TopicTTL/4 (broker.RawTopicConfigs), since it holds
+	// plaintext. Default: the longest TTL of its ledgers in the default table. Unused (the topic is
+	// created with the cluster's defaults, like redacted.*) when the integration only gets ★★★★★.
+	TopicTTL time.Duration
 }
 
 // Observer receives what a stage does. Nil is fine.
@@ -99,6 +106,17 @@ func New(cfg Config) (*Stage, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.TopicTTL <= 0 {
+		var ttls []broker.LedgerTTL
+		for _, l := range ledgers.All() {
+			ttls = append(ttls, broker.LedgerTTL{Name: l.Name, TTL: l.TTL})
+		}
+		t, err := broker.IntegrationTopicTTL(cfg.Integration.Topic, cfg.Integration.Ledgers, ttls)
+		if err != nil {
+			return nil, fmt.Errorf("egress: %w", err)
+		}
+		cfg.TopicTTL = t.TTL
 	}
 	obs := cfg.Observer
 	if obs == nil {
@@ -192,7 +210,11 @@ func (s *Stage) ensureTopic(ctx context.Context) error {
 	if s.cfg.Partitions > 0 {
 		p = int32(s.cfg.Partitions)
 	}
-	resp, err := kadm.NewClient(s.sess.Client()).CreateTopic(tctx, p, -1, nil, s.cfg.Integration.Topic)
+	var configs map[string]*string
+	if s.cfg.Integration.Decrypts() {
+		configs = broker.RawTopicConfigs(s.cfg.TopicTTL) // it holds plaintext
+	}
+	resp, err := kadm.NewClient(s.sess.Client()).CreateTopic(tctx, p, -1, configs, s.cfg.Integration.Topic)
 	if err == nil {
 		err = resp.Err
 	}

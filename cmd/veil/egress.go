@@ -8,10 +8,30 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/config"
 	"github.com/veil-project/veil/egress"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
 )
+
+// integrationTopics returns the topic of every integration that receives decrypted entries,
+// bounded by the longest TTL of its ledgers (ledgerTTLs: the effective TTLs).
+func integrationTopics(cfg *config.Config, ledgerTTLs []broker.LedgerTTL) ([]broker.TopicTTL, error) {
+	var out []broker.TopicTTL
+	for _, name := range slices.Sorted(maps.Keys(cfg.Integrations)) {
+		in := cfg.Integrations[name]
+		if !(&egress.Integration{Kind: reveal.Kind(in.Kind), Override: in.Override}).Decrypts() {
+			continue
+		}
+		t, err := broker.IntegrationTopicTTL(in.Topic, in.Ledgers, ledgerTTLs)
+		if err != nil {
+			return nil, fmt.Errorf("integrations.%s: %w", name, err)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
 
 // newEgress builds one egress stage per configured integration, in name order.
 func (s *service) newEgress() ([]*egress.Stage, error) {
@@ -20,15 +40,23 @@ func (s *service) newEgress() ([]*egress.Stage, error) {
 	if s.cfg.EmbeddedBroker() {
 		partitions = s.cfg.Kafka.Embedded.Partitions
 	}
+	ledgerTTLs, err := s.cfg.BrokerLedgers()
+	if err != nil {
+		return nil, &configError{err}
+	}
 	for _, name := range slices.Sorted(maps.Keys(s.cfg.Integrations)) {
 		in := s.cfg.Integrations[name]
+		bound, err := broker.IntegrationTopicTTL(in.Topic, in.Ledgers, ledgerTTLs)
+		if err != nil {
+			return nil, &configError{fmt.Errorf("integrations.%s: %w", name, err)}
+		}
 		st, err := egress.New(egress.Config{
 			Brokers: s.brokers, KafkaOpts: s.kopts, TransactionalID: s.cfg.Kafka.TransactionalID,
 			Integration: egress.Integration{
 				Name: name, Kind: reveal.Kind(in.Kind), Override: in.Override,
 				Apps: in.Apps, Ledgers: in.Ledgers, Topic: in.Topic,
 			},
-			Opener: s.opener, Partitions: partitions,
+			Opener: s.opener, Partitions: partitions, TopicTTL: bound.TTL,
 			Limits: schemas.Limits{MaxDepth: s.cfg.Limits.MaxDepth},
 			Logger: s.log.With("component", "egress"), Observer: egressObserver{s.obs},
 		})

@@ -236,15 +236,23 @@ func (s *service) prepareTopics(ctx context.Context, ledgerTTLs []broker.LedgerT
 	if err := broker.EnsureTopics(tctx, adm, ledgerTTLs, partitions); err != nil {
 		return fmt.Errorf("creating topics: %w", err)
 	}
-	violations, err := broker.CheckRetention(tctx, adm, ledgerTTLs)
+	// Topics of decrypting integrations hold plaintext too: bounded and checked like raw ones.
+	plain, err := integrationTopics(s.cfg, ledgerTTLs)
 	if err != nil {
-		return fmt.Errorf("checking raw topic retention: %w", err)
+		return &configError{err}
+	}
+	if err := broker.EnsureBoundedTopics(tctx, adm, plain, partitions); err != nil {
+		return fmt.Errorf("creating integration topics: %w", err)
+	}
+	violations, err := broker.CheckTopicRetention(tctx, adm, append(broker.RawTopicTTLs(ledgerTTLs), plain...))
+	if err != nil {
+		return fmt.Errorf("checking topic retention: %w", err)
 	}
 	for _, v := range violations {
-		s.log.Warn("raw topic keeps plaintext longer than its ledger TTL", "violation", v.String())
+		s.log.Warn("topic keeps plaintext longer than its ledger TTL", "violation", v.String())
 	}
 	if len(violations) > 0 && s.cfg.Kafka.RetentionCheck != "warn" {
-		return &refusedError{fmt.Errorf("%d raw topic(s) keep plaintext longer than their TTL (first: %s); fix retention.ms or set kafka.retention_check: warn", len(violations), violations[0])}
+		return &refusedError{fmt.Errorf("%d raw or integration topic(s) keep plaintext longer than their TTL (first: %s); fix retention.ms or set kafka.retention_check: warn", len(violations), violations[0])}
 	}
 	return nil
 }
