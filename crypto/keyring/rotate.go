@@ -248,7 +248,7 @@ func (k *Keyring) Keys(ctx context.Context) ([]KeyInfo, error) {
 	}
 	out := make([]KeyInfo, 0, len(stored))
 	for _, wk := range stored {
-		if wk.Period == SecretVersion {
+		if wk.Period == SecretVersion || wk.Pending() {
 			continue
 		}
 		p, g := SplitVersion(wk.Period)
@@ -280,7 +280,7 @@ func (k *Keyring) Apps(ctx context.Context) ([]string, error) {
 	}
 	var apps []string
 	for _, wk := range stored {
-		if !wk.Erased && wk.Period != SecretVersion {
+		if !wk.Erased && !wk.Pending() && wk.Period != SecretVersion {
 			apps = append(apps, wk.App)
 		}
 	}

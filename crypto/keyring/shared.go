@@ -1,7 +1,6 @@
 package keyring
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
-	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 )
 
 // SecretVersion is the version under which a KeyStore keeps a shared secret (see SharedSecret).
@@ -34,27 +32,12 @@ func (k *Keyring) SharedSecret(ctx context.Context, name string) ([]byte, error)
 		return nil, ErrClosed
 	}
 	wk, err := k.cfg.Store.Get(ctx, name, SecretVersion)
-	if errors.Is(err, ErrKeyNotFound) {
-		out, gerr := k.cfg.KMS.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{
-			KeyId: aws.String(k.cfg.KeyID), KeySpec: types.DataKeySpecAes256, EncryptionContext: EncryptionContext(name, SecretVersion),
-		})
-		k.generates.Add(1)
-		if k.cfg.OnKMSCall != nil {
-			k.cfg.OnKMSCall(OpGenerateDataKey)
+	if errors.Is(err, ErrKeyNotFound) || err == nil && wk.Pending() {
+		var raw *secret
+		raw, wk, err = k.obtain(ctx, name, SecretVersion, secretDestroyAt)
+		if err == nil && raw != nil {
+			return raw.b, nil
 		}
-		if gerr != nil {
-			return nil, &KMSError{Op: OpGenerateDataKey, Err: gerr}
-		}
-		keyID := aws.ToString(out.KeyId)
-		if keyID == "" {
-			keyID = k.cfg.KeyID
-		}
-		mine := WrappedKey{App: name, Period: SecretVersion, KeyID: keyID, Ciphertext: out.CiphertextBlob, DestroyAt: secretDestroyAt}
-		wk, err = k.cfg.Store.Create(ctx, mine)
-		if err == nil && !wk.Erased && bytes.Equal(wk.Ciphertext, mine.Ciphertext) && len(out.Plaintext) == KEKSize {
-			return out.Plaintext, nil
-		}
-		clear(out.Plaintext)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading shared secret %s: %w", name, err)

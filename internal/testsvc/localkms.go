@@ -1,6 +1,7 @@
 package testsvc
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -35,7 +36,48 @@ type LocalKMS struct {
 	// A second key, for rewrapping: alias/veil-test-2.
 	KeyID2, KeyARN2, Alias2 string
 
-	pid int
+	pid   int
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+// Calls returns how many requests for the KMS operation op (e.g. "GenerateDataKey") went through
+// the proxy, read from their X-Amz-Target headers.
+func (k *LocalKMS) Calls(op string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.calls[op]
+}
+
+// targetCounter counts the X-Amz-Target headers of the requests written through it.
+type targetCounter struct {
+	k     *LocalKMS
+	carry []byte
+}
+
+var targetHeader = []byte("X-Amz-Target: TrentService.")
+
+func (w *targetCounter) Write(p []byte) (int, error) {
+	buf := append(w.carry, p...)
+	for {
+		i := bytes.Index(buf, targetHeader)
+		if i < 0 {
+			break
+		}
+		rest := buf[i+len(targetHeader):]
+		j := bytes.IndexByte(rest, '\r')
+		if j < 0 {
+			buf = buf[i:] // the header continues in the next write
+			w.carry = append([]byte(nil), buf...)
+			return len(p), nil
+		}
+		w.k.mu.Lock()
+		w.k.calls[string(rest[:j])]++
+		w.k.mu.Unlock()
+		buf = rest[j:]
+	}
+	w.carry = append([]byte(nil), buf[max(0, len(buf)-len(targetHeader)):]...)
+	return len(p), nil
 }
 
 const (
@@ -110,6 +152,7 @@ Aliases:
 		KeyID2: keyID2, Alias2: "alias/veil-test-2",
 		KeyARN2: "arn:aws:kms:" + localKMSRegion + ":" + localKMSAccount + ":key/" + keyID2,
 		pid:     cmd.Process.Pid, // unshare and sh exec: the same process becomes local-kms
+		calls:   map[string]int{},
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -207,7 +250,11 @@ func (k *LocalKMS) proxy(ln net.Listener) {
 			}
 			defer up.Close()
 			done := make(chan struct{})
-			go func() { _, _ = io.Copy(up, c); up.(*net.TCPConn).CloseWrite(); close(done) }()
+			go func() {
+				_, _ = io.Copy(up, io.TeeReader(c, &targetCounter{k: k}))
+				up.(*net.TCPConn).CloseWrite()
+				close(done)
+			}()
 			_, _ = io.Copy(c, up)
 			c.(*net.TCPConn).CloseWrite()
 			<-done

@@ -12,8 +12,12 @@ import (
 // port in the host's namespace (it binds every interface of its own namespace only).
 func TestLocalKMSOnlyOnItsLoopback(t *testing.T) {
 	k := StartLocalKMS(t)
+	before := k.Calls("ListAliases")
 	if err := k.ping(); err != nil {
 		t.Fatalf("local-kms through the proxy: %v", err)
+	}
+	if got := k.Calls("ListAliases") - before; got != 1 {
+		t.Errorf("Calls(ListAliases) grew by %d for one request, want 1", got)
 	}
 	if c, err := net.Dial("tcp", "127.0.0.1:"+localKMSPort); err == nil {
 		c.Close()

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -334,12 +335,20 @@ func testKeyringsAgree(t *testing.T, open func(*testing.T) keyring.KeyStore) {
 		tok envelope.Token
 		val string
 	}
-	var all []sealed
+	// All three need the key at the same moment: one claims it, the others wait for it.
+	all := make([]sealed, len(procs))
+	var wg sync.WaitGroup
+	start := make(chan struct{})
 	for i, k := range procs {
-		v := fmt.Sprintf("value %d", i)
-		rec, tok := d.seal(k, "app-1", v)
-		all = append(all, sealed{rec, tok, v})
+		wg.Go(func() {
+			<-start
+			v := fmt.Sprintf("value %d", i)
+			rec, tok := d.seal(k, "app-1", v)
+			all[i] = sealed{rec, tok, v}
+		})
 	}
+	close(start)
+	wg.Wait()
 	for i, s := range all {
 		for j, k := range procs {
 			if got, err := d.open1(k, s.rec, s.tok); err != nil || got != s.val {
@@ -348,7 +357,10 @@ func testKeyringsAgree(t *testing.T, open func(*testing.T) keyring.KeyStore) {
 		}
 	}
 	if got := d.calls[keyring.OpGenerateDataKey]; got != 1 {
-		t.Errorf("GenerateDataKey calls = %d over 3 processes, want 1 per (app, version)", got)
+		t.Errorf("GenerateDataKey calls = %d over 3 processes asking at once, want 1 per (app, version)", got)
+	}
+	if infos, err := procs[0].Keys(ctx); err != nil || len(infos) != 1 || infos[0].KMSKeyID == "" || strings.HasPrefix(infos[0].KMSKeyID, "veil-pending") {
+		t.Errorf("Keys = %+v, %v, want one key, no claim", infos, err)
 	}
 }
 

@@ -3,7 +3,7 @@
 // A key is one string, <prefix>{<app>}:<version>, holding keyring.EncodeKey's JSON (KMS-wrapped
 // ciphertext only), created with SET NX EXAT <DestroyAt>: the put-if-absent is Redis's, and Redis
 // deletes the key by itself at its destroy time. Tombstones replace a key with SET … EXAT. Replace
-// is a compare-and-swap in one Lua script, so it can never resurrect an erased key. The change
+// is a compare-and-swap in one Lua script (the new value gets its own expiry), so it can never resurrect an erased key. The change
 // counter is the integer <prefix>changes, increased with INCR. The app is the key's hash tag.
 package rediskeys
 
@@ -212,13 +212,13 @@ func (s *Store) Tombstone(ctx context.Context, app string, v int64, destroyAt ti
 	return nil
 }
 
-// replaceScript swaps KEYS[1] from ARGV[1] to ARGV[2], keeping its expiry: 1 when swapped, 0 when
-// the stored value is another, -1 when nothing is stored.
+// replaceScript swaps KEYS[1] from ARGV[1] to ARGV[2], expiring at ARGV[3] (Unix seconds): 1 when
+// swapped, 0 when the stored value is another, -1 when nothing is stored.
 var replaceScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if not cur then return -1 end
 if cur ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+redis.call('SET', KEYS[1], ARGV[2], 'EXAT', ARGV[3])
 return 1`)
 
 // Replace implements keyring.Replacer as one compare-and-swap script. The stored value must be
@@ -238,7 +238,7 @@ func (s *Store) Replace(ctx context.Context, old, nw keyring.WrappedKey) error {
 	if err != nil {
 		return err
 	}
-	n, err := replaceScript.Run(ctx, s.c, []string{s.key(old.App, old.Period)}, ob, nb).Int()
+	n, err := replaceScript.Run(ctx, s.c, []string{s.key(old.App, old.Period)}, ob, nb, exat(nw.DestroyAt).Unix()).Int()
 	switch {
 	case err != nil:
 		return fmt.Errorf("replacing key: %w", err)
