@@ -229,7 +229,7 @@ func (r *runner) sourcesOf(ctx context.Context, p *plan) (Source, error) {
 		return src, err
 	}
 	if probe.size() == 0 {
-		src.Why = fmt.Sprintf("%s (%s; %s has no older output)", p.raw, strings.Join(notes, ", "), p.enc)
+		src.Why = p.raw + " (no output in the window is older than what it holds)"
 		return src, nil
 	}
 	if !r.cfg.wantRedacted() {
