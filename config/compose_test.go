@@ -530,7 +530,7 @@ func TestCompose(t *testing.T) {
 				t.Fatalf("Dockerfile copies the whole context and there is no .dockerignore: %v", err)
 			}
 			lines := strings.Fields(string(ign))
-			for _, want := range []string{"veil-data/", "bin/", ".cache/", ".git"} {
+			for _, want := range []string{"veil-data/", "veil-data.kms/", "bin/", ".cache/", ".git"} {
 				if !slices.Contains(lines, want) {
 					t.Errorf(".dockerignore lacks %s (it would be copied into the build context)", want)
 				}

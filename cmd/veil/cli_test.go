@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -79,6 +81,26 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// TestDefaultLoggersJSON: what goes through the log package or slog.Default (libraries, the
+// embedded broker's default) comes out as JSON, like the service's own lines.
+func TestDefaultLoggersJSON(t *testing.T) {
+	var stderr lockedBuffer
+	prev := slog.Default()
+	setupLogging(&stderr)
+	t.Cleanup(func() { setupLogging(os.Stderr); slog.SetDefault(prev) })
+	log.Print("from the log package")
+	slog.Default().Warn("from slog.Default")
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("stderr = %q, want two lines", stderr.String())
+	}
+	for _, l := range lines {
+		if !json.Valid([]byte(l)) {
+			t.Errorf("not a JSON line: %q", l)
+		}
+	}
+}
+
 // TestCerts: veil certs writes a key only its owner reads, keeps the certificate on a second run
 // (clients that trust it keep working), and replaces it with --force.
 func TestCerts(t *testing.T) {
@@ -132,6 +154,9 @@ func TestCheck(t *testing.T) {
 			t.Errorf("check output lacks %q:\n%s", want, stdout.String())
 		}
 	}
+	var redisLog lockedBuffer
+	setupLogging(&redisLog)
+	t.Cleanup(func() { setupLogging(os.Stderr) })
 	bad := write("bad.yaml", fmt.Sprintf("kafka: {brokers: [%s]}\ndata_dir: %s\nstore: {kind: redis, redis: {addr: %q}}\n", c.ListenAddrs()[0], dir, deadAddr))
 	stdout.Reset()
 	stderr.Reset()
@@ -140,9 +165,9 @@ func TestCheck(t *testing.T) {
 	}
 	// The Redis client's own complaints are JSON log lines like every other (redis.SetLogger).
 	redisLines := 0
-	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
-		if strings.HasPrefix(line, "veil: ") {
-			continue // the command's error, printed once
+	for _, line := range strings.Split(strings.TrimSpace(redisLog.String()), "\n") {
+		if line == "" {
+			continue
 		}
 		if !json.Valid([]byte(line)) {
 			t.Errorf("stderr line is not JSON: %q", line)

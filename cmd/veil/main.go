@@ -80,13 +80,21 @@ type notOKError struct{ n int }
 func (e *notOKError) Error() string { return fmt.Sprintf("%d token(s) not revealed", e.n) }
 
 func main() {
+	setupLogging(os.Stderr)
 	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// setupLogging makes every line the process writes JSON: components that log through
+// slog.Default() or the log package, and the Redis client's own logger (plain text by default),
+// go through the same JSON handler as the service's logger. It sets process-wide state, so main
+// calls it once, not runMain.
+func setupLogging(w io.Writer) {
+	logger := ops.NewLogger(w, "info")
+	slog.SetDefault(logger)
+	redis.SetLogger(redisLogger{logger})
+}
+
 func runMain(args []string, stdout, stderr io.Writer) int {
-	// The Redis client logs connection trouble through its own logger, plain text by default:
-	// route it through slog so every line veil writes is JSON.
-	redis.SetLogger(redisLogger{ops.NewLogger(stderr, "info")})
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		if len(args) == 0 {
 			usage(stderr)
