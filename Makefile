@@ -32,6 +32,7 @@ fuzz:
 # plus the fault tests (make test runs 100,000 entries and 10 SIGKILLs).
 soak: test-deps
 	$(GO) test -race -count=1 -v -timeout 60m ./internal/soak/ -args -soak
+	$(GO) test -race -count=1 -v -timeout 30m -run TestSeveralHosts ./cmd/veil/ -args -soak
 
 lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
