@@ -35,6 +35,7 @@ type env struct {
 	cl     *kgo.Client
 	adm    *kadm.Client
 	store  store.Store
+	kms    *kmslocal.Provider
 	opener *reveal.Opener
 	tr     *pipeline.Transformer
 	dir    string
@@ -51,7 +52,12 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	dir := t.TempDir()
+	return newEnvOn(t, c.ListenAddrs(), t.TempDir())
+}
+
+// newEnvOn is an env on the broker at addrs, keeping its keys and store in dir.
+func newEnvOn(t *testing.T, addrs []string, dir string) *env {
+	t.Helper()
 	kms, err := kmslocal.Open(filepath.Join(dir, "root.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -71,13 +77,13 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { st.Close(context.Background()) })
 	sealer := envelope.NewSealer(kr)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
 	return &env{
-		t: t, addrs: c.ListenAddrs(), cl: cl, adm: kadm.NewClient(cl), store: st, dir: dir,
+		t: t, addrs: addrs, cl: cl, kms: kms, adm: kadm.NewClient(cl), store: st, dir: dir,
 		opener: &reveal.Opener{Store: st, Sealer: sealer},
 		tr: &pipeline.Transformer{
 			Registry: schemas.DefaultRegistry(), Ledgers: ledgers.DefaultTable(), Sealer: sealer,
