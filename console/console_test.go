@@ -17,7 +17,7 @@ import (
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // get fetches path and returns the status and body.
-func get(t *testing.T, c *http.Client, base, path string) (int, string, http.Header) {
+func get(t testing.TB, c *http.Client, base, path string) (int, string, http.Header) {
 	t.Helper()
 	resp, err := c.Get(base + path)
 	if err != nil {
@@ -28,7 +28,7 @@ func get(t *testing.T, c *http.Client, base, path string) (int, string, http.Hea
 	return resp.StatusCode, string(b), resp.Header
 }
 
-func post(t *testing.T, c *http.Client, base, path string, form url.Values, hdr ...string) (int, string, http.Header) {
+func post(t testing.TB, c *http.Client, base, path string, form url.Values, hdr ...string) (int, string, http.Header) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -44,7 +44,7 @@ func post(t *testing.T, c *http.Client, base, path string, form url.Values, hdr 
 	return resp.StatusCode, string(b), resp.Header
 }
 
-func csrfOf(t *testing.T, body string) string {
+func csrfOf(t testing.TB, body string) string {
 	t.Helper()
 	m := csrfRE.FindStringSubmatch(body)
 	if m == nil {
@@ -54,7 +54,7 @@ func csrfOf(t *testing.T, body string) string {
 }
 
 // signIn signs name in and returns its client and CSRF token.
-func (e *env) signIn(t *testing.T, name string) (*http.Client, string) {
+func (e *env) signIn(t testing.TB, name string) (*http.Client, string) {
 	t.Helper()
 	c := e.client()
 	code, body, _ := get(t, c, e.srv.URL, "/console/signin")

@@ -166,10 +166,14 @@ func (l *Log) spans(ctx context.Context, topics []string, fromMs, toMs int64) ([
 	return out, nil
 }
 
-// read returns the committed records of one partition with offsets in [lo, hi), in order. Records
-// of aborted transactions and control records are left out, so fewer than hi-lo may come back.
-func (l *Log) read(ctx context.Context, s span, lo, hi int64) ([]*kgo.Record, error) {
+// read returns the committed records of one partition with offsets in [lo, hi), in order, and
+// those of the record batch holding lo that lie below it down to floor: the broker returns whole
+// batches and decoding them is the cost, so walking back uses all of it. Records of aborted
+// transactions and control records are left out, so fewer than hi-lo may come back.
+func (l *Log) read(ctx context.Context, s span, lo, hi, floor int64) ([]*kgo.Record, error) {
 	var out []*kgo.Record
+	floor = min(floor, lo)
+	first := true
 	for lo < hi {
 		req := kmsg.NewPtrFetchRequest()
 		req.ReplicaID = -1
@@ -197,8 +201,12 @@ func (l *Log) read(ctx context.Context, s span, lo, hi int64) ([]*kgo.Record, er
 		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
 			return nil, fmt.Errorf("fetching %s/%d: unexpected response shape", s.topic, s.part.p)
 		}
+		from := lo
+		if first {
+			from, first = floor, false
+		}
 		fp, next := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
-			Offset: lo, IsolationLevel: kgo.ReadCommitted(), Topic: s.topic, Partition: s.part.p,
+			Offset: from, IsolationLevel: kgo.ReadCommitted(), Topic: s.topic, Partition: s.part.p,
 		}, &resp.Topics[0].Partitions[0], l.dec, nil)
 		if fp.Err != nil {
 			l.forget()

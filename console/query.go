@@ -124,8 +124,12 @@ type Query struct {
 	Budget int64
 }
 
-// chunk is how many offsets of one partition are read at a time, walking back from the end.
-const chunk = 512
+// firstChunk is how many offsets of one partition are read first, walking back from the end;
+// each further read doubles it up to maxChunk, so a selective filter needs few round trips.
+const (
+	firstChunk = 256
+	maxChunk   = 16384
+)
 
 // Search answers q from the encrypted topics: per partition it lists the offsets whose record
 // time can hold a match and walks back from the newest in chunks until the partition gave Limit
@@ -202,13 +206,14 @@ func (l *Log) searchSpan(ctx context.Context, q Query, s span, scanned *atomic.I
 func walkBack[T any](ctx context.Context, l *Log, s span, limit int, budget int64, scanned *atomic.Int64, partial *atomic.Bool, keep func(*kgo.Record) (T, bool)) ([]T, error) {
 	var out []T
 	hi := s.hi
+	chunk := int64(firstChunk)
 	for hi > s.lo && len(out) < limit {
 		if scanned.Load() >= budget {
 			partial.Store(true)
 			break
 		}
 		lo := max(s.lo, hi-chunk)
-		recs, err := l.read(ctx, s, lo, hi)
+		recs, err := l.read(ctx, s, lo, hi, s.lo)
 		if err != nil {
 			return nil, err
 		}
@@ -218,7 +223,11 @@ func walkBack[T any](ctx context.Context, l *Log, s span, limit int, budget int6
 				out = append(out, v)
 			}
 		}
+		if len(recs) > 0 && recs[0].Offset < lo {
+			lo = recs[0].Offset // the rest of lo's batch was read too
+		}
 		hi = lo
+		chunk = min(2*chunk, maxChunk)
 	}
 	return out, nil
 }
@@ -329,8 +338,8 @@ func (l *Log) Get(ctx context.Context, ledger string, partition int32, offset in
 	if i < 0 {
 		return Item{}, false, nil
 	}
-	recs, err := l.read(ctx, span{topic: topic, meta: m, part: m.parts[i]}, offset, offset+1)
-	if err != nil || len(recs) == 0 {
+	recs, err := l.read(ctx, span{topic: topic, meta: m, part: m.parts[i]}, offset, offset+1, offset)
+	if err != nil || len(recs) == 0 || recs[0].Offset != offset {
 		return Item{}, false, err
 	}
 	q := Query{Filter: Filter{Visible: func(string) bool { return true }}}
