@@ -60,9 +60,11 @@ func (s *service) startAPI(ctx context.Context) (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.console, err = s.mountConsole(ctx, srv, pf); err != nil {
+	con, err := s.mountConsole(srv, pf)
+	if err != nil {
 		return nil, err
 	}
+	s.console.Store(con)
 	ln, err := srv.Listen()
 	if errors.Is(err, reveal.ErrPlainHTTP) {
 		return nil, &configError{err}
@@ -81,7 +83,7 @@ func (s *service) startAPI(ctx context.Context) (stop func(), err error) {
 	watched := make(chan struct{})
 	go func() { defer close(watched); s.watchPrincipals(actx, pf, time.Second) }()
 	sampled := make(chan struct{})
-	go func() { defer close(sampled); s.console.Run(actx, 0) }()
+	go func() { defer close(sampled); con.Run(actx, 0) }()
 	s.log.Info("reveal API listening", "url", apiURL(s.cfg), "principals", path, "console", apiURL(s.cfg)+"/console/")
 	return func() { cancel(); <-done; <-watched; <-sampled }, nil
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"time"
 
 	"github.com/veil-project/veil/console"
 	"github.com/veil-project/veil/reveal"
@@ -10,7 +12,7 @@ import (
 
 // mountConsole serves the console under /console/ on the reveal API's listener; its reveals go
 // through srv's own authorization and audit path. The caller runs its metrics sampler (Run).
-func (s *service) mountConsole(ctx context.Context, srv *reveal.Server, principals reveal.Authenticator) (*console.Console, error) {
+func (s *service) mountConsole(srv *reveal.Server, principals reveal.Authenticator) (*console.Console, error) {
 	table, err := s.cfg.LedgerTable()
 	if err != nil {
 		return nil, &configError{err}
@@ -40,4 +42,19 @@ func (s *service) mountConsole(ctx context.Context, srv *reveal.Server, principa
 	}
 	srv.Mount(console.Prefix, con)
 	return con, nil
+}
+
+// demoConsoleSection prints a one-time link that signs the demo principal in to the console.
+func demoConsoleSection(w io.Writer, v demoView) {
+	con := v.s.console.Load()
+	if con == nil || v.key == "" {
+		return
+	}
+	link, err := con.SignInLink(v.key, 10*time.Minute)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(w, "\n── console (Logs, Dead letters, Status, Audit; in a browser) ──\n")
+	fmt.Fprintf(w, "  %s%s\n", apiURL(v.s.cfg), link)
+	fmt.Fprintf(w, "  signs %s in once within 10 minutes; then sign in at %s/console/signin with its API key\n", demoPrincipalName, apiURL(v.s.cfg))
 }

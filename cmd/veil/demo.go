@@ -105,7 +105,7 @@ type demoView struct {
 }
 
 // demoSections print the end of the demo's output, in order; add a section for a new way in.
-var demoSections = []func(io.Writer, demoView){demoRevealSection, demoNextSection}
+var demoSections = []func(io.Writer, demoView){demoRevealSection, demoConsoleSection, demoNextSection}
 
 func demoRevealSection(w io.Writer, v demoView) {
 	cfg := v.s.cfg

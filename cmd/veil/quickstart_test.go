@@ -146,6 +146,8 @@ func TestQuickStart(t *testing.T) {
 	if code != exitFailure || stdout != "" {
 		t.Errorf("reveal with a wrong key = exit %d, %q; want 1 and nothing", code, stdout)
 	}
+	// 5. The console link the demo printed signs the demo principal in, once.
+	checkConsoleLink(t, printed.String())
 }
 
 // checkRevealedOriginal checks that out is "ok\t<json>" and that the value is the one the demo

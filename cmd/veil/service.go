@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -57,7 +58,7 @@ type service struct {
 	proc         *pipeline.Processor
 	ksID         string // identity of the key store, advertised in the processor's client id
 	obs          *observer
-	console      *console.Console // the web console, once the reveal API serves it
+	console      atomic.Pointer[console.Console] // the web console, once the reveal API serves it
 	closers      []func(context.Context) error
 }
 
