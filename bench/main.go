@@ -42,15 +42,22 @@ import (
 	"github.com/veil-project/veil/sinks/store/badgerstore"
 )
 
+const defaultJSON = "bench/results/latest.json"
+
 func main() {
 	var (
 		n          = flag.Int("entries", 200_000, "entries to preload and process")
 		partitions = flag.Int("partitions", 3, "partitions per topic")
 		maxPoll    = flag.Int("max-poll", 2000, "records per poll and transaction")
-		out        = flag.String("json", "bench/results/latest.json", "where to write the results as JSON (empty: nowhere)")
+		out        = flag.String("json", defaultJSON, "where to write the results as JSON (empty: nowhere)")
 		child      = flag.Bool("broker-child", false, "internal: run only the broker and print its address")
 		cpuProf    = flag.String("cpuprofile", "", "write a CPU profile of the pipeline phase to this file")
 		memProf    = flag.String("memprofile", "", "write an allocation profile of the pipeline phase to this file")
+		rates      = flag.String("rates", "1000,10000,30000", "latency sweep: fixed rates in entries/s (empty: no sweep)")
+		sweep      = flag.Bool("sweep", true, "latency sweep: after the fixed rates, raise the rate until p99 exceeds 100 ms")
+		rateFor    = flag.Duration("rate-duration", 5*time.Second, "latency sweep: producing time per rate")
+		linger     = flag.Duration("pipeline-linger", 0, "the pipeline producer's linger, as kafka.linger (default 0 like veil's; negative: the franz-go default, 10ms)")
+		latOnly    = flag.Bool("latency-only", false, "run only the latency sweep (no preload, throughput, reveal or seal phases)")
 	)
 	flag.Parse()
 	if *child {
@@ -60,7 +67,32 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	profiles = profileFiles{cpu: *cpuProf, mem: *memProf}
-	if err := run(ctx, *n, *partitions, *maxPoll, *out); err != nil {
+	so := sweepOpts{Sweep: *sweep, MaxRate: 200_000, Duration: *rateFor, P99Limit: 100 * time.Millisecond, MaxPoll: *maxPoll}
+	for _, f := range strings.Split(*rates, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		r, err := strconv.Atoi(f)
+		if err != nil || r <= 0 {
+			fmt.Fprintln(os.Stderr, "bench: -rates: not a positive number:", f)
+			os.Exit(2)
+		}
+		so.Rates = append(so.Rates, r)
+	}
+	if *linger >= 0 {
+		so.Opts = append(so.Opts, kgo.ProducerLinger(*linger))
+	}
+	if *latOnly {
+		if *out == defaultJSON {
+			*out = "bench/results/latency.json" // latest.json keeps the last full run
+		}
+		if err := runLatencyOnly(ctx, so, *out); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(ctx, *n, *partitions, *maxPoll, *out, so); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -92,19 +124,20 @@ type phase struct {
 }
 
 type results struct {
-	When       time.Time     `json:"when"`
-	GoVersion  string        `json:"go_version"`
-	Cores      int           `json:"cores"`
-	Entries    int           `json:"entries"`
-	InputMB    float64       `json:"input_mb"`
-	Partitions int           `json:"partitions"`
-	MaxPoll    int           `json:"max_poll"`
-	Phases     []phase       `json:"phases"`
-	Ratio      float64       `json:"pipeline_over_passthrough"`
-	OwnCPUUs   float64       `json:"veil_cpu_us_per_entry_over_passthrough"`
-	SealUs     float64       `json:"seal_us_per_entry"`
-	Reveal     *revealResult `json:"reveal,omitempty"`
-	Targets    []target      `json:"targets"`
+	When       time.Time      `json:"when"`
+	GoVersion  string         `json:"go_version"`
+	Cores      int            `json:"cores"`
+	Entries    int            `json:"entries"`
+	InputMB    float64        `json:"input_mb"`
+	Partitions int            `json:"partitions"`
+	MaxPoll    int            `json:"max_poll"`
+	Phases     []phase        `json:"phases"`
+	Ratio      float64        `json:"pipeline_over_passthrough"`
+	OwnCPUUs   float64        `json:"veil_cpu_us_per_entry_over_passthrough"`
+	SealUs     float64        `json:"seal_us_per_entry"`
+	Reveal     *revealResult  `json:"reveal,omitempty"`
+	Latency    *latencyResult `json:"latency,omitempty"`
+	Targets    []target       `json:"targets"`
 }
 
 type target struct {
@@ -114,7 +147,7 @@ type target struct {
 	Met   bool   `json:"met"`
 }
 
-func run(ctx context.Context, n, partitions, maxPoll int, out string) error {
+func run(ctx context.Context, n, partitions, maxPoll int, out string, so sweepOpts) error {
 	addr, stopBroker, err := startBrokerChild()
 	if err != nil {
 		return err
@@ -133,45 +166,23 @@ func run(ctx context.Context, n, partitions, maxPoll int, out string) error {
 		InputMB: float64(inputBytes) / 1e6, Partitions: partitions, MaxPoll: maxPoll}
 
 	copyTopics := func(ledger string) (string, string) { return "bench.copy.a." + ledger, "bench.copy.b." + ledger }
-	pt, err := runPhase(ctx, "pass-through", brokers, n, inputBytes, maxPoll, pipeline.PassThrough{Topics: copyTopics}, nil)
+	pt, err := runPhase(ctx, "pass-through", brokers, n, inputBytes, maxPoll, so.Opts, pipeline.PassThrough{Topics: copyTopics}, nil)
 	if err != nil {
 		return err
 	}
 	res.Phases = append(res.Phases, pt)
 
-	dir, err := os.MkdirTemp("", "veil-bench-")
+	v, err := newVeil()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	kms, err := kmslocal.Open(filepath.Join(dir, "root.key"))
+	defer v.close()
+	dir, st, sealer, tr := v.dir, v.st, v.sealer, v.tr
+	pl, err := runPhase(ctx, "pipeline", brokers, n, inputBytes, maxPoll, so.Opts, tr, st)
 	if err != nil {
 		return err
 	}
-	var kmsCalls atomic.Int64
-	ks, err := keyring.NewFileKeyStore(filepath.Join(dir, "keys"))
-	if err != nil {
-		return err
-	}
-	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: kmslocal.DefaultKeyID, Store: ks, OnKMSCall: func(string) { kmsCalls.Add(1) }})
-	if err != nil {
-		return err
-	}
-	defer kr.Close()
-	st, err := badgerstore.Open(filepath.Join(dir, "store"))
-	if err != nil {
-		return err
-	}
-	defer st.Close(context.Background())
-	table, _ := ledgers.NewTable(nil)
-	sealer := envelope.NewSealer(kr)
-	tr := &pipeline.Transformer{Registry: schemas.DefaultRegistry(), Ledgers: table, Sealer: sealer, Store: st,
-		Apps: func(string) (ledgers.AppSettings, bool) { return ledgers.DefaultAppSettings, true }}
-	pl, err := runPhase(ctx, "pipeline", brokers, n, inputBytes, maxPoll, tr, st)
-	if err != nil {
-		return err
-	}
-	pl.KMSCalls = kmsCalls.Load()
+	pl.KMSCalls = v.kmsCalls.Load()
 	res.Phases = append(res.Phases, pl)
 	res.Ratio = pl.EntriesPerS / pt.EntriesPerS
 	res.OwnCPUUs = pl.CPUUsPerE - pt.CPUUsPerE
@@ -190,6 +201,13 @@ func run(ctx context.Context, n, partitions, maxPoll int, out string) error {
 		return err
 	}
 	res.SealUs = benchSeal(appKey)
+	if len(so.Rates) > 0 {
+		lat, err := benchLatency(ctx, so, v.processor(so))
+		if err != nil {
+			return err
+		}
+		res.Latency = &lat
+	}
 	res.Targets = targets(res, pt, pl)
 
 	printTable(os.Stdout, res)
@@ -202,6 +220,95 @@ func run(ctx context.Context, n, partitions, maxPoll int, out string) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "results written to %s\n", out)
+	}
+	return nil
+}
+
+// veil is the pipeline's transform and store, as in production on the embedded defaults: the
+// local KMS, a file key store, Badger.
+type veil struct {
+	dir      string
+	kmsCalls *atomic.Int64
+	kr       *keyring.Keyring
+	st       *badgerstore.Store
+	sealer   *envelope.Sealer
+	tr       *pipeline.Transformer
+}
+
+func newVeil() (*veil, error) {
+	dir, err := os.MkdirTemp("", "veil-bench-")
+	if err != nil {
+		return nil, err
+	}
+	v := &veil{dir: dir, kmsCalls: new(atomic.Int64)}
+	fail := func(err error) (*veil, error) { v.close(); return nil, err }
+	kms, err := kmslocal.Open(filepath.Join(dir, "root.key"))
+	if err != nil {
+		return fail(err)
+	}
+	ks, err := keyring.NewFileKeyStore(filepath.Join(dir, "keys"))
+	if err != nil {
+		return fail(err)
+	}
+	v.kr, err = keyring.New(keyring.Config{KMS: kms, KeyID: kmslocal.DefaultKeyID, Store: ks, OnKMSCall: func(string) { v.kmsCalls.Add(1) }})
+	if err != nil {
+		return fail(err)
+	}
+	v.st, err = badgerstore.Open(filepath.Join(dir, "store"))
+	if err != nil {
+		return fail(err)
+	}
+	table, _ := ledgers.NewTable(nil)
+	v.sealer = envelope.NewSealer(v.kr)
+	v.tr = &pipeline.Transformer{Registry: schemas.DefaultRegistry(), Ledgers: table, Sealer: v.sealer, Store: v.st,
+		Apps: func(string) (ledgers.AppSettings, bool) { return ledgers.DefaultAppSettings, true }}
+	return v, nil
+}
+
+func (v *veil) close() {
+	if v.st != nil {
+		v.st.Close(context.Background())
+	}
+	if v.kr != nil {
+		v.kr.Close()
+	}
+	os.RemoveAll(v.dir)
+}
+
+// processor returns what builds the latency sweep's pipeline: the production transform and
+// store, the bench's batch size, and the sweep's extra Kafka options.
+func (v *veil) processor(so sweepOpts) func([]string) (*pipeline.Processor, error) {
+	return func(brokers []string) (*pipeline.Processor, error) {
+		var names []string
+		for _, l := range ledgers.All() {
+			names = append(names, l.Name)
+		}
+		return pipeline.New(pipeline.Config{Brokers: brokers, Group: "bench-latency", TransactionID: "bench-latency",
+			Ledgers: names, MaxPoll: so.MaxPoll, KafkaOpts: so.Opts, Transformer: v.tr, Store: v.st,
+			Logger: slog.New(slog.DiscardHandler)})
+	}
+}
+
+// runLatencyOnly runs the latency sweep alone and prints it.
+func runLatencyOnly(ctx context.Context, so sweepOpts, out string) error {
+	v, err := newVeil()
+	if err != nil {
+		return err
+	}
+	defer v.close()
+	lat, err := benchLatency(ctx, so, v.processor(so))
+	if err != nil {
+		return err
+	}
+	printLatency(os.Stdout, lat)
+	if out != "" {
+		b, _ := json.MarshalIndent(struct {
+			When    time.Time     `json:"when"`
+			Latency latencyResult `json:"latency"`
+		}{time.Now().UTC(), lat}, "", "  ")
+		if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -308,7 +415,7 @@ func (c *counter) Batch(outs []pipeline.Output, committed bool) {
 }
 func (c *counter) Dependency(string, bool) {}
 
-func runPhase(ctx context.Context, name string, brokers []string, n int, inputBytes int64, maxPoll int, stage pipeline.Stage, st pipelineStore) (phase, error) {
+func runPhase(ctx context.Context, name string, brokers []string, n int, inputBytes int64, maxPoll int, opts []kgo.Opt, stage pipeline.Stage, st pipelineStore) (phase, error) {
 	var ledgerNames []string
 	for _, l := range ledgers.All() {
 		ledgerNames = append(ledgerNames, l.Name)
@@ -319,7 +426,7 @@ func runPhase(ctx context.Context, name string, brokers []string, n int, inputBy
 		cnt.tokens = lastTokens
 	}
 	cfg := pipeline.Config{Brokers: brokers, Group: "bench-" + name, TransactionID: "bench-" + name, Ledgers: ledgerNames,
-		MaxPoll: maxPoll, Transformer: stage, Observer: cnt, Logger: slog.New(slog.DiscardHandler)}
+		MaxPoll: maxPoll, KafkaOpts: opts, Transformer: stage, Observer: cnt, Logger: slog.New(slog.DiscardHandler)}
 	if st != nil {
 		cfg.Store = st
 	} else {
@@ -398,6 +505,10 @@ func printTable(w io.Writer, r results) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", t.Name, t.Value, t.Goal, t.Met)
 	}
 	tw.Flush()
+	if r.Latency != nil {
+		fmt.Fprintln(w)
+		printLatency(w, *r.Latency)
+	}
 }
 
 func cpuTime() time.Duration {
