@@ -58,6 +58,10 @@ type Kafka struct {
 	TransactionalID string   `yaml:"transactional_id"`
 	Embedded        Embedded `yaml:"embedded"`
 	RetentionCheck  string   `yaml:"retention_check"`
+	// Linger is how long the pipeline's producer waits to fill a batch before sending it; 0
+	// (the default) sends at once. Each transaction waits for its records to be acknowledged
+	// before it commits, so a linger is paid on every transaction (see docs/performance.md).
+	Linger time.Duration `yaml:"linger"`
 }
 
 // KafkaTLS is TLS to the brokers.

@@ -72,6 +72,9 @@ func (c *Config) Validate() error {
 		bad("kafka.embedded.partitions", "must be at least 1")
 	}
 	oneOf("kafka.retention_check", k.RetentionCheck, "refuse", "warn")
+	if k.Linger < 0 || k.Linger > time.Second {
+		bad("kafka.linger", "must be between 0 and 1s")
+	}
 
 	if c.DataDir == "" {
 		bad("data_dir", "must not be empty")

@@ -210,7 +210,7 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 	}
 	s.proc, err = pipeline.New(pipeline.Config{
 		Brokers: s.brokers, Group: cfg.Kafka.Group, TransactionID: cfg.Kafka.TransactionalID,
-		Ledgers: names, KafkaOpts: append(slices.Clone(s.kopts), kgo.ClientID(keyStoreClientPrefix+s.ksID)), Transformer: tr, Store: s.store, Observer: s.obs, Logger: s.log,
+		Ledgers: names, KafkaOpts: append(slices.Clone(s.kopts), kgo.ClientID(keyStoreClientPrefix+s.ksID), kgo.ProducerLinger(cfg.Kafka.Linger)), Transformer: tr, Store: s.store, Observer: s.obs, Logger: s.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating processor: %w", err)
