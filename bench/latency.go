@@ -345,6 +345,8 @@ func printLatency(w io.Writer, r latencyResult) {
 	}
 	tw.Flush()
 	switch {
+	case r.P99Over > 0 && r.BelowLimit == 0:
+		fmt.Fprintf(w, "p99 exceeds %.0f ms at every measured rate, from %d entries/s\n", r.LimitMs, r.P99Over)
 	case r.P99Over > 0:
 		fmt.Fprintf(w, "p99 exceeds %.0f ms at %d entries/s (under it up to %d entries/s)\n", r.LimitMs, r.P99Over, r.BelowLimit)
 	default:

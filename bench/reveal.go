@@ -10,9 +10,11 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -55,11 +57,69 @@ type revealResult struct {
 	P50Ms    float64 `json:"p50_ms"`
 	P99Ms    float64 `json:"p99_ms"`
 	PerS     float64 `json:"requests_per_s"`
+	// Where a 1-token request's time goes, timed inside the server's own process: the audit
+	// write (to the broker, before the answer) and the store read, per call.
+	AuditP50Ms float64 `json:"audit_p50_ms"`
+	AuditP99Ms float64 `json:"audit_p99_ms"`
+	StoreP50Ms float64 `json:"store_get_p50_ms"`
+	StoreP99Ms float64 `json:"store_get_p99_ms"`
+	NewConns   int64   `json:"new_connections"` // requests that paid a TCP+TLS handshake (the rest reused a connection)
+	// Batch requests: BatchSize tokens per request, same clients.
+	BatchSize     int     `json:"batch_size"`
+	BatchRequests int     `json:"batch_requests"`
+	BatchP50Ms    float64 `json:"batch_p50_ms"`
+	BatchP99Ms    float64 `json:"batch_p99_ms"`
+	TokensPerS    float64 `json:"batch_tokens_per_s"`
+}
+
+// revealBatch is the number of tokens per request of the batch phase; revealBatchRequests how
+// many such requests it makes.
+const (
+	revealBatch         = 100
+	revealBatchRequests = 2_000
+)
+
+// timings collects durations from many goroutines.
+type timings struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (t *timings) add(d time.Duration) { t.mu.Lock(); t.d = append(t.d, d); t.mu.Unlock() }
+
+// quantiles returns p50 and p99 in ms and forgets what was collected.
+func (t *timings) quantiles() (p50, p99 float64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.d) == 0 {
+		return 0, 0
+	}
+	slices.Sort(t.d)
+	p50, p99 = ms(t.d[len(t.d)/2]), ms(t.d[len(t.d)*99/100])
+	t.d = t.d[:0]
+	return p50, p99
+}
+
+// timedStore times every Get of the store it wraps.
+type timedStore struct {
+	store.Store
+	gets *timings
+}
+
+func (s timedStore) Get(ctx context.Context, app string, ref [16]byte) (store.Item, error) {
+	t0 := time.Now()
+	it, err := s.Store.Get(ctx, app, ref)
+	s.gets.add(time.Since(t0))
+	return it, err
 }
 
 // benchReveal serves the reveal API over TLS on loopback, on the pipeline's store and keys with
-// the audit going to the broker, and has 32 clients reveal one token per request.
-func benchReveal(ctx context.Context, dir string, brokers []string, st store.Store, sealer *envelope.Sealer, toks []string, requests int) (revealResult, error) {
+// the audit going to the broker, and has 32 clients reveal one token per request, then 100
+// tokens per request. The audit writes and store reads are timed inside the server, and the
+// client counts the requests that opened a new connection (a TLS handshake) rather than reusing
+// one. With cpuProfile set, the 1-token phase is CPU-profiled into that file and the batch phase
+// into that file + ".batch".
+func benchReveal(ctx context.Context, dir string, brokers []string, st store.Store, sealer *envelope.Sealer, toks []string, requests int, cpuProfile string) (revealResult, error) {
 	if len(toks) == 0 {
 		return revealResult{}, fmt.Errorf("reveal: no tokens to reveal")
 	}
@@ -78,13 +138,7 @@ func benchReveal(ctx context.Context, dir string, brokers []string, st store.Sto
 		}
 	}
 	ps, err := reveal.NewPrincipals([]reveal.Principal{{Name: "bench", Kind: reveal.KindSupport,
-		Apps: slices.Sorted(func(yield func(string) bool) {
-			for a := range apps {
-				if !yield(a) {
-					return
-				}
-			}
-		}), KeySHA256: reveal.HashKey(key)}})
+		Apps: slices.Sorted(maps.Keys(apps)), KeySHA256: reveal.HashKey(key)}})
 	if err != nil {
 		return revealResult{}, err
 	}
@@ -93,8 +147,15 @@ func benchReveal(ctx context.Context, dir string, brokers []string, st store.Sto
 		return revealResult{}, err
 	}
 	defer aud.Close(context.Background())
+	var audits, gets timings
+	timedAud := reveal.AuditorFunc(func(ctx context.Context, recs []reveal.AuditRecord) error {
+		t0 := time.Now()
+		err := aud.Audit(ctx, recs)
+		audits.add(time.Since(t0))
+		return err
+	})
 	srv, err := reveal.NewServer(reveal.ServerConfig{Addr: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile,
-		Opener: &reveal.Opener{Store: st, Sealer: sealer}, Principals: ps, Auditor: aud,
+		Opener: &reveal.Opener{Store: timedStore{st, &gets}, Sealer: sealer}, Principals: ps, Auditor: timedAud,
 		RatePerSecond: 1e9, Burst: 1 << 30})
 	if err != nil {
 		return revealResult{}, err
@@ -113,6 +174,12 @@ func benchReveal(ctx context.Context, dir string, brokers []string, st store.Sto
 		MaxIdleConnsPerHost: revealClients,
 	}}
 	c := &reveal.Client{BaseURL: "https://" + ln.Addr().String(), Key: key, HTTPClient: hc}
+	var newConns atomic.Int64
+	tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+		if !i.Reused {
+			newConns.Add(1)
+		}
+	}})
 	var wg sync.WaitGroup
 	var failed atomic.Value
 	for i := range revealClients { // warm up connections, key cache and audit producer
@@ -123,39 +190,79 @@ func benchReveal(ctx context.Context, dir string, brokers []string, st store.Sto
 		})
 	}
 	wg.Wait()
-	lat := make([]time.Duration, requests)
-	var next atomic.Int64
-	start := time.Now()
-	for range revealClients {
-		wg.Go(func() {
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(requests) {
-					return
+	audits.quantiles()
+	gets.quantiles()
+	// phase has the clients make requests of size tokens each; it returns each request's latency.
+	phase := func(requests, size int) ([]time.Duration, time.Duration) {
+		lat := make([]time.Duration, requests)
+		var next atomic.Int64
+		start := time.Now()
+		for range revealClients {
+			wg.Go(func() {
+				for {
+					i := next.Add(1) - 1
+					if i >= int64(requests) {
+						return
+					}
+					batch := make([]string, size)
+					for j := range batch {
+						batch[j] = toks[(int(i)*size+j)%len(toks)]
+					}
+					t0 := time.Now()
+					res, err := c.Reveal(tctx, batch)
+					lat[i] = time.Since(t0)
+					if err != nil {
+						failed.Store(err)
+						return
+					}
+					for _, r := range res {
+						if r.Status != reveal.StatusOK {
+							failed.Store(fmt.Errorf("reveal status %s", r.Status))
+							return
+						}
+					}
 				}
-				t0 := time.Now()
-				res, err := c.Reveal(ctx, toks[i%int64(len(toks)):][:1])
-				lat[i] = time.Since(t0)
-				if err != nil {
-					failed.Store(err)
-					return
-				}
-				if res[0].Status != reveal.StatusOK {
-					failed.Store(fmt.Errorf("reveal status %s", res[0].Status))
-					return
-				}
-			}
-		})
+			})
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		slices.Sort(lat)
+		return lat, elapsed
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
+	stopProf := func() error { return nil }
+	if cpuProfile != "" {
+		if stopProf, err = startProfiles(profileFiles{cpu: cpuProfile}); err != nil {
+			return revealResult{}, err
+		}
+	}
+	lat, elapsed := phase(requests, 1)
+	if err := stopProf(); err != nil {
+		return revealResult{}, err
+	}
 	if err, _ := failed.Load().(error); err != nil {
 		return revealResult{}, fmt.Errorf("revealing: %w", err)
 	}
-	slices.Sort(lat)
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	return revealResult{Clients: revealClients, Requests: requests, P50Ms: ms(lat[len(lat)/2]),
-		P99Ms: ms(lat[len(lat)*99/100]), PerS: float64(requests) / elapsed.Seconds()}, nil
+	r := revealResult{Clients: revealClients, Requests: requests, P50Ms: ms(lat[len(lat)/2]),
+		P99Ms: ms(lat[len(lat)*99/100]), PerS: float64(requests) / elapsed.Seconds(), NewConns: newConns.Load()}
+	r.AuditP50Ms, r.AuditP99Ms = audits.quantiles()
+	r.StoreP50Ms, r.StoreP99Ms = gets.quantiles()
+
+	if cpuProfile != "" {
+		if stopProf, err = startProfiles(profileFiles{cpu: cpuProfile + ".batch"}); err != nil {
+			return revealResult{}, err
+		}
+	}
+	lat, elapsed = phase(revealBatchRequests, revealBatch)
+	if err := stopProf(); err != nil {
+		return revealResult{}, err
+	}
+	if err, _ := failed.Load().(error); err != nil {
+		return revealResult{}, fmt.Errorf("revealing batches: %w", err)
+	}
+	r.BatchSize, r.BatchRequests = revealBatch, revealBatchRequests
+	r.BatchP50Ms, r.BatchP99Ms = ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100])
+	r.TokensPerS = float64(revealBatch*revealBatchRequests) / elapsed.Seconds()
+	return r, nil
 }
 
 func writeCert(dir string) (certFile, keyFile string, pool *x509.CertPool, err error) {
