@@ -277,12 +277,14 @@ func (t *Transformer) collectFields(ctx context.Context, e *schemas.Entry, want 
 	}
 	fields := make([]envelope.Field, 0, len(paths))
 	sealed := paths[:0]
+	lookups := 0
 	for _, p := range paths {
 		v, ok := e.Get(p)
 		if !ok {
 			continue
 		}
-		if str, isStr := v.(string); isStr && envelope.IsToken(str) {
+		if str, isStr := v.(string); isStr && envelope.IsToken(str) && lookups < maxTokenLookups {
+			lookups++
 			ok, err := t.genuine(ctx, e.AppID, str, media)
 			if err != nil {
 				return nil, nil, err
@@ -300,8 +302,19 @@ func (t *Transformer) collectFields(ctx context.Context, e *schemas.Entry, want 
 		fields = append(fields, envelope.Field{Path: p.String(), Value: b})
 		sealed = append(sealed, p)
 	}
+	if len(fields) > envelope.MaxFields {
+		// A whole data object with more members than one record holds: bad input, named as such
+		// (Seal would refuse it as invalid input, which reads as a bad app id).
+		return nil, nil, &permanentError{reason: schemas.ReasonInvalidField, field: "data"}
+	}
 	return fields, sealed, nil
 }
+
+// maxTokenLookups bounds the store lookups one entry can cause (one per token at a sensitive
+// path; a whole-data entry can hold thousands of top-level members): beyond it, tokens are not
+// looked up but sealed as values (fail closed), so a hostile entry costs at most this many round
+// trips to a remote store.
+const maxTokenLookups = schemas.MaxSensitivePaths
 
 // genuine reports whether s is a token of a live record of app: its ref is in the store and its
 // tag matches the record's field (the key-free part of opening; nothing is decrypted). A copied

@@ -2,16 +2,20 @@ package pipeline_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/schemas"
+	"github.com/veil-project/veil/sinks/store"
 )
 
 // TestUnsealableAppDeadLettered: an app id that decodes but cannot be sealed must not stall the
@@ -113,5 +117,67 @@ func TestOddUserTypeSealed(t *testing.T) {
 		if err != nil || out.Sensitive || out.Item != nil {
 			t.Fatalf("user type %s: sensitive %v, item %v, err %v; want neither", ut, out.Sensitive, out.Item != nil, err)
 		}
+	}
+}
+
+// countingStore counts Get calls; everything else is the real store.
+type countingStore struct {
+	store.Store
+	gets atomic.Int64
+}
+
+func (c *countingStore) Get(ctx context.Context, app string, ref [16]byte) (store.Item, error) {
+	c.gets.Add(1)
+	return c.Store.Get(ctx, app, ref)
+}
+
+// TestTokenLookupsBounded: an entry of a type veil does not know has its whole data sealed, one
+// field per top-level member; a hostile producer filling data with copies of a genuine token must
+// not turn one entry into thousands of store round trips, nor into a dead letter that blames the
+// app id when the members outnumber what one record holds.
+func TestTokenLookupsBounded(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	out, err := h.tr.Transform(ctx, pipeline.Source{Topic: broker.RawTopic("event"), Offset: 7}, nil, sayOn("g", "hello"))
+	if err != nil || out.Item == nil {
+		t.Fatalf("sealing a genuine entry: %v", err)
+	}
+	if err := h.store.Put(ctx, []store.Item{*out.Item}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := schemas.Decode(out.Encrypted.Value, schemas.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := e.Data["text"].(string)
+	cs := &countingStore{Store: h.store}
+	tr := *h.tr
+	tr.Store = cs
+	entry := func(n int) []byte {
+		members := make([]string, n)
+		for i := range members {
+			members[i] = fmt.Sprintf(`"m%d":"%s"`, i, tok)
+		}
+		v := strings.Replace(string(sayOn("u", "x")), `"type":"meya.text.event.say"`, `"type":"x.unknown"`, 1)
+		return []byte(strings.Replace(v, `"data":{"text":"x"}`, `"data":{`+strings.Join(members, ",")+`}`, 1))
+	}
+	out, err = tr.Transform(ctx, pipeline.Source{Topic: broker.RawTopic("event"), Offset: 8}, nil, entry(200))
+	if err != nil || out.DeadLetter != nil {
+		t.Fatalf("200 copied tokens: dead letter %v (%s), %v; want both views", out.DeadLetter != nil, out.Reason, err)
+	}
+	if n := cs.gets.Load(); n > schemas.MaxSensitivePaths {
+		t.Fatalf("one entry made %d store lookups, want at most %d", n, schemas.MaxSensitivePaths)
+	}
+	// Past the lookups, tokens are sealed as values: more of them than one record holds.
+	n := schemas.MaxSensitivePaths + envelope.MaxFields + 10
+	out, err = tr.Transform(ctx, pipeline.Source{Topic: broker.RawTopic("event"), Offset: 9}, nil, entry(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.DeadLetter == nil {
+		t.Fatalf("%d members: no dead letter, want invalid_field data", n)
+	}
+	if d := parseDeadLetters(t, []*kgo.Record{out.DeadLetter})[0]; d.Reason != schemas.ReasonInvalidField || d.Field != "data" {
+		t.Fatalf("%d members: dead letter %s %q, want invalid_field data", n, d.Reason, d.Field)
 	}
 }
