@@ -75,7 +75,7 @@ func (t *Transformer) transformFast(ctx context.Context, src Source, key, value 
 	if err != nil || bytes.Contains(raw, tokenHint) || bytes.Contains(raw, escapeHint) {
 		return Output{}, false, nil
 	}
-	if _, found := schemas.TokenOutsideData(e); found {
+	if _, found := schemas.TokenOutsideData(e); found || schemas.IsToken(string(key)) {
 		return Output{}, false, nil
 	}
 	led, ok := t.Ledgers.Lookup(e.Ledger)

@@ -167,6 +167,10 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 	if e.TS.After(now.Add(t.futureSkew())) || e.TS.Before(now.Add(-t.maxAge())) {
 		return out, &permanentError{reason: schemas.ReasonTimestamp, field: "ts"}
 	}
+	if schemas.IsToken(string(key)) {
+		// The record key (the thread id) is copied to both views as it is.
+		return out, &permanentError{reason: schemas.ReasonInvalidField, field: "key"}
+	}
 	if field, found := schemas.TokenOutsideData(e); found {
 		// Only data is sealed and redacted: a token in an id would reach redacted.* as it is.
 		return out, &permanentError{reason: schemas.ReasonInvalidField, field: field}

@@ -181,3 +181,22 @@ func TestTokenLookupsBounded(t *testing.T) {
 		t.Fatalf("%d members: dead letter %s %q, want invalid_field data", n, d.Reason, d.Field)
 	}
 }
+
+// TestTokenAsRecordKeyRefused: the record key (the thread id) is copied to both views as it is,
+// so a token there would reach redacted.* like a token in user.id: the record is refused.
+func TestTokenAsRecordKeyRefused(t *testing.T) {
+	h := newHarness(t)
+	out, err := h.tr.Transform(context.Background(), pipeline.Source{Topic: broker.RawTopic("event")}, []byte("veil:v1:AAAA"), sayOn("e1", "hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.DeadLetter == nil || out.Reason != schemas.ReasonInvalidField {
+		t.Fatalf("dead letter %v, reason %q; want invalid_field", out.DeadLetter != nil, out.Reason)
+	}
+	if d := parseDeadLetters(t, []*kgo.Record{out.DeadLetter})[0]; d.Field != "key" {
+		t.Fatalf("field %q, want key", d.Field)
+	}
+	if out.DeadLetter.Key != nil {
+		t.Fatalf("the dead letter carries the record key")
+	}
+}
