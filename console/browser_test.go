@@ -296,7 +296,27 @@ func TestBrowser(t *testing.T) {
 	for _, page := range []string{"status", "deadletters", "audit"} {
 		run(page, chromedp.Navigate(base+"/console/"+page), chromedp.WaitVisible("main h1", css("main h1")), shot("11-"+page))
 	}
+	// Some traffic for the Status page's charts, sampled every 20 ms.
+	sctx, stopSampling := context.WithCancel(ctx)
+	sampled := make(chan struct{})
+	go func() { defer close(sampled); e.con.Run(sctx, 20*time.Millisecond) }()
+	for i := range 30 {
+		for _, l := range []string{"event", "log"} {
+			e.metrics.EntriesIn.WithLabelValues(l).Add(float64(50 + 10*(i%7)))
+			e.metrics.EntriesOut.WithLabelValues(l, "encrypted").Add(float64(48 + 10*(i%7)))
+		}
+		e.metrics.DeadLettered.WithLabelValues("malformed_json").Add(float64(i % 3))
+		e.metrics.SealSeconds.Observe(float64(20+i%5) * 1e-6)
+		e.metrics.SetLag("ledger.event", 0, int64(100-3*i))
+		time.Sleep(25 * time.Millisecond)
+	}
+	stopSampling()
+	<-sampled
 	signIn("root")
+	run("status", chromedp.Navigate(base+"/console/status"), chromedp.WaitVisible("main h1", css("main h1")))
+	if n := count("svg polyline"); n < 5 {
+		t.Errorf("status charts: %d lines, want 5", n)
+	}
 	for _, page := range []string{"status", "audit"} {
 		run(page, chromedp.Navigate(base+"/console/"+page), chromedp.WaitVisible("main h1", css("main h1")), shot("12-root-"+page))
 	}

@@ -51,7 +51,18 @@ type env struct {
 	srv     *httptest.Server
 	keys    map[string]reveal.APIKey
 	offset  atomic.Int64
+
+	metrics       *ops.Metrics
+	principals    *swappable // what the API and the console authenticate against
+	allPrincipals *reveal.Principals
 }
+
+// swappable is a principals set a test can replace, as a reloaded principals file would be.
+type swappable struct {
+	atomic.Pointer[reveal.Principals]
+}
+
+func (s *swappable) Lookup(k reveal.APIKey) (reveal.Principal, bool) { return s.Load().Lookup(k) }
 
 var testLedgers = []string{"event", "log"}
 
@@ -108,10 +119,12 @@ func newEnv(t testing.TB) *env {
 		keys[p.Name] = k
 		list = append(list, p)
 	}
-	ps, err := reveal.NewPrincipals(list)
+	all, err := reveal.NewPrincipals(list)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ps := &swappable{}
+	ps.Store(all)
 	api, err := reveal.NewServer(reveal.ServerConfig{
 		Addr: "127.0.0.1:0", PlainHTTP: true, Opener: &reveal.Opener{Store: st, Sealer: sealer},
 		Principals: ps, Auditor: aud, Now: clk.now,
@@ -148,7 +161,8 @@ func newEnv(t testing.TB) *env {
 		Registry: schemas.DefaultRegistry(), Ledgers: ledgers.DefaultTable(), Sealer: sealer, Clock: clk.now,
 		Apps: func(app string) (ledgers.AppSettings, bool) { s, ok := apps[app]; return s, ok },
 	}
-	return &env{t: t, clock: clk, cluster: c, kr: kr, store: st, tr: tr, prod: prod, con: con, srv: srv, keys: keys}
+	return &env{t: t, clock: clk, cluster: c, kr: kr, store: st, tr: tr, prod: prod, con: con, srv: srv, keys: keys,
+		principals: ps, allPrincipals: all, metrics: m}
 }
 
 // entry is a raw entry as a producer publishes it.

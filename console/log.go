@@ -208,6 +208,9 @@ func (l *Log) read(ctx context.Context, s span, lo, hi, floor int64) ([]*kgo.Rec
 		fp, next := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
 			Offset: from, IsolationLevel: kgo.ReadCommitted(), Topic: s.topic, Partition: s.part.p,
 		}, &resp.Topics[0].Partitions[0], l.dec, nil)
+		if errors.Is(fp.Err, kerr.OffsetOutOfRange) {
+			return out, nil // past the end or below the start: nothing there
+		}
 		if fp.Err != nil {
 			l.forget()
 			return nil, fmt.Errorf("fetching %s/%d: %w", s.topic, s.part.p, fp.Err)

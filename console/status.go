@@ -132,6 +132,9 @@ func num(v float64) string {
 	return strconv.FormatFloat(v, 'g', 3, 64)
 }
 
+// count formats a counter's total.
+func count(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
+
 // LedgerRate is the throughput of one ledger over the last interval.
 type LedgerRate struct {
 	Ledger         string
@@ -198,7 +201,7 @@ func (s *sampler) series() (charts []Chart, ledgers []LedgerRate, dead []kv, int
 			names[l] = true
 		}
 		for l := range names {
-			r := LedgerRate{Ledger: l, TotalIn: num(last.in[l]), Total: num(last.out[l]), In: "–", Out: "–"}
+			r := LedgerRate{Ledger: l, TotalIn: count(last.in[l]), Total: count(last.out[l]), In: "–", Out: "–"}
 			if prev != nil && interval > 0 {
 				r.In = num(max(0, last.in[l]-prev.in[l]) / interval.Seconds())
 				r.Out = num(max(0, last.out[l]-prev.out[l]) / interval.Seconds())
@@ -207,7 +210,7 @@ func (s *sampler) series() (charts []Chart, ledgers []LedgerRate, dead []kv, int
 		}
 		slices.SortFunc(ledgers, func(a, b LedgerRate) int { return strings.Compare(a.Ledger, b.Ledger) })
 		for r, v := range last.dead {
-			dead = append(dead, kv{r, num(v)})
+			dead = append(dead, kv{r, count(v)})
 		}
 		slices.SortFunc(dead, func(a, b kv) int { return strings.Compare(a.K, b.K) })
 	}
