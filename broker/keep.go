@@ -54,7 +54,8 @@ type keeper struct {
 	pollDone chan struct{}
 	syncDone chan struct{}
 	offDone  chan struct{}
-	offMu    sync.Mutex // serializes writes of offsets.json
+	kick     chan struct{} // the topic list changed
+	offMu    sync.Mutex    // serializes writes of offsets.json
 	lastOff  []byte
 	lastTop  []byte
 }
@@ -120,7 +121,7 @@ func startKeeper(ctx context.Context, c *kfake.Cluster, addrs []string, dir stri
 		kgo.KeepControlRecords(), // transaction markers take offsets: kept as gaps
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.MetadataMinAge(100*time.Millisecond),
-		kgo.MetadataMaxAge(interval),
+		kgo.MetadataMaxAge(min(interval, time.Second)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("creating broker keeper client: %w", err)
@@ -137,6 +138,18 @@ func startKeeper(ctx context.Context, c *kfake.Cluster, addrs []string, dir stri
 	k.stop = stop
 	k.pollDone, k.syncDone = make(chan struct{}), make(chan struct{})
 	k.offDone = make(chan struct{})
+	k.kick = make(chan struct{}, 1)
+	// A topic created, deleted or grown is written to topics.json and consumed at once, not at the
+	// next SyncInterval: records produced to a new raw topic right away must be kept too.
+	for _, key := range []kmsg.Key{kmsg.CreateTopics, kmsg.DeleteTopics, kmsg.CreatePartitions} {
+		c.ControlKey(key.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+			select {
+			case k.kick <- struct{}{}:
+			default:
+			}
+			return nil, nil, false
+		})
+	}
 	go k.poll(runCtx)
 	go k.syncLoop(runCtx)
 	go k.offsetLoop(runCtx)
@@ -298,13 +311,17 @@ func (k *keeper) syncLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-k.kick:
+			// The control function runs before the broker handles the request: let it finish.
+			time.Sleep(20 * time.Millisecond)
+			k.cl.ForceMetadataRefresh()
 		case <-t.C:
-			sctx, cancel := context.WithTimeout(ctx, k.interval)
-			if err := k.sync(sctx); err != nil && ctx.Err() == nil {
-				k.log.Warn("saving embedded broker state", "err", err)
-			}
-			cancel()
 		}
+		sctx, cancel := context.WithTimeout(ctx, k.interval)
+		if err := k.sync(sctx); err != nil && ctx.Err() == nil {
+			k.log.Warn("saving embedded broker state", "err", err)
+		}
+		cancel()
 	}
 }
 

@@ -82,7 +82,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\n── original (ledger.event, plaintext, kept in memory only) ──\n%s\n", indent(original))
+	fmt.Fprintf(stdout, "\n── original (ledger.event, plaintext; kept on disk only sealed) ──\n%s\n", indent(original))
 	fmt.Fprintf(stdout, "\n── encrypted (encrypted.event: veil:v1: tokens, revealable until the TTL) ──\n%s\n", indent(enc))
 	fmt.Fprintf(stdout, "\n── redacted (redacted.event: for analytics and everyone else) ──\n%s\n", indent(red))
 	for _, section := range demoSections {

@@ -122,7 +122,7 @@ func (s *service) probe(ctx context.Context) {
 func (s *service) printWhere(w io.Writer) {
 	mode := "external Kafka"
 	if s.embedded != nil {
-		mode = "embedded broker (kfake); raw ledger topics are kept in memory only"
+		mode = "embedded broker (kfake); raw ledger topics kept sealed under the KMS across restarts"
 	}
 	apps := appsOf(s.cfg)
 	sort.Strings(apps)
