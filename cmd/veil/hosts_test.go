@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -200,7 +201,12 @@ analytics: {enabled: false}
 listen: {api: %q, metrics: ""}
 dev: {plain_http: true}
 reveal: {principals_file: %q, rate_per_second: 100000, burst: 100000}
-`, addrs[0], i, h.data, lk.Alias, lk.Region, lk.Endpoint, storeYAML, h.api, principals)
+blob: {dir: %q}
+`, addrs[0], i, h.data, lk.Alias, lk.Region, lk.Endpoint, storeYAML, h.api, principals, filepath.Join(dir, "shared", "blobs"))
+		if i == 0 {
+			// Only A delivers to the integration: it must open what B and C sealed.
+			yaml += "integrations:\n  desk: {kind: support, apps: [app-1], ledgers: [event], topic: out.desk}\n"
+		}
 		if err := os.WriteFile(h.cfg, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -444,6 +450,78 @@ reveal: {principals_file: %q, rate_per_second: 100000, burst: 100000}
 		return e.App, tok, tok != "" && strings.HasPrefix(a.rec.Topic, "encrypted.")
 	}
 
+	// Egress on A opens the tokens B and C sealed: every app-1 event entry reaches the
+	// integration with its values, no token and no redacted view left.
+	var want int
+	for _, a := range out {
+		if app, _, ok := firstToken(a); ok && app == "app-1" && a.rec.Topic == broker.EncryptedTopic("event") {
+			want++
+		}
+	}
+	delivered := map[int]int{}
+	for _, r := range consumeTopics(t, addrs, want, 60*time.Second, "out.desk") {
+		if bytes.Contains(r.Value, []byte("veil:v1:")) || bytes.Contains(r.Value, []byte(envelope.Redacted)) {
+			t.Errorf("the integration on A received a token or a redacted value: %.200s", r.Value)
+		}
+		delivered[ownerOf(own, r)]++
+	}
+	if delivered[1] == 0 || delivered[2] == 0 {
+		t.Errorf("egress on A delivered %v entries by sealing process, want some sealed by B and C", delivered)
+	}
+
+	// A media link issued by one process streams the media through every other (one link key
+	// for the deployment; the blob store is shared).
+	var blobTok string
+	for _, a := range out {
+		if a.rec.Topic == broker.EncryptedTopic("blob") {
+			var e struct {
+				Data struct {
+					Content string `json:"content"`
+				} `json:"data"`
+			}
+			if json.Unmarshal(a.rec.Value, &e) == nil && strings.HasPrefix(e.Data.Content, "veil:v1:") {
+				blobTok = e.Data.Content
+				break
+			}
+		}
+	}
+	links := &strings.Builder{}
+	if blobTok == "" {
+		t.Errorf("no blob token to make a link of")
+	}
+	for i, issuer := range hosts {
+		if blobTok == "" {
+			break
+		}
+		req, _ := http.NewRequest(http.MethodPost, "http://"+issuer.api+"/v1/blobs/link", strings.NewReader(`{"token":"`+blobTok+`"}`))
+		req.Header.Set("Authorization", "Bearer "+string(key))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lr struct {
+			URL string `json:"url"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&lr)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || lr.URL == "" {
+			t.Errorf("link from %s = %d", issuer.name, resp.StatusCode)
+			continue
+		}
+		other := hosts[(i+1)%len(hosts)]
+		g, err := http.Get("http://" + other.api + lr.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(g.Body)
+		g.Body.Close()
+		if g.StatusCode != http.StatusOK || string(body) != "hello world" {
+			t.Errorf("link issued by %s fetched via %s = %d, %d bytes, want 200 and the media", issuer.name, other.name, g.StatusCode, len(body))
+		}
+		fmt.Fprintf(links, " issued by %s, fetched via %s: %d;", issuer.name, other.name, g.StatusCode)
+	}
+
 	// Rotation on one process (the CLI, as an operator runs it beside host A): every process
 	// seals app-1 under the new generation within the bound.
 	var oldV int64
@@ -488,10 +566,12 @@ reveal: {principals_file: %q, rate_per_second: 100000, burst: 100000}
 	rotation := &strings.Builder{}
 	for i, pid := range producers {
 		lag := time.Duration(0)
+		last := "no old-generation seal after it began"
 		if at, ok := lastOld[pid]; ok {
 			lag = at.Sub(rotStart)
+			last = fmt.Sprintf("last old-generation seal of an input sent %v after it began", lag.Round(time.Millisecond))
 		}
-		fmt.Fprintf(rotation, " process %s: last old-generation seal of an input sent %v after the rotation began, %d new-generation seals;", hosts[i].name, lag.Round(time.Millisecond), newSeen[pid])
+		fmt.Fprintf(rotation, " process %s: %s, %d new-generation seals;", hosts[i].name, last, newSeen[pid])
 		if lag > propagationBound || newSeen[pid] == 0 {
 			t.Errorf("process %s: sealed under the old generation %v after the rotation (bound %v), %d under the new one", hosts[i].name, lag, propagationBound, newSeen[pid])
 		}
@@ -602,6 +682,7 @@ reveal: {principals_file: %q, rate_per_second: 100000, burst: 100000}
 	}
 	t.Logf("%d entries over 3 processes; SIGKILL of C + restart after 1s: every input exactly once (%d outputs), stall %v", n, len(seen), stall.Round(time.Millisecond))
 	t.Logf("reveal matrix (60 tokens per sealing process, sample):\n%s", matrix)
+	t.Logf("egress on A (integration desk, app-1 event): entries delivered with every value opened, by sealing process (0=A, 1=B, 2=C) %v; media links:%s", delivered, links)
 	t.Logf("rotation (keys rotate on one process):%s", rotation)
 	t.Logf("erasure (keys erase took %v; rows restored from backup after it):%s", eraseTook.Round(time.Millisecond), erasure)
 	t.Logf("KMS: %d GenerateDataKey for %d key versions %v + 2 shared secrets; %d Decrypt", generated, len(rows), states, lk.Calls("Decrypt"))
