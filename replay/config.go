@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/sinks/store"
 )
@@ -97,6 +98,12 @@ type Config struct {
 	Transformer *pipeline.Transformer // the pipeline's transformer; required
 	Store       store.Store           // the encrypted store; required for the encrypted and egress targets unless DryRun
 
+	// Erased maps an erased app (keyring tombstones) to the end of its latest erased key period:
+	// its records timestamped before that are skipped (Result.Erased), so that replay never
+	// seals erased data again under the fresh key the app gets after an erasure, nor republishes
+	// its redacted view. Use ErasedApps to build it. Nil: no app was erased.
+	Erased map[string]time.Time
+
 	// PipelineGroup is the pipeline's consumer group (kafka.group); default DefaultPipelineGroup.
 	// Replay covers only raw records this group has committed.
 	PipelineGroup string
@@ -162,6 +169,21 @@ func (c *Config) validate() error {
 		c.Clock = time.Now
 	}
 	return nil
+}
+
+// ErasedApps builds Config.Erased from a keyring's key list: for every app with an erased key,
+// the end of the latest period such a key covers.
+func ErasedApps(keys []keyring.KeyInfo) map[string]time.Time {
+	out := make(map[string]time.Time)
+	for _, k := range keys {
+		if k.State != keyring.StateErased {
+			continue
+		}
+		if end := keyring.PeriodStart(k.Period + 1); end.After(out[k.App]) {
+			out[k.App] = end
+		}
+	}
+	return out
 }
 
 // validateWindow checks the window once To is known (loadCheckpoint fills a zero To in).

@@ -23,6 +23,10 @@
 // outputs of records that sealed nothing (not sensitive, or past their TTL: ★★★★★) or whose
 // store row is gone; it never reseals a ref and never extends a TTL.
 //
+// Erasure. An erased app gets a fresh key for new data (crypto/keyring), so replaying its old
+// records would seal erased data again: records of an app listed in Config.Erased, timestamped
+// before the end of its latest erased key period, are skipped for every target.
+//
 // Sources. The raw ledger.<name> topics are re-read by record timestamp ([From, To]) while they
 // still hold the data, and every record runs through the same pipeline.Transformer as the live
 // processor: expiry stays ts + TTL (from the entry's ts, never the replay time), so entries

@@ -36,6 +36,7 @@ type env struct {
 	adm    *kadm.Client
 	store  store.Store
 	kms    *kmslocal.Provider
+	kr     *keyring.Keyring
 	opener *reveal.Opener
 	tr     *pipeline.Transformer
 	dir    string
@@ -83,7 +84,7 @@ func newEnvOn(t *testing.T, addrs []string, dir string) *env {
 	}
 	t.Cleanup(cl.Close)
 	return &env{
-		t: t, addrs: addrs, cl: cl, kms: kms, adm: kadm.NewClient(cl), store: st, dir: dir,
+		t: t, addrs: addrs, cl: cl, kms: kms, kr: kr, adm: kadm.NewClient(cl), store: st, dir: dir,
 		opener: &reveal.Opener{Store: st, Sealer: sealer},
 		tr: &pipeline.Transformer{
 			Registry: schemas.DefaultRegistry(), Ledgers: ledgers.DefaultTable(), Sealer: sealer,

@@ -37,6 +37,7 @@ type Result struct {
 	// so their encrypted output is not rebuilt (their redacted one is, if missing).
 	Sealed   int64
 	Filtered int64 // records of apps other than Config.App
+	Erased   int64 // records of an erased app from before its erasure (Config.Erased): never replayed
 	Skipped  int64 // dead-lettered input, encrypted records that do not decode or name no raw record
 	// Pending counts raw records in the window past the pipeline group's committed offsets: the
 	// pipeline has not processed them yet and produces them itself, so replay leaves them.
@@ -67,7 +68,7 @@ type runner struct {
 
 	total                                                        atomic.Int64
 	read, encrypted, redacted, rebuilt, stored, present, skipped atomic.Int64
-	sealed, filtered, waiting                                    atomic.Int64
+	sealed, filtered, waiting, erased                            atomic.Int64
 	sources                                                      []Source
 
 	// the open batch
@@ -447,9 +448,15 @@ func (r *runner) fromRaw(ctx context.Context, rec *kgo.Record, presentEnc, prese
 	r.mark(rec)
 	src := pipeline.Source{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}
 	key := src.String()
-	if r.cfg.App != "" && appOf(rec.Value) != r.cfg.App {
-		r.filtered.Add(1)
-		return r.maybeFlush(ctx)
+	if r.cfg.App != "" || len(r.cfg.Erased) > 0 {
+		app := appOf(rec.Value)
+		if r.cfg.App != "" && app != r.cfg.App {
+			r.filtered.Add(1)
+			return r.maybeFlush(ctx)
+		}
+		if r.erasedRecord(app, rec.Timestamp) {
+			return r.maybeFlush(ctx)
+		}
 	}
 	needEnc := r.cfg.wantEncrypted() && !presentEnc[key]
 	needRed := r.cfg.wantRedacted() && !presentRed[key]
@@ -509,6 +516,9 @@ func (r *runner) fromEncrypted(ctx context.Context, rec *kgo.Record, p plan, pre
 		r.filtered.Add(1)
 		return r.maybeFlush(ctx)
 	}
+	if r.erasedRecord(e.AppID, rec.Timestamp) {
+		return r.maybeFlush(ctx)
+	}
 	if presentRed[src] {
 		r.present.Add(1)
 		return r.maybeFlush(ctx)
@@ -524,6 +534,16 @@ func (r *runner) fromEncrypted(ctx context.Context, rec *kgo.Record, p plan, pre
 	r.nRed++
 	r.nReb++
 	return r.maybeFlush(ctx)
+}
+
+// erasedRecord reports (and counts) a record of an erased app from before its erasure.
+func (r *runner) erasedRecord(app string, ts time.Time) bool {
+	until, ok := r.cfg.Erased[app]
+	if ok && ts.Before(until) {
+		r.erased.Add(1)
+		return true
+	}
+	return false
 }
 
 // parseSource splits a veil-source header "topic/partition/offset".
@@ -682,7 +702,7 @@ func (r *runner) abort() {
 func (r *runner) result() Result {
 	return Result{
 		Read: r.read.Load(), Encrypted: r.encrypted.Load(), Redacted: r.redacted.Load(), Rebuilt: r.rebuilt.Load(),
-		Stored: r.stored.Load(), Present: r.present.Load(), Sealed: r.sealed.Load(), Filtered: r.filtered.Load(),
+		Stored: r.stored.Load(), Present: r.present.Load(), Sealed: r.sealed.Load(), Filtered: r.filtered.Load(), Erased: r.erased.Load(),
 		Skipped: r.skipped.Load(), Pending: r.waiting.Load(), Sources: slices.Clone(r.sources),
 	}
 }

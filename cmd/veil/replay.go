@@ -97,6 +97,11 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer env.close()
+	keys, err := env.kr.Keys(ctx)
+	if err != nil {
+		return fmt.Errorf("listing keys for erased apps: %w", err)
+	}
+	rc.Erased = replay.ErasedApps(keys)
 	if slices.Contains(rc.Targets, replay.TargetEncrypted) || slices.Contains(rc.Targets, replay.TargetEgress) {
 		st, err := openStore(ctx, cfg, newLogger(stderr, cfg.Log.Level))
 		embedded := cfg.Store.Kind == "" || cfg.Store.Kind == "badger"
@@ -154,6 +159,9 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintln(stdout)
 	if res.Sealed > 0 {
 		fmt.Fprintf(stdout, "%d records have no encrypted output but their ref is already sealed: a ref is sealed once, so no second token was made (their redacted outputs are rebuilt)\n", res.Sealed)
+	}
+	if res.Erased > 0 {
+		fmt.Fprintf(stdout, "%d records of erased apps, from before their erasure, were not replayed (erased data never comes back)\n", res.Erased)
 	}
 	if res.Pending > 0 {
 		fmt.Fprintf(stdout, "%d records in the window are not yet processed by veil (consumer group %s): left to veil, which produces them when it runs\n", res.Pending, cfg.Kafka.Group)
