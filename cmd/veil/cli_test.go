@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -99,6 +101,45 @@ func TestDefaultLoggersJSON(t *testing.T) {
 			t.Errorf("not a JSON line: %q", l)
 		}
 	}
+}
+
+// TestCompletion: the scripts parse in their shell (when installed) and offer each command's own
+// flags.
+func TestCompletion(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		var stdout, stderr bytes.Buffer
+		if code := runMain([]string{"completion", sh}, &stdout, &stderr); code != exitOK {
+			t.Fatalf("completion %s = %d: %s", sh, code, stderr.String())
+		}
+		out := stdout.String()
+		for _, want := range []string{"demo", "principals", "entries", "kind", "json"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("completion %s lacks %s", sh, want)
+			}
+		}
+		bin, err := exec.LookPath(sh)
+		if err != nil {
+			t.Logf("%s not installed: script not parsed", sh)
+			continue
+		}
+		cmd := exec.Command(bin, "-n")
+		if sh == "fish" {
+			cmd = exec.Command(bin, "--no-execute")
+		}
+		cmd.Stdin = strings.NewReader(out)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s -n: %v\n%s", sh, err, b)
+		}
+	}
+	if !strings.Contains(completionFor(t, "bash"), `"principals add") flags="--apps --config --data-dir --kind --name --override --help"`) {
+		t.Error("bash completion does not offer principals add its flags")
+	}
+}
+
+func completionFor(t *testing.T, sh string) string {
+	var stdout bytes.Buffer
+	runMain([]string{"completion", sh}, &stdout, io.Discard)
+	return stdout.String()
 }
 
 // TestCerts: veil certs writes a key only its owner reads, keeps the certificate on a second run
