@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/veil-project/veil/internal/testsvc"
 )
 
 // TestHelp: every command's --help goes to stdout with exit 0, shows a usage line, one example,
@@ -221,5 +223,52 @@ func TestCheck(t *testing.T) {
 	stdout.Reset()
 	if code := runMain([]string{"check", "--ready", "--data-dir", dir}, &stdout, &stderr); code != exitFailure {
 		t.Errorf("check --ready with no veil running = %d, want 1", code)
+	}
+}
+
+// TestCheckAWS: veil check on the production shape (AWS KMS on local-kms, DynamoDB on dynalite,
+// S3 on versitygw) answers ok for what exists and FAIL, without creating it, for what does not.
+func TestCheckAWS(t *testing.T) {
+	kms := testsvc.StartLocalKMS(t)
+	ddb := testsvc.Dynalite(t)
+	s3 := testsvc.VersityGW(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", s3.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3.SecretKey)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if err := os.Mkdir(filepath.Join(s3.Dir, "veil-blobs"), 0o755); err != nil { // a bucket of the posix backend
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "veil.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`kafka: {brokers: [%s]}
+data_dir: %s
+kms: {provider: aws, key_id: %s, aws: {region: %s, endpoint: %q}}
+store: {kind: dynamodb, dynamodb: {table: veil-items, region: %s, endpoint: %q}}
+keys: {store: dynamodb}
+analytics: {s3: {bucket: veil-analytics, region: %s, endpoint: %q, path_style: true}}
+blob: {s3: {bucket: veil-blobs, region: %s, endpoint: %q, path_style: true}}
+`, c.ListenAddrs()[0], dir, kms.Alias, kms.Region, kms.Endpoint, kms.Region, ddb, kms.Region, s3.Endpoint, s3.Region, s3.Endpoint)), 0o600)
+	var stdout, stderr bytes.Buffer
+	code := runMain([]string{"check", "--config", cfg}, &stdout, &stderr)
+	out := stdout.String()
+	for _, want := range []string{
+		"kafka       ok", "kms         ok    aws key " + kms.Alias + " enabled",
+		"store       FAIL", "key store   FAIL", // no table yet, and check creates none
+		"analytics   FAIL", // no such bucket
+		"blob        ok    s3 bucket veil-blobs",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q:\n%s%s", want, out, stderr.String())
+		}
+	}
+	if code != exitFailure {
+		t.Errorf("check = %d, want 1", code)
+	}
+	if _, err := os.Stat(filepath.Join(s3.Dir, "veil-analytics")); err == nil {
+		t.Error("veil check created the analytics bucket")
 	}
 }
