@@ -445,6 +445,11 @@ func TestDeadLettersAndStatus(t *testing.T) {
 	if !strings.Contains(body, "<td>app-a</td>") {
 		t.Error("status: keys of app-a missing")
 	}
+	// An admin of every app filters by any app id (free text, not a list holding "*").
+	_, body, _ = get(t, root, e.srv.URL, "/console/logs?app=app-a")
+	if !strings.Contains(body, `<input name="app"`) || !strings.Contains(body, "e-1") {
+		t.Error("root: no free-text app filter, or app-a's entry not found by it")
+	}
 	code, body, _ = get(t, root, e.srv.URL, "/console/audit")
 	if code != 200 {
 		t.Fatalf("audit = %d", code)

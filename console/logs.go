@@ -26,6 +26,7 @@ type entryView struct {
 type logsBody struct {
 	Form     url.Values
 	Apps     []string
+	AnyApp   bool // an admin of every app: the app filter is free text
 	Ledgers  []string
 	Entries  []entryView
 	Next     template.URL // link to the next page (built from url.Values); empty on the last
@@ -86,7 +87,7 @@ func (c *Console) query(p *reveal.Principal, form url.Values) (Query, string) {
 
 func (c *Console) logs(w http.ResponseWriter, r *http.Request, rq *request) {
 	form := r.URL.Query()
-	body := logsBody{Form: form, Apps: appsOf(&rq.p), Ledgers: c.cfg.Ledgers}
+	body := logsBody{Form: form, Apps: appsOf(&rq.p), Ledgers: c.cfg.Ledgers, AnyApp: visible(&rq.p, "\x00")}
 	q, bad := c.query(&rq.p, form)
 	if bad != "" {
 		body.BadInput = bad
