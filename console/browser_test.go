@@ -296,6 +296,17 @@ func TestBrowser(t *testing.T) {
 	for _, page := range []string{"status", "deadletters", "audit"} {
 		run(page, chromedp.Navigate(base+"/console/"+page), chromedp.WaitVisible("main h1", css("main h1")), shot("11-"+page))
 	}
+	// Nothing an entry, a reveal or a sign-in held reached the logs.
+	logged := e.logs.String()
+	for _, secret := range []string{"canary-4711", "secret-of-b", "pwned", "veil:v1:", string(e.keys["alice"]), string(e.keys["bob"])} {
+		if strings.Contains(logged, secret) {
+			t.Errorf("the logs hold %.12q", secret)
+		}
+	}
+	if !strings.Contains(logged, "console reveal") {
+		t.Error("the console logged no reveal: is the logger wired?")
+	}
+
 	// Some traffic for the Status page's charts, sampled every 20 ms.
 	sctx, stopSampling := context.WithCancel(ctx)
 	sampled := make(chan struct{})

@@ -1,13 +1,16 @@
 package console_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,7 +56,8 @@ type env struct {
 	offset  atomic.Int64
 
 	metrics       *ops.Metrics
-	principals    *swappable // what the API and the console authenticate against
+	logs          *lockedBuffer // what the console and the reveal API logged
+	principals    *swappable    // what the API and the console authenticate against
 	allPrincipals *reveal.Principals
 }
 
@@ -125,7 +129,9 @@ func newEnv(t testing.TB) *env {
 	}
 	ps := &swappable{}
 	ps.Store(all)
-	api, err := reveal.NewServer(reveal.ServerConfig{
+	logs := &lockedBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	api, err := reveal.NewServer(reveal.ServerConfig{Logger: logger,
 		Addr: "127.0.0.1:0", PlainHTTP: true, Opener: &reveal.Opener{Store: st, Sealer: sealer},
 		Principals: ps, Auditor: aud, Now: clk.now,
 	})
@@ -143,7 +149,7 @@ func newEnv(t testing.TB) *env {
 	rd.Set("keys", true, "")
 	con, err := console.New(console.Config{
 		Principals: ps, Revealer: api, Log: lg, Store: st, Ledgers: testLedgers,
-		Keys: kr, Metrics: m, Readiness: rd, Now: clk.now,
+		Keys: kr, Metrics: m, Readiness: rd, Now: clk.now, Logger: logger,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +168,7 @@ func newEnv(t testing.TB) *env {
 		Apps: func(app string) (ledgers.AppSettings, bool) { s, ok := apps[app]; return s, ok },
 	}
 	return &env{t: t, clock: clk, cluster: c, kr: kr, store: st, tr: tr, prod: prod, con: con, srv: srv, keys: keys,
-		principals: ps, allPrincipals: all, metrics: m}
+		principals: ps, allPrincipals: all, metrics: m, logs: logs}
 }
 
 // entry is a raw entry as a producer publishes it.
@@ -274,4 +280,21 @@ func (e *env) auditRecords() []reveal.AuditRecord {
 func (e *env) client() *http.Client {
 	jar, _ := cookiejar.New(nil)
 	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
