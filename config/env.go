@@ -155,6 +155,15 @@ func (c *Config) applyEnv(env []string) error {
 func (c *Config) setEnv(name, val string) error {
 	t, ok := lookupEnv(name)
 	if !ok {
+		best, bestD := "", 4
+		for _, k := range Keys() {
+			if d := editDistance(name, k.Env); d < bestD && !strings.Contains(k.Env, "<") {
+				best, bestD = k.Env, d
+			}
+		}
+		if best != "" {
+			return fmt.Errorf("unknown variable %s; did you mean %s?", name, best)
+		}
 		return fmt.Errorf("unknown variable %s", name)
 	}
 	if err := c.set(t, val); err != nil {

@@ -47,6 +47,10 @@ func TestConfigErrorsNameKeys(t *testing.T) {
 		t.Errorf("Load(valid) = %+v, %v", c, err)
 	}
 
+	if _, err := Load("", []string{"VEIL_KAFKA_BROKRS=a:9092"}); err == nil || !strings.Contains(err.Error(), "unknown variable VEIL_KAFKA_BROKRS; did you mean VEIL_KAFKA_BROKERS?") {
+		t.Errorf("Load(VEIL_KAFKA_BROKRS) = %v, want a suggestion", err)
+	}
+
 	c = Default()
 	c.Ledgers = map[string]Ledger{"evnt": {TTL: 3600e9}}
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "ledgers.evnt: unknown ledger; the ledgers are event, bot, http") {
