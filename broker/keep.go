@@ -39,6 +39,14 @@ type keeper struct {
 	adm      *kadm.Client
 	// raw seals raw ledger records; nil when raw topics are not kept (no KMS configured).
 	raw *rawKeys
+	// Transactions (txnlog.go): group offsets committed by open transactions, by producer id;
+	// the first offset of each producer's open transaction, by partition (guarded by mu); the
+	// sequence number of the last intent and the transaction log (guarded by mu).
+	pendMu  sync.Mutex
+	pending map[int64]keptOffsets
+	open    map[tp]map[int64]int64
+	seq     int64
+	txlog   *os.File
 	// ttls are the TTLs configured now, by raw topic.
 	ttls map[string]time.Duration
 	// rawOffs are the raw-topic group offsets found at start when raw is nil, saved unchanged.
@@ -101,6 +109,7 @@ func startKeeper(ctx context.Context, c *kfake.Cluster, addrs []string, dir stri
 		cluster: c, dir: dir, interval: interval, log: log, raw: raw,
 		files: make(map[tp]*keptFile), next: make(map[tp]int64), ids: make(map[string]kadm.TopicID),
 		rawRet: make(map[string]time.Duration), ttls: make(map[string]time.Duration),
+		pending: make(map[int64]keptOffsets), open: make(map[tp]map[int64]int64),
 	}
 	for _, l := range ledgers {
 		k.ttls[RawTopic(l.Name)] = l.TTL
@@ -108,6 +117,7 @@ func startKeeper(ctx context.Context, c *kfake.Cluster, addrs []string, dir stri
 	if err := k.restore(ctx, addrs); err != nil {
 		return nil, fmt.Errorf("restoring embedded broker state from %s: %w", dir, err)
 	}
+	k.observeTxns(c)
 	exclude := []string{`^__.*`}
 	if raw == nil {
 		exclude = append(exclude, `^`+strings.ReplaceAll(RawPrefix, ".", `\.`)+`.*`)
@@ -117,8 +127,9 @@ func startKeeper(ctx context.Context, c *kfake.Cluster, addrs []string, dir stri
 		kgo.ConsumeRegex(),
 		kgo.ConsumeTopics(".*"),
 		kgo.ConsumeExcludeTopics(exclude...),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(), // transaction markers take offsets: kept as gaps
+		// Uncommitted records and the markers that decide them are kept: see txnlog.go.
+		kgo.FetchIsolationLevel(kgo.ReadUncommitted()),
+		kgo.KeepControlRecords(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.MetadataMinAge(100*time.Millisecond),
 		kgo.MetadataMaxAge(min(interval, time.Second)),
@@ -204,21 +215,37 @@ func (k *keeper) write(fs kgo.Fetches) error {
 			if r.Offset > next {
 				addGap(next, r.Offset-next) // aborted records, or records before the log start
 			}
-			if r.Attrs.IsControl() || !keepValues {
+			switch {
+			case r.Attrs.IsControl() && keepValues:
+				flushGap()
+				buf = append(buf, encodeMarker(r.Offset, r.ProducerID, r.ProducerEpoch, isCommitMarker(r))...)
+				delete(k.open[key], r.ProducerID)
+			case r.Attrs.IsControl() || !keepValues:
 				addGap(r.Offset, 1)
-			} else if raw {
-				flushGap()
-				b, err := k.raw.sealRecord(context.Background(), window, r)
-				if err != nil {
-					// The KMS is unreachable: the record stays in memory only, as a gap on disk.
-					errs = append(errs, fmt.Errorf("sealing raw record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err))
-					addGap(r.Offset, 1)
-				} else {
-					buf = append(buf, b...)
+			default:
+				rec := r
+				if r.Attrs.IsTransactional() {
+					rec = withTxnTag(r)
+					if k.open[key] == nil {
+						k.open[key] = make(map[int64]int64)
+					}
+					if _, ok := k.open[key][r.ProducerID]; !ok {
+						k.open[key][r.ProducerID] = r.Offset
+					}
 				}
-			} else {
 				flushGap()
-				buf = append(buf, encodeRecord(r, r.Offset)...)
+				if raw {
+					b, err := k.raw.sealRecord(context.Background(), window, rec)
+					if err != nil {
+						// The KMS is unreachable: the record stays in memory only, as a gap on disk.
+						errs = append(errs, fmt.Errorf("sealing raw record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err))
+						addGap(r.Offset, 1)
+					} else {
+						buf = append(buf, b...)
+					}
+				} else {
+					buf = append(buf, encodeRecord(rec, r.Offset)...)
+				}
 			}
 			next = r.Offset + 1
 		}
@@ -598,6 +625,10 @@ func (k *keeper) close(ctx context.Context) error {
 		err = errors.Join(err, f.w.Flush(), f.f.Sync(), f.f.Close())
 		delete(k.files, key)
 	}
+	if k.txlog != nil {
+		err = errors.Join(err, k.txlog.Close())
+		k.txlog = nil
+	}
 	k.mu.Unlock()
 	k.cl.Close()
 	k.admCl.Close()
@@ -641,6 +672,16 @@ func (k *keeper) restore(ctx context.Context, addrs []string) error {
 		return err
 	}
 	defer cl.Close()
+	intents, err := readIntents(k.dir)
+	if err != nil {
+		return err
+	}
+	byPID := make(map[int64][]txnIntent)
+	for _, in := range intents {
+		byPID[in.PID] = append(byPID[in.PID], in)
+		k.seq = max(k.seq, in.Seq)
+	}
+	markers := make(map[tp][]marker)
 	restored := make(map[tp]bool)
 	now := time.Now()
 	for _, t := range topics {
@@ -667,6 +708,7 @@ func (k *keeper) restore(ctx context.Context, addrs []string) error {
 				if err != nil {
 					return err
 				}
+				ents, markers[key] = resolve(key, ents, byPID)
 				ents, start, end := trimExpired(ents, now, ret)
 				if err := k.restorePartition(ctx, cl, key, ents, start); err != nil {
 					return fmt.Errorf("restoring %s/%d: %w", t.Name, p, err)
@@ -679,6 +721,7 @@ func (k *keeper) restore(ctx context.Context, addrs []string) error {
 			if err != nil {
 				return err
 			}
+			ents, markers[key] = resolve(key, ents, byPID)
 			if !isKept(t.Name) {
 				ents = gapsOnly(ents) // a file of an older version may hold values: drop them
 			}
@@ -732,6 +775,8 @@ func (k *keeper) restore(ctx context.Context, addrs []string) error {
 			}
 		}
 	}
+	// Transactions whose commit intent was written but whose offsets the snapshot lacks.
+	offs = mergeIntents(offs, intents, markers)
 	adm := kadm.NewClient(cl)
 	for g, ts := range offs {
 		commit := make(kadm.Offsets)
@@ -749,7 +794,15 @@ func (k *keeper) restore(ctx context.Context, addrs []string) error {
 			return fmt.Errorf("committing restored offsets of group %s: %w", g, err)
 		}
 	}
-	k.log.Info("restored embedded broker state", "topics", len(topics), "groups", len(offs))
+	// The offsets now hold every committed intent: the snapshot is written before the intents
+	// that raw files may still need are compacted.
+	if err := k.writeJSON(offsetsFile, offs, &k.lastOff); err != nil {
+		return err
+	}
+	if err := compactIntents(k.dir, intents); err != nil {
+		return fmt.Errorf("compacting %s: %w", txnLogFile, err)
+	}
+	k.log.Info("restored embedded broker state", "topics", len(topics), "groups", len(offs), "intents", len(intents))
 	return nil
 }
 
@@ -897,6 +950,11 @@ func isKept(topic string) bool {
 type logEntry struct {
 	rec           *kgo.Record
 	gapFrom, gapN int64
+	// A transactional record (rec set) or a transaction marker (gapFrom its offset, gapN 1),
+	// until resolve turns them into records and gaps.
+	txn, marker, commit bool
+	pid                 int64
+	epoch               int16
 }
 
 func (e logEntry) offset() int64 {
@@ -914,7 +972,15 @@ func (e logEntry) end() int64 {
 }
 
 func (e logEntry) encode() []byte {
+	if e.marker {
+		return encodeMarker(e.gapFrom, e.pid, e.epoch, e.commit)
+	}
 	if e.rec != nil {
+		if e.txn {
+			r := *e.rec
+			r.ProducerID, r.ProducerEpoch = e.pid, e.epoch
+			return encodeRecord(withTxnTag(&r), r.Offset)
+		}
 		return encodeRecord(e.rec, e.rec.Offset)
 	}
 	return encodeGap(e.gapFrom, e.gapN)
@@ -1021,7 +1087,12 @@ func readFrames(path string, from int64, decode func([]byte) (*kgo.Record, bool,
 			break
 		}
 		var e logEntry
-		if n == gapPayload {
+		if n == markerPayload {
+			e.gapFrom, e.gapN, e.marker = int64(binary.LittleEndian.Uint64(payload[0:8])), 1, true
+			e.pid = int64(binary.LittleEndian.Uint64(payload[8:16]))
+			e.epoch = int16(binary.LittleEndian.Uint16(payload[16:18]))
+			e.commit = payload[18] == 1
+		} else if n == gapPayload {
 			e.gapFrom = int64(binary.LittleEndian.Uint64(payload[0:8]))
 			e.gapN = int64(binary.LittleEndian.Uint64(payload[8:16]))
 			if e.gapN <= 0 || e.gapFrom > math.MaxInt64-e.gapN {
@@ -1039,6 +1110,7 @@ func readFrames(path string, from int64, decode func([]byte) (*kgo.Record, bool,
 				e.gapFrom, e.gapN = int64(binary.LittleEndian.Uint64(payload[0:8])), 1
 			}
 			e.rec = r
+			e.untag()
 		}
 		if e.offset() < next {
 			break
