@@ -25,17 +25,23 @@ func sayOn(id, text string) []byte {
 		time.Now().UTC().Format(time.RFC3339) + `","thread":{"id":"t","mode":"agent"},"data":{"text":"` + text + `"}}`)
 }
 
-// goodOnEveryPartition returns n good say entries for each of ledger.event's partitions.
+// goodOnEveryPartition returns n good entries for each partition of ledger.event (say events) and
+// of ledger.bot (flow steps of app-2, another tenant).
 func goodOnEveryPartition(prefix string, n int) []*kgo.Record {
 	var recs []*kgo.Record
 	for p := range int32(3) {
 		for i := range n {
 			id := fmt.Sprintf("%s-p%d-%d", prefix, p, i)
 			recs = append(recs, &kgo.Record{Topic: broker.RawTopic("event"), Partition: p, Key: []byte("t"), Value: sayOn(id, "SECRET-"+id)})
+			step := strings.NewReplacer(`"app_id":"app-1"`, `"app_id":"app-2"`, `"ledger":"event"`, `"ledger":"bot"`,
+				`"meya.text.event.say"`, `"meya.flow.entry.step"`, `"text":`, `"data":`).Replace(string(sayOn("bot-"+id, "SECRET-bot-"+id)))
+			recs = append(recs, &kgo.Record{Topic: broker.RawTopic("bot"), Partition: p, Key: []byte("t"), Value: []byte(step)})
 		}
 	}
 	return recs
 }
+
+var goodTopics = []string{broker.EncryptedTopic("event"), broker.RedactedTopic("event"), broker.EncryptedTopic("bot"), broker.RedactedTopic("bot")}
 
 // produceManual produces recs to the partitions they name, with the given extra client options.
 func (h *harness) produceManual(opts []kgo.Opt, recs ...*kgo.Record) {
@@ -85,12 +91,18 @@ func TestCompressedHugeRecordDoesNotStall(t *testing.T) {
 
 	stop := h.run(pipeline.Config{})
 	defer stop()
-	outs := h.consume(2*len(good), 60*time.Second, broker.EncryptedTopic("event"), broker.RedactedTopic("event"))
+	outs := h.consume(2*len(good), 60*time.Second, goodTopics...)
 	if len(outs) != 2*len(good) {
 		t.Fatalf("good entries out = %d views, want %d: the huge record stalls its partition", len(outs), 2*len(good))
 	}
 	assertOnce(t, outs)
-	dl := parseDeadLetters(t, h.consume(1, 10*time.Second, broker.DeadLetterTopic))
+	dlRecs := h.consume(1, 10*time.Second, broker.DeadLetterTopic)
+	for _, r := range append(dlRecs, outs...) {
+		if bytes.Contains(r.Value, []byte("SECRET-HUGE")) {
+			t.Fatalf("the huge record's text reached %s", r.Topic)
+		}
+	}
+	dl := parseDeadLetters(t, dlRecs)
 	if len(dl) != 1 {
 		t.Fatalf("dead letters = %d, want exactly 1", len(dl))
 	}
@@ -146,7 +158,7 @@ func TestFailingRecordDeadLettered(t *testing.T) {
 	stop := h.run(pipeline.Config{Transformer: st, RecordAttempts: attempts})
 	defer stop()
 	want := 2 * (len(good) + 1) // the good ones and the flaky one
-	outs := h.consume(want, 60*time.Second, broker.EncryptedTopic("event"), broker.RedactedTopic("event"))
+	outs := h.consume(want, 60*time.Second, goodTopics...)
 	if len(outs) != want {
 		t.Fatalf("entries out = %d views, want %d", len(outs), want)
 	}
