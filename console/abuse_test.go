@@ -135,3 +135,22 @@ func TestAbuse(t *testing.T) {
 		}
 	})
 }
+
+// TestRevealRateLimited: console reveals draw on the principal's reveal API rate limit.
+func TestRevealRateLimited(t *testing.T) {
+	e := newEnv(t, func(c *reveal.ServerConfig) { c.RatePerSecond, c.Burst = 0.001, 1 })
+	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", e.clock.now()))
+	alice, csrf := e.signIn(t, "alice")
+	_, body, _ := get(t, alice, e.srv.URL, "/console/logs")
+	link := entryLink(t, body, "e-1")
+	form := url.Values{"csrf": {csrf}, "l": {link.Get("l")}, "p": {link.Get("p")}, "o": {link.Get("o")}, "f": {"all"}}
+	if code, body, _ := post(t, alice, e.srv.URL, "/console/reveal", form); code != 200 || !strings.Contains(body, "canary-4711") {
+		t.Fatalf("first reveal = %d", code)
+	}
+	if code, body, _ := post(t, alice, e.srv.URL, "/console/reveal", form); code != http.StatusTooManyRequests || strings.Contains(body, "canary-4711") {
+		t.Fatalf("second reveal over the limit = %d, want 429", code)
+	}
+	if n := len(e.auditRecords()); n != 1 {
+		t.Errorf("audit records = %d, want 1", n)
+	}
+}

@@ -11,11 +11,13 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -79,7 +81,7 @@ type Console struct {
 	sess     *sessions
 	pages    map[string]*template.Template
 	static   http.Handler
-	signins  *rate.Limiter
+	signins  *limiters
 	sampler  *sampler
 	ledgerOK map[string]bool
 }
@@ -113,7 +115,7 @@ func New(cfg Config) (*Console, error) {
 	}
 	c := &Console{
 		cfg: cfg, log: log, sess: newSessions(cfg.IdleTimeout, cfg.MaxSession, cfg.Now),
-		pages: make(map[string]*template.Template), signins: rate.NewLimiter(10, 50),
+		pages: make(map[string]*template.Template), signins: &limiters{m: make(map[string]*rate.Limiter)},
 		ledgerOK: make(map[string]bool),
 	}
 	for _, l := range cfg.Ledgers {
@@ -371,7 +373,7 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 			c.fail(w, r, http.StatusForbidden, "missing or wrong CSRF token: reload the sign-in page")
 			return
 		}
-		if !c.signins.Allow() {
+		if !c.signins.allow(remoteHost(r)) {
 			c.fail(w, r, http.StatusTooManyRequests, "too many sign-in attempts; wait a moment")
 			return
 		}
@@ -426,4 +428,33 @@ func (c *Console) signout(w http.ResponseWriter, r *http.Request, rq *request) {
 // appsOf lists the apps p names (for the app filter); "*" for an admin of every app.
 func appsOf(p *reveal.Principal) []string {
 	return slices.Clone(p.Apps)
+}
+
+// limiters bounds sign-in attempts per remote host (5/s, burst 20), so one client guessing keys
+// cannot lock everyone else out. The table is bounded: when full it starts over.
+type limiters struct {
+	mu sync.Mutex
+	m  map[string]*rate.Limiter
+}
+
+func (l *limiters) allow(host string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim, ok := l.m[host]
+	if !ok {
+		if len(l.m) >= maxSessions {
+			clear(l.m)
+		}
+		lim = rate.NewLimiter(5, 20)
+		l.m[host] = lim
+	}
+	return lim.Allow()
+}
+
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }

@@ -70,7 +70,7 @@ func (s *swappable) Lookup(k reveal.APIKey) (reveal.Principal, bool) { return s.
 
 var testLedgers = []string{"event", "log"}
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, apiOpts ...func(*reveal.ServerConfig)) *env {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, broker.EncryptedTopic("event")),
 		kfake.SeedTopics(1, broker.EncryptedTopic("log"), broker.DeadLetterTopic, broker.AuditTopic))
@@ -131,10 +131,14 @@ func newEnv(t testing.TB) *env {
 	ps.Store(all)
 	logs := &lockedBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	api, err := reveal.NewServer(reveal.ServerConfig{Logger: logger,
+	apiCfg := reveal.ServerConfig{Logger: logger,
 		Addr: "127.0.0.1:0", PlainHTTP: true, Opener: &reveal.Opener{Store: st, Sealer: sealer},
 		Principals: ps, Auditor: aud, Now: clk.now,
-	})
+	}
+	for _, o := range apiOpts {
+		o(&apiCfg)
+	}
+	api, err := reveal.NewServer(apiCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

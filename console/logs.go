@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -265,6 +266,10 @@ func (c *Console) reveal(w http.ResponseWriter, r *http.Request, rq *request) {
 				clear(b)
 			}
 		}()
+		if errors.Is(err, reveal.ErrRateLimited) {
+			c.fail(w, r, http.StatusTooManyRequests, "too many reveals: wait a moment (the reveal API's rate limit)")
+			return
+		}
 		if err != nil {
 			c.log.Warn("console: reveal failed", "request_id", rq.id, "principal", rq.p.Name, "err", err)
 			c.fail(w, r, http.StatusServiceUnavailable, "store, key service or audit unavailable: nothing was revealed; retry")

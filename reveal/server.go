@@ -98,9 +98,17 @@ func (s *Server) Mount(prefix string, h http.Handler) {
 // Reveal opens tokens for p on the API's own path: the same authorization (p's kind and apps),
 // one audit record per token with the given source (e.g. "console"), and the same fail-closed
 // rule: a non-nil error means nothing may be shown. The caller clears the returned values.
+// It draws on p's rate limit like an API request, and returns ErrRateLimited (nothing opened,
+// nothing audited) when that is spent.
 func (s *Server) Reveal(ctx context.Context, p Principal, reqID, source string, tokens []string) ([]Result, [][]byte, error) {
+	if !s.limiter(p.Name).Allow() {
+		return nil, nil, ErrRateLimited
+	}
 	return s.open(ctx, p, reqID, source, tokens)
 }
+
+// ErrRateLimited is returned by Reveal when the principal's request rate is spent.
+var ErrRateLimited = errors.New("reveal: rate limit exceeded")
 
 // NewServer checks cfg and applies defaults.
 func NewServer(cfg ServerConfig) (*Server, error) {
