@@ -89,7 +89,7 @@ func (t *Transformer) transformFast(ctx context.Context, src Source, key, value 
 		return Output{}, false, nil
 	}
 	settings, ok := t.Apps(e.AppID)
-	if !ok {
+	if !ok || e.AppID == DeadLetterApp {
 		return Output{}, false, nil
 	}
 	now := t.now()

@@ -186,12 +186,13 @@ func TestFailingRecordDeadLettered(t *testing.T) {
 
 // TestDotAppIDRefused: with every app allowed (allow_unknown_apps), an app id of "." or ".." used
 // to decode, then fail in the keyring on every retry (a stalled partition). The one name rule
-// refuses it at decode.
+// refuses it at decode. The dead-letter app is reserved: entries of a producer cannot be sealed
+// among the dead letters.
 func TestDotAppIDRefused(t *testing.T) {
 	h := newHarness(t)
 	tr := *h.tr
 	tr.Apps = func(string) (ledgers.AppSettings, bool) { return ledgers.DefaultAppSettings, true }
-	for _, app := range []string{".", ".."} {
+	for _, app := range []string{".", "..", pipeline.DeadLetterApp} {
 		v := bytes.Replace(sayOn("e1", "SECRET"), []byte(`"app_id":"app-1"`), []byte(`"app_id":"`+app+`"`), 1)
 		out, err := tr.Transform(context.Background(), pipeline.Source{Topic: broker.RawTopic("event")}, nil, v)
 		if err != nil {

@@ -159,6 +159,10 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 	if info, known := t.Registry.Lookup(e.Type); known && !slices.Contains(info.Ledgers, led.Name) {
 		return out, &permanentError{reason: schemas.ReasonTypeLedger, field: "type"}
 	}
+	if e.AppID == DeadLetterApp {
+		// Reserved: entries sealed under it would sit among the dead letters (and their readers).
+		return out, &permanentError{reason: schemas.ReasonInvalidField, field: "app_id"}
+	}
 	settings, ok := t.Apps(e.AppID)
 	if !ok {
 		return out, &permanentError{reason: schemas.ReasonUnknownApp, field: "app_id"}
