@@ -38,7 +38,7 @@ var helps = map[string]help{
 	"serve": {usage: "veil serve [--config FILE] [flags]", common: flagsServe,
 		about:   "Serves the reveal API alone (store, keys and audit; no stream processing).",
 		example: "veil serve --config /etc/veil/veil.yaml"},
-	"check": {usage: "veil check [--config FILE] [flags]", common: flagsKafka,
+	"check": {usage: "veil check [--config FILE] [flags]", common: []string{"data-dir", "brokers"},
 		about: "Validates the configuration and reaches every configured dependency read-only (Kafka, KMS,\nstore, key store, S3), one line each. Exit 0 when all answer, 1 when any does not, 3 on invalid config.\n" +
 			"With --ready, asks the veil running with this config whether it is ready (a container healthcheck).",
 		example: "veil check --config /etc/veil/veil.yaml"},
