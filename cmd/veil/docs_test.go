@@ -96,6 +96,28 @@ func awaitOutputs(t *testing.T, addrs []string, ledger, id string) (enc, red *kg
 	return enc, red
 }
 
+// awaitDeadLetter returns the first record of veil.deadletter (read_committed).
+func awaitDeadLetter(t *testing.T, addrs []string) *kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(broker.DeadLetterTopic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		f := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal("no dead letter")
+		}
+		if recs := f.Records(); len(recs) > 0 {
+			return recs[0]
+		}
+	}
+}
+
 func header(r *kgo.Record, key string) string {
 	for _, h := range r.Headers {
 		if h.Key == key {
@@ -156,6 +178,35 @@ func TestEntriesDocExamples(t *testing.T) {
 			t.Errorf("%s: headers %v, key %q", l, red.Headers, red.Key)
 		}
 	}
+	// A dead letter: an entry of an app veil does not know. Its fields are the documented ones.
+	bad := `{"id":"e-bad","app_id":"app-unknown","ledger":"event","type":"meya.text.event.say","ts":"` + now + `","data":{"text":"x"}}`
+	if err := prod.ProduceSync(context.Background(), &kgo.Record{Topic: broker.RawTopic("event"), Value: []byte(bad)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	dl := awaitDeadLetter(t, addrs)
+	example, _, _ := docBlock(t, doc, "deadletter")
+	var want, got map[string]any
+	if err := json.Unmarshal([]byte(example), &want); err != nil {
+		t.Fatalf("the dead-letter example is not JSON: %v", err)
+	}
+	json.Unmarshal(dl.Value, &got)
+	for k := range got {
+		if _, ok := want[k]; !ok && k != "payload_omitted" {
+			t.Errorf("dead letter has field %s, which docs/entries.md does not show", k)
+		}
+	}
+	for k := range want {
+		if _, ok := got[k]; !ok {
+			t.Errorf("docs/entries.md shows dead-letter field %s, the record has none", k)
+		}
+	}
+	if got["reason"] != "unknown_app" || got["field"] != "app_id" || header(dl, "veil-reason") != "unknown_app" || header(dl, "veil-source") == "" {
+		t.Errorf("dead letter = %s, headers %v; want reason unknown_app, field app_id, veil-reason and veil-source", dl.Value, dl.Headers)
+	}
+	if p, _ := got["payload"].(string); !strings.HasPrefix(p, envelope.TokenPrefix) {
+		t.Errorf("dead-letter payload = %q, want a token", p)
+	}
+
 	if *updateDocs {
 		if err := os.WriteFile(entriesDoc, []byte(doc), 0o644); err != nil {
 			t.Fatal(err)
