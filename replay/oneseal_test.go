@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/replay"
 	"github.com/veil-project/veil/reveal"
+	"github.com/veil-project/veil/sinks/store"
 )
 
 // runPipeline runs the real processor (group veil) until the redacted topics of event and bot
@@ -215,5 +217,37 @@ func TestReplayRebuildsAfterRawTopicsComeBackEmpty(t *testing.T) {
 	cfg.App, cfg.Progress = "app-2", nil
 	if res, err = replay.Run(ctx, cfg); err != nil || res.Present != 5 || res.Filtered != 7 || res.Redacted != 0 {
 		t.Errorf("Run(redacted, app-2) = %+v, %v, want 5 present, 7 of other apps", res, err)
+	}
+}
+
+// TestReplayNeverResealsBlobMedia: the pipeline seals a blob entry's media under refs of their own
+// (RefFor of "<id>#data.content"); an entry whose only sensitive value is its media has no row
+// under its own ref. Replay (media sealed inline, no blob store) must still see it was sealed and
+// not issue a second token for it.
+func TestReplayNeverResealsBlobMedia(t *testing.T) {
+	e := newEnv(t)
+	now := time.Now()
+	v := fmt.Sprintf(`{"id":"b1","app_id":"app-1","ledger":"blob","type":"meya.blob.entry","ts":%q,"thread":{"id":"t-b","mode":"agent"},"data":{"content":"aGVsbG8="}}`,
+		now.UTC().Format(time.RFC3339))
+	rec := &kgo.Record{Topic: broker.RawTopic("blob"), Key: []byte("t-b"), Value: []byte(v), Timestamp: now}
+	e.produce(rec) // sets its partition and offset
+	e.processed("blob")
+	src := pipeline.Source{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}
+	// The row the pipeline's blob service wrote for the media (its value is not read here).
+	media := store.Item{App: "app-1", Ref: pipeline.RefFor("app-1", "b1#data.content", src), Expiry: now.Add(time.Hour), Value: []byte("sealed media key")}
+	if err := e.store.Put(ctx, []store.Item{media}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.config(replay.TargetEncrypted, replay.TargetRedacted)
+	cfg.Ledgers = []string{"blob"}
+	res, err := replay.Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sealed != 1 || res.Encrypted != 0 || res.Stored != 0 || res.Redacted != 1 {
+		t.Errorf("Run = %+v, want the entry already sealed (no encrypted output, no row) and its redacted output rebuilt", res)
+	}
+	if got := e.readAll(broker.EncryptedTopic("blob")); len(got) != 0 {
+		t.Errorf("replay produced %d encrypted blob outputs, want 0", len(got))
 	}
 }

@@ -472,6 +472,17 @@ func (r *runner) fromRaw(ctx context.Context, rec *kgo.Record, presentEnc, prese
 		r.skipped.Add(1) // the live run dead-lettered it already
 		return r.maybeFlush(ctx)
 	}
+	if needEnc && out.Encrypted != nil && out.Item != nil && rec.Topic == broker.RawTopic(blobLedger) {
+		taken, err := r.mediaSealed(ctx, rec, src)
+		if err != nil {
+			return err
+		}
+		if taken {
+			needEnc = false
+			presentEnc[key] = true
+			r.sealed.Add(1)
+		}
+	}
 	if needEnc && out.Encrypted != nil {
 		if out.Item != nil {
 			r.items = append(r.items, *out.Item)
@@ -487,6 +498,35 @@ func (r *runner) fromRaw(ctx context.Context, rec *kgo.Record, presentEnc, prese
 		r.nRed++
 	}
 	return r.maybeFlush(ctx)
+}
+
+// blobLedger is the ledger whose media the pipeline seals under refs of their own.
+const blobLedger = "blob"
+
+// mediaSealed reports whether the store holds the ref the pipeline seals a blob entry's media
+// under (pipeline.RefFor of "<id>#<path>"): such an entry was sealed, even when its own ref was
+// not (an entry whose only sensitive values are media), so its tokens cannot be made again.
+func (r *runner) mediaSealed(ctx context.Context, rec *kgo.Record, src pipeline.Source) (bool, error) {
+	if r.cfg.Store == nil {
+		return false, nil
+	}
+	var v struct {
+		ID    string `json:"id"`
+		AppID string `json:"app_id"`
+	}
+	if json.Unmarshal(rec.Value, &v) != nil {
+		return false, nil
+	}
+	for _, path := range []string{"data.content", "data.object"} {
+		_, err := r.cfg.Store.Get(ctx, v.AppID, pipeline.RefFor(v.AppID, v.ID+"#"+path, src))
+		switch {
+		case err == nil:
+			return true, nil
+		case !errors.Is(err, store.ErrNotFound):
+			return false, fmt.Errorf("reading the encrypted store: %w", err)
+		}
+	}
+	return false, nil
 }
 
 // fromEncrypted rebuilds the redacted output of an encrypted record whose raw record is gone.
