@@ -75,6 +75,10 @@ func cmdReveal(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tc},
 	}}
 	res, err := c.Reveal(ctx, tokens)
+	var unknownCA x509.UnknownAuthorityError
+	if errors.As(err, &unknownCA) && ca == "" {
+		return fmt.Errorf("%w (a veil demo's certificate is trusted through %s in its data dir: pass --data-dir DIR, or --ca FILE)", err, demoInfoFile)
+	}
 	if err != nil {
 		return err
 	}
