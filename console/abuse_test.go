@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
@@ -152,5 +153,23 @@ func TestRevealRateLimited(t *testing.T) {
 	}
 	if n := len(e.auditRecords()); n != 1 {
 		t.Errorf("audit records = %d, want 1", n)
+	}
+}
+
+// TestStoreDown: with the encrypted store unreachable the Logs page fails (503) rather than
+// guessing which values are live, and a reveal opens nothing.
+func TestStoreDown(t *testing.T) {
+	e := newEnv(t)
+	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", e.clock.now()))
+	alice, csrf := e.signIn(t, "alice")
+	_, body, _ := get(t, alice, e.srv.URL, "/console/logs")
+	link := entryLink(t, body, "e-1")
+	e.store.Close(context.Background())
+	if code, body, _ := get(t, alice, e.srv.URL, "/console/logs"); code != http.StatusServiceUnavailable || strings.Contains(body, "canary") {
+		t.Errorf("logs with the store down = %d, want 503", code)
+	}
+	form := url.Values{"csrf": {csrf}, "l": {link.Get("l")}, "p": {link.Get("p")}, "o": {link.Get("o")}, "f": {"all"}}
+	if code, body, _ := post(t, alice, e.srv.URL, "/console/reveal", form); code != http.StatusServiceUnavailable || strings.Contains(body, "canary-4711") {
+		t.Errorf("reveal with the store down = %d, want 503", code)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/veil-project/veil/crypto/envelope"
@@ -85,39 +86,87 @@ func fields(data json.RawMessage) []Field {
 
 const maxDepth = 32
 
-// probe says, without decrypting, whether a sealed field can still be revealed: its token must
-// parse and its record must still be in the store and before its expiry. Reading the store row
-// reads ciphertext only, so it is not a decrypt and is not audited. expiry is the entry's (its
-// veil-expiry header): a missing record before it was erased, after it expired.
-func probe(ctx context.Context, st store.Store, now, expiry time.Time, f *Field) error {
-	tok, err := envelope.ParseToken(f.token)
-	if err != nil {
-		f.State, f.Why = "invalid", "not a valid token"
-		return nil
-	}
-	item, err := st.Get(ctx, tok.App, tok.Ref)
-	if errors.Is(err, store.ErrNotFound) {
-		if !expiry.IsZero() && !now.Before(expiry) {
-			f.State, f.Why = "expired", "past its TTL since "+expiry.UTC().Format(time.RFC3339)
-		} else {
-			f.State, f.Why = "gone", "erased: the sealed record no longer exists"
+// rowState is what the store holds for one ref: whether its row exists, and its expiry.
+type rowState struct {
+	found   bool
+	invalid bool
+	expiry  time.Time
+}
+
+type rowKey struct {
+	app string
+	ref envelope.RefID
+}
+
+// probeConcurrency bounds the store reads of one page in flight (Redis and DynamoDB answer each in
+// a round trip).
+const probeConcurrency = 16
+
+// probeRows reads, without decrypting, the store row of every distinct ref behind fields (one read
+// per ref, whatever the number of its fields). Reading ciphertext is not a decrypt and is not
+// audited.
+func probeRows(ctx context.Context, st store.Store, keys []rowKey) (map[rowKey]rowState, error) {
+	seen := make(map[rowKey]bool, len(keys))
+	var uniq []rowKey
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			uniq = append(uniq, k)
 		}
-		return nil
 	}
-	if err != nil {
-		return err
+	states := make([]rowState, len(uniq))
+	errs := make([]error, len(uniq))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, probeConcurrency)
+	for i, k := range uniq {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			item, err := st.Get(ctx, k.app, k.ref)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+			case err != nil:
+				errs[i] = err
+			default:
+				var rec envelope.Record
+				if rec.UnmarshalBinary(item.Value) != nil {
+					states[i].invalid = true
+				} else {
+					states[i].found, states[i].expiry = true, rec.Expiry
+				}
+			}
+		}()
 	}
-	var rec envelope.Record
-	if err := rec.UnmarshalBinary(item.Value); err != nil {
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	out := make(map[rowKey]rowState, len(uniq))
+	for i, k := range uniq {
+		out[k] = states[i]
+	}
+	return out, nil
+}
+
+// judge sets f's state from its row: live (with the time left), expired (past its TTL), gone
+// (erased) or invalid. expiry is the entry's (its veil-expiry header): a missing row before it
+// was erased, after it expired.
+func judge(f *Field, tokOK bool, rs rowState, now, expiry time.Time) {
+	switch {
+	case !tokOK:
+		f.State, f.Why = "invalid", "not a valid token"
+	case rs.invalid:
 		f.State, f.Why = "invalid", "the sealed record does not decode"
-		return nil
+	case !rs.found && !expiry.IsZero() && !now.Before(expiry):
+		f.State, f.Why = "expired", "past its TTL since "+expiry.UTC().Format(time.RFC3339)
+	case !rs.found:
+		f.State, f.Why = "gone", "erased: the sealed record no longer exists"
+	case !now.Before(rs.expiry):
+		f.State, f.Why = "expired", "past its TTL since "+rs.expiry.UTC().Format(time.RFC3339)
+	default:
+		f.State, f.Left = "live", lifetime(rs.expiry.Sub(now))
 	}
-	if !now.Before(rec.Expiry) {
-		f.State, f.Why = "expired", "past its TTL since "+rec.Expiry.UTC().Format(time.RFC3339)
-		return nil
-	}
-	f.State, f.Left = "live", lifetime(rec.Expiry.Sub(now))
-	return nil
 }
 
 // lifetime formats a remaining duration coarsely ("23h 59m", "4m 10s").

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/reveal"
 )
 
@@ -163,26 +164,48 @@ func (c *Console) thread(w http.ResponseWriter, r *http.Request, rq *request) {
 	c.render(w, http.StatusOK, "logs", page{Title: "Thread " + id, Nav: "logs", Principal: &rq.p, CSRF: rq.sess.csrf, Body: body})
 }
 
-// views flattens items and probes their sealed values.
+// views flattens items and probes their sealed values (one store read per distinct ref, in
+// parallel).
 func (c *Console) views(ctx context.Context, p *reveal.Principal, items []Item) ([]entryView, error) {
 	now := c.cfg.Now()
 	out := make([]entryView, len(items))
+	var keys []rowKey
+	toks := make([][]rowKey, len(items)) // per item, per sealed field: its row (zero if no token)
+	oks := make([][]bool, len(items))
 	for i, it := range items {
-		v := entryView{Item: it, Fields: fields(it.Entry.Data), CanOpen: p.MayDecrypt(it.Entry.AppID)}
+		out[i] = entryView{Item: it, Fields: fields(it.Entry.Data), CanOpen: p.MayDecrypt(it.Entry.AppID)}
+		for j := range out[i].Fields {
+			f := &out[i].Fields[j]
+			if !f.Sealed {
+				continue
+			}
+			tok, err := envelope.ParseToken(f.token)
+			k := rowKey{app: tok.App, ref: tok.Ref}
+			toks[i], oks[i] = append(toks[i], k), append(oks[i], err == nil)
+			if err == nil {
+				keys = append(keys, k)
+			}
+		}
+	}
+	rows, err := probeRows(ctx, c.cfg.Store, keys)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		v := &out[i]
+		n := 0
 		for j := range v.Fields {
 			f := &v.Fields[j]
 			if !f.Sealed {
 				continue
 			}
+			judge(f, oks[i][n], rows[toks[i][n]], now, v.Expiry)
+			n++
 			v.Sealed++
-			if err := probe(ctx, c.cfg.Store, now, it.Expiry, f); err != nil {
-				return nil, err
-			}
 			if f.State == "live" {
 				v.Live++
 			}
 		}
-		out[i] = v
 	}
 	return out, nil
 }
