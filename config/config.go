@@ -277,6 +277,11 @@ type Integration struct {
 	Apps     []string `yaml:"apps"`
 	Ledgers  []string `yaml:"ledgers"`
 	Topic    string   `yaml:"topic"`
+	// Delivery webhook POSTs entries to URL (https) instead of producing them to Topic.
+	Delivery string `yaml:"delivery"`
+	URL      string `yaml:"url"`
+	Secret   Secret `yaml:"secret"`  // HMAC-SHA256 key of the webhook signature
+	CAFile   string `yaml:"ca_file"` // PEM roots that verify the webhook; empty: the system's
 }
 
 // TLS is the reveal API's certificate.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -221,6 +222,16 @@ func (c *Config) validateIntegrations() []error {
 				bad(key+".ledgers", "unknown ledger %q; the ledgers are %s", l, ledgerNames())
 			}
 		}
+		if in.Delivery == "webhook" {
+			errs = append(errs, in.webhookProblems(key)...)
+			continue
+		}
+		if in.Delivery != "" && in.Delivery != "topic" {
+			bad(key+".delivery", "%q is not one of topic, webhook", in.Delivery)
+		}
+		if in.URL != "" || in.Secret != "" || in.CAFile != "" {
+			bad(key+".url", "url, secret and ca_file apply to delivery: webhook only")
+		}
 		switch msg := topicProblem(in.Topic); {
 		case msg != "":
 			bad(key+".topic", "%s", msg)
@@ -229,6 +240,32 @@ func (c *Config) validateIntegrations() []error {
 		default:
 			topics[in.Topic] = name
 		}
+	}
+	return errs
+}
+
+// webhookProblems checks a webhook integration (the rules of egress.Integration.Validate and
+// egress.New, with the key named): an https URL with a host and no credentials, a secret of at
+// least 16 bytes, no topic.
+func (in Integration) webhookProblems(key string) []error {
+	var errs []error
+	bad := func(k, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s: %w", k, fmt.Sprintf(format, args...), ErrInvalid))
+	}
+	u, err := url.Parse(in.URL)
+	switch {
+	case in.URL == "":
+		bad(key+".url", "required with delivery: webhook")
+	case err != nil || u.Scheme != "https" || u.Hostname() == "":
+		bad(key+".url", "must be an https:// URL with a host (TLS 1.2 or newer)")
+	case u.User != nil || u.Fragment != "":
+		bad(key+".url", "must carry no user info or fragment; the signature authenticates veil")
+	}
+	if len(in.Secret) < 16 {
+		bad(key+".secret", "required with delivery: webhook, at least 16 bytes (set it with %s)", EnvName(key+".secret"))
+	}
+	if in.Topic != "" {
+		bad(key+".topic", "a webhook integration has no topic")
 	}
 	return errs
 }

@@ -25,6 +25,8 @@ const (
 type output struct {
 	rec    *kgo.Record // nil when skipped
 	skip   string
+	id     string // the entry's id and app, when it decoded
+	app    string
 	audits []reveal.AuditRecord
 	opened int // tokens that opened to their value
 	masked int // tokens replaced by the redacted view
@@ -73,6 +75,7 @@ func (s *Stage) entry(ctx context.Context, r *kgo.Record) (output, error) {
 		rec: &kgo.Record{
 			Topic: in.Topic, Key: r.Key, Value: value, Headers: slices.Clone(r.Headers),
 		},
+		id: e.ID, app: e.AppID,
 		audits: w.audits, opened: w.opened, masked: w.masked,
 	}, nil
 }

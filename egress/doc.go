@@ -1,7 +1,7 @@
 // Package egress is the outgoing edge of integrations: one exactly-once stream stage per
 // configured integration reads the encrypted.<ledger> topics of its ledgers and delivers every
-// entry to the integration's own topic, its sensitive values decrypted where the integration may
-// process sensitive data and redacted where it may not.
+// entry to the integration's own topic (or its webhook), its sensitive values decrypted where the
+// integration may process sensitive data and redacted where it may not.
 //
 // Guarantees:
 //   - Messaging and support integrations decrypt; other integrations decrypt only with an
@@ -18,4 +18,13 @@
 //     records and the consumer offsets commit in one Kafka transaction: each entry is delivered
 //     and audited exactly once, across crashes and restarts, for read_committed consumers.
 //   - Delivering only reads the store: it never extends a TTL.
+//   - An integration of delivery webhook gets each entry POSTed to its HTTPS endpoint (TLS 1.2+,
+//     signed with HMAC-SHA256, see webhook.go) instead of a topic, so decrypted entries never
+//     rest in Kafka. Its audit records are written before any entry of the batch leaves; offsets
+//     are committed after; a redelivery carries the same Idempotency-Key and body, so the
+//     integration sees each entry exactly once by that key. Transient failures (network, 5xx,
+//     408, 425, 429) are retried with backoff; any other answer dead-letters the entry (reason
+//     webhook_rejected, never its content). Errors and logs name the webhook's host only.
+//   - The topic of a decrypting integration holds plaintext: it is created with retention.ms =
+//     Config.TopicTTL (the longest TTL of its ledgers).
 package egress

@@ -3,6 +3,7 @@ package egress
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -20,8 +21,19 @@ type Integration struct {
 	Override bool        // lets an integration of kind other decrypt
 	Apps     []string    // apps whose entries are delivered; empty: every app
 	Ledgers  []string    // source ledgers (encrypted.<ledger>)
-	Topic    string      // where entries are delivered
+	Topic    string      // where entries are delivered (Delivery topic)
+	// Delivery is how entries reach the integration: DeliveryTopic (default, "") to Topic, or
+	// DeliveryWebhook: POSTed to URL over HTTPS, so decrypted entries never rest in Kafka (see
+	// Config.Webhook).
+	Delivery string
+	URL      string // the webhook's https:// URL (Delivery webhook)
 }
+
+// Deliveries.
+const (
+	DeliveryTopic   = "topic"
+	DeliveryWebhook = "webhook"
+)
 
 // ErrInvalidIntegration is wrapped by every error Validate returns.
 var ErrInvalidIntegration = errors.New("invalid integration")
@@ -59,11 +71,50 @@ func (in *Integration) Validate() error {
 			return bad("ledgers: unknown ledger %q", l)
 		}
 	}
-	if err := ValidateTopic(in.Topic); err != nil {
-		return bad("topic: %v", err)
+	switch in.Delivery {
+	case "", DeliveryTopic:
+		if err := ValidateTopic(in.Topic); err != nil {
+			return bad("topic: %v", err)
+		}
+		if in.URL != "" {
+			return bad("url applies to delivery webhook only")
+		}
+	case DeliveryWebhook:
+		if in.Topic != "" {
+			return bad("topic applies to delivery topic only: a webhook integration has no topic")
+		}
+		if err := ValidateWebhookURL(in.URL); err != nil {
+			return bad("url: %v", err)
+		}
+	default:
+		return bad("delivery must be topic or webhook")
 	}
 	return nil
 }
+
+// ValidateWebhookURL checks that u is an absolute https:// URL with a host and no user info
+// (credentials in a URL end up in logs and proxies; use the secret instead).
+func ValidateWebhookURL(u string) error {
+	p, err := url.Parse(u)
+	switch {
+	case u == "":
+		return errors.New("required")
+	case err != nil:
+		return errors.New("is not a URL")
+	case p.Scheme != "https":
+		return errors.New("must be https:// (TLS 1.2 or newer)")
+	case p.Host == "" || p.Hostname() == "":
+		return errors.New("has no host")
+	case p.User != nil:
+		return errors.New("must not carry user info; the signature authenticates veil")
+	case p.Fragment != "":
+		return errors.New("must not carry a fragment")
+	}
+	return nil
+}
+
+// Webhook reports whether entries are POSTed to the integration rather than produced to a topic.
+func (in *Integration) Webhook() bool { return in.Delivery == DeliveryWebhook }
 
 // ValidateTopic checks that topic is a legal Kafka topic name outside veil's own topics.
 func ValidateTopic(topic string) error {

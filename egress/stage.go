@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"runtime"
 	"sync"
 	"time"
@@ -37,6 +39,8 @@ type Config struct {
 	Clock           func() time.Time
 	Logger          *slog.Logger
 	Observer        Observer // nil: none
+	// Webhook configures delivery for an integration whose Delivery is webhook.
+	Webhook WebhookConfig
 
 	// TopicTTL bounds the integration topic of an integration that decrypts: created with
 	// retention.ms = TopicTTL and segment.ms = TopicTTL/4 (broker.RawTopicConfigs), since it holds
@@ -60,6 +64,7 @@ type BatchStats struct {
 	Opened    int // tokens delivered as their value
 	Masked    int // tokens delivered as ★★★★★
 	Audited   int // audit records produced
+	Rejected  int // entries a webhook refused for good (dead-lettered)
 }
 
 type nopObserver struct{}
@@ -70,7 +75,10 @@ func (nopObserver) Dependency(string, bool)        {}
 // Stage is the exactly-once delivery of entries to one integration.
 type Stage struct {
 	cfg  Config
-	sess *kgo.GroupTransactSession
+	sess *kgo.GroupTransactSession // topic delivery
+	cl   *kgo.Client               // webhook delivery: consumer, audit and dead-letter producer
+	http *http.Client              // webhook delivery
+	host string                    // the webhook's host, for messages
 	log  *slog.Logger
 	obs  Observer
 
@@ -107,7 +115,13 @@ func New(cfg Config) (*Stage, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.TopicTTL <= 0 {
+	if cfg.Integration.Webhook() && len(cfg.Webhook.Secret) < MinWebhookSecret {
+		return nil, fmt.Errorf("egress: integration %q: a webhook needs a secret of at least %d bytes", cfg.Integration.Name, MinWebhookSecret)
+	}
+	if cfg.Webhook.Timeout <= 0 {
+		cfg.Webhook.Timeout = 30 * time.Second
+	}
+	if cfg.TopicTTL <= 0 && !cfg.Integration.Webhook() {
 		var ttls []broker.LedgerTTL
 		for _, l := range ledgers.All() {
 			ttls = append(ttls, broker.LedgerTTL{Name: l.Name, TTL: l.TTL})
@@ -128,6 +142,15 @@ func New(cfg Config) (*Stage, error) {
 		topics[i] = broker.EncryptedTopic(l)
 	}
 	id := cfg.TransactionalID + "-egress-" + in.Name
+	log := cfg.Logger.With("integration", in.Name)
+	if in.Webhook() {
+		cl, err := newWebhookKafka(cfg, topics, id)
+		if err != nil {
+			return nil, fmt.Errorf("creating Kafka client of integration %s: %w", in.Name, err)
+		}
+		u, _ := url.Parse(in.URL) // Validate parsed it
+		return &Stage{cfg: cfg, cl: cl, http: newWebhookClient(cfg.Webhook), host: u.Host, log: log, obs: obs}, nil
+	}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(Group(in.Name)),
@@ -149,16 +172,19 @@ func New(cfg Config) (*Stage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating transactional session of integration %s: %w", in.Name, err)
 	}
-	log := cfg.Logger.With("integration", in.Name)
 	return &Stage{cfg: cfg, sess: sess, log: log, obs: obs}, nil
 }
 
 func (s *Stage) now() time.Time { return s.cfg.Clock() }
 
-// Run creates the integration topic if it is missing, then delivers until ctx is cancelled
-// (returning nil) or the transactional session fails fatally. Cancelling ctx aborts the
-// transaction in flight; its records are delivered on restart, once.
+// Run creates the integration topic if it is missing (a webhook has none), then delivers until
+// ctx is cancelled (returning nil) or the transactional session fails fatally. Cancelling ctx
+// aborts the transaction (or the webhook batch) in flight; its records are delivered on restart,
+// once (a webhook: again, under the same idempotency keys).
 func (s *Stage) Run(ctx context.Context) error {
+	if s.cl != nil {
+		return s.runWebhook(ctx)
+	}
 	for attempt := 1; ; attempt++ {
 		err := s.ensureTopic(ctx)
 		if err == nil {
@@ -319,5 +345,16 @@ func (s *Stage) entries(ctx context.Context, recs []*kgo.Record) ([]output, erro
 
 // Close leaves the group and closes the session; it is idempotent. In-flight work is aborted.
 func (s *Stage) Close() {
-	s.closeOnce.Do(func() { s.sess.Close() })
+	s.closeOnce.Do(func() {
+		if s.sess != nil {
+			s.sess.Close()
+		}
+		if s.cl != nil {
+			s.cl.AllowRebalance() // Close leaves the group, which waits for it
+			s.cl.Close()
+		}
+		if s.http != nil {
+			s.http.CloseIdleConnections()
+		}
+	})
 }

@@ -94,7 +94,7 @@ func NewMetrics() *Metrics {
 			Buckets: prometheus.ExponentialBuckets(1e-3, 2.5, 12),
 		}, []string{"sink"}),
 		EgressEntries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "egress_entries_total", Help: "Entries handled by an integration's egress stage, by outcome (delivered, skipped).",
+			Namespace: ns, Name: "egress_entries_total", Help: "Entries handled by an integration's egress stage, by outcome (delivered, skipped, rejected: refused for good by a webhook and dead-lettered).",
 		}, []string{"integration", "outcome"}),
 		EgressTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "egress_tokens_total", Help: "Tokens delivered to an integration, by outcome (opened, masked).",

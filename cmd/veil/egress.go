@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"sync"
 
@@ -21,6 +23,9 @@ func integrationTopics(cfg *config.Config, ledgerTTLs []broker.LedgerTTL) ([]bro
 	var out []broker.TopicTTL
 	for _, name := range slices.Sorted(maps.Keys(cfg.Integrations)) {
 		in := cfg.Integrations[name]
+		if in.Delivery == egress.DeliveryWebhook {
+			continue // no topic: entries go straight to the integration
+		}
 		if !(&egress.Integration{Kind: reveal.Kind(in.Kind), Override: in.Override}).Decrypts() {
 			continue
 		}
@@ -31,6 +36,26 @@ func integrationTopics(cfg *config.Config, ledgerTTLs []broker.LedgerTTL) ([]bro
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// webhookConfig returns the webhook settings of integration name (none unless its delivery is
+// webhook).
+func webhookConfig(name string, in config.Integration) (egress.WebhookConfig, error) {
+	if in.Delivery != egress.DeliveryWebhook {
+		return egress.WebhookConfig{}, nil
+	}
+	w := egress.WebhookConfig{Secret: []byte(in.Secret)}
+	if in.CAFile != "" {
+		pem, err := os.ReadFile(in.CAFile)
+		if err != nil {
+			return w, &configError{fmt.Errorf("integrations.%s.ca_file: %w", name, err)}
+		}
+		w.RootCAs = x509.NewCertPool()
+		if !w.RootCAs.AppendCertsFromPEM(pem) {
+			return w, &configError{fmt.Errorf("integrations.%s.ca_file holds no PEM certificate", name)}
+		}
+	}
+	return w, nil
 }
 
 // newEgress builds one egress stage per configured integration, in name order.
@@ -50,13 +75,19 @@ func (s *service) newEgress() ([]*egress.Stage, error) {
 		if err != nil {
 			return nil, &configError{fmt.Errorf("integrations.%s: %w", name, err)}
 		}
+		hook, err := webhookConfig(name, in)
+		if err != nil {
+			return nil, err
+		}
 		st, err := egress.New(egress.Config{
 			Brokers: s.brokers, KafkaOpts: s.kopts, TransactionalID: s.cfg.Kafka.TransactionalID,
 			Integration: egress.Integration{
 				Name: name, Kind: reveal.Kind(in.Kind), Override: in.Override,
 				Apps: in.Apps, Ledgers: in.Ledgers, Topic: in.Topic,
+				Delivery: in.Delivery, URL: in.URL,
 			},
-			Opener: s.opener, Partitions: partitions, TopicTTL: bound.TTL,
+			Webhook: hook,
+			Opener:  s.opener, Partitions: partitions, TopicTTL: bound.TTL,
 			Limits: schemas.Limits{MaxDepth: s.cfg.Limits.MaxDepth},
 			Logger: s.log.With("component", "egress"), Observer: egressObserver{s.obs},
 		})
@@ -117,6 +148,9 @@ func (e egressObserver) Batch(name string, st egress.BatchStats, committed bool)
 	m := e.o.m
 	m.EgressEntries.WithLabelValues(name, "delivered").Add(float64(st.Delivered))
 	m.EgressEntries.WithLabelValues(name, "skipped").Add(float64(st.Skipped))
+	if st.Rejected > 0 {
+		m.EgressEntries.WithLabelValues(name, "rejected").Add(float64(st.Rejected))
+	}
 	m.EgressTokens.WithLabelValues(name, "opened").Add(float64(st.Opened))
 	m.EgressTokens.WithLabelValues(name, "masked").Add(float64(st.Masked))
 }

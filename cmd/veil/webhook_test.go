@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/egress"
+)
+
+// TestRunDeliversToWebhook: `veil run` with an integration of delivery webhook (URL and CA file
+// from the YAML, the secret from the environment) POSTs a sensitive entry decrypted and signed to
+// a real HTTPS server, and the value reaches no topic, log or data file on the way.
+func TestRunDeliversToWebhook(t *testing.T) {
+	const secret = "a-webhook-secret-of-32-bytes-xyz"
+	got := make(chan []byte, 4)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if !egress.Verify([]byte(secret), r.Header.Get(egress.HeaderTimestamp), body, r.Header.Get(egress.HeaderSignature)) || r.Header.Get(egress.HeaderIdempotencyKey) == "" {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		got <- body
+		w.WriteHeader(http.StatusOK)
+	}))
+	srv.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	defer srv.Close()
+
+	addrs := externalBroker(t)
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "hook-ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VEIL_INTEGRATIONS_HOOK_SECRET", secret)
+	cfgPath := filepath.Join(dir, "veil.yaml")
+	yaml := fmt.Sprintf(`kafka: {brokers: [%s], transactional_id: veil-wh}
+data_dir: %s
+apps: {app-1: {}}
+analytics: {enabled: false}
+listen: {metrics: ""}
+integrations:
+  hook: {kind: messaging, ledgers: [event], delivery: webhook, url: %q, ca_file: %s}
+`, addrs[0], filepath.Join(dir, "data"), srv.URL+"/in", ca)
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		c, err := parseConfig("run", []string{"-config", cfgPath}, io.Discard, nil)
+		if err != nil {
+			done <- err
+			return
+		}
+		svc, err := start(ctx, c, &logs)
+		if err != nil {
+			done <- err
+			return
+		}
+		err = svc.serve(ctx)
+		svc.close(context.Background())
+		done <- err
+	}()
+
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	entry := `{"id":"e-wh","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` +
+		time.Now().UTC().Format(time.RFC3339) + `","thread":{"mode":"agent"},"data":{"text":"SECRET-webhook-1"}}`
+	if err := prod.ProduceSync(ctx, &kgo.Record{Topic: broker.RawTopic("event"), Key: []byte("t1"), Value: []byte(entry)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-got:
+		if !bytes.Contains(b, []byte(`"text":"SECRET-webhook-1"`)) || bytes.Contains(b, []byte("veil:v1:")) {
+			t.Errorf("webhook received %s, want the decrypted text and no token", b)
+		}
+	case err := <-done:
+		t.Fatalf("veil run stopped: %v\n%s", err, logs.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the webhook received nothing; log:\n%s", logs.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve: %v", err)
+	}
+	if strings.Contains(logs.String(), "SECRET") {
+		t.Errorf("plaintext in the log")
+	}
+	files := 0
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		files++
+		if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("SECRET-webhook-1")) {
+			t.Errorf("plaintext in %s", p)
+		}
+		return nil
+	})
+	if files == 0 {
+		t.Errorf("scanned no files")
+	}
+	// No topic of veil's holds the decrypted entry.
+	for _, r := range consumeTopics(t, addrs, 1, 5*time.Second, broker.EncryptedTopic("event"), broker.RedactedTopic("event"), broker.AuditTopic, broker.DeadLetterTopic) {
+		if bytes.Contains(r.Value, []byte("SECRET-webhook-1")) {
+			t.Errorf("plaintext on %s", r.Topic)
+		}
+	}
+}
