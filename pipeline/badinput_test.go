@@ -177,6 +177,9 @@ func badInputs(now string, tok string) []badInput {
 			return say(m, `"text":"`+m+`"`, `"text":"hi","`+m+`":"veil:v1:AAAA"`)
 		}, schemas.ReasonForgedToken, "data"},
 		// Only data is sealed and redacted: a token anywhere else would reach redacted.* as it is.
+		{"genuine token as a data member name", "event", func(m string) string {
+			return say(m, `"text":"`+m+`"`, `"text":"`+m+`","`+tok+`":"x"`)
+		}, schemas.ReasonForgedToken, "data"},
 		{"genuine token as entry id", "event", func(m string) string { return say(m, `"id":"e-`+m+`"`, `"id":"`+tok+`"`) }, invalid, "id"},
 		{"genuine token as thread id", "event", func(m string) string { return say(m, `"id":"t-1"`, `"id":"`+tok+`"`) }, invalid, "thread.id"},
 		{"genuine token as user id", "event", func(m string) string { return say(m, `"id":"u-1"`, `"id":"`+tok+`"`) }, invalid, "user.id"},

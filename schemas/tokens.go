@@ -19,7 +19,8 @@ func IsToken(s string) bool { return strings.HasPrefix(s, TokenPrefix) }
 // with the field to report: the first of known (registry paths, such as "data.fields") that holds
 // the failing value, or "data". It never reports a member name found inside data, which could be
 // data itself (a form field named after its value); that is what known is for: names veil chose.
-// Map keys are not values and are not checked.
+// A member name that starts with TokenPrefix fails too, whatever valid says: names are never
+// sealed or redacted, so a token there would reach every view as it is.
 func ScanTokens(e *Entry, valid func(string) bool, known ...string) (field string, ok bool) {
 	if e.Data == nil {
 		return "", true
@@ -69,15 +70,14 @@ func (s *tokenScan) walk(v any) {
 	switch c := v.(type) {
 	case string:
 		if IsToken(c) && !s.valid(c) {
-			p := s.report()
-			if !s.found || p < s.bad {
-				s.bad = p
-			}
-			s.found = true
+			s.fail()
 		}
 	case map[string]any:
 		for k, x := range c {
 			s.stack = append(s.stack, k)
+			if IsToken(k) {
+				s.fail()
+			}
 			s.walk(x)
 			s.stack = s.stack[:len(s.stack)-1]
 		}
@@ -88,6 +88,15 @@ func (s *tokenScan) walk(v any) {
 			s.stack = s.stack[:len(s.stack)-1]
 		}
 	}
+}
+
+// fail records a failure at the current path.
+func (s *tokenScan) fail() {
+	p := s.report()
+	if !s.found || p < s.bad {
+		s.bad = p
+	}
+	s.found = true
 }
 
 // report is the field reported for a failing value at the current path: the known path that

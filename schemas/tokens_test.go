@@ -22,7 +22,8 @@ func TestScanTokens(t *testing.T) {
 		{"forged top-level, not a registry path", map[string]any{"ssn 078-05-1120": "veil:v9:abc"}, "data", false},
 		{"forged in array", map[string]any{"items": []any{"ok", map[string]any{"t": "veil:"}}}, "data", false},
 		{"registry path prefix of a name", map[string]any{"textual": "veil:v9:abc"}, "data", false},
-		{"forged key only", map[string]any{"veil:bad": "x"}, "", true},
+		{"token-shaped member name", map[string]any{"veil:v1:abc": "x"}, "data", false},
+		{"token-shaped member name under a registry path", map[string]any{"fields": map[string]any{"veil:v1:abc": "x"}}, "data.fields", false},
 		{"first by report order", map[string]any{"b": "veil:x", "text": []any{"veil:y"}, "c": "veil:z"}, "data", false},
 	}
 	for _, tt := range tests {
