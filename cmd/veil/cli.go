@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"regexp"
 	"strings"
 )
 
@@ -127,6 +128,7 @@ func helpText(fs *flag.FlagSet, h help) string {
 	if h.about != "" {
 		fmt.Fprintf(&b, "\n%s\n", h.about)
 	}
+	metas := usageMetavars(h.usage)
 	n := 0
 	fs.VisitAll(func(*flag.Flag) { n++ })
 	if n > 0 {
@@ -134,8 +136,16 @@ func helpText(fs *flag.FlagSet, h help) string {
 		fs.VisitAll(func(f *flag.Flag) {
 			arg, usage := flag.UnquoteUsage(f)
 			line := "  --" + f.Name
+			switch {
+			case arg == "":
+			case metas[f.Name] != "":
+				arg = metas[f.Name] // the usage line's spelling: --name N there, --name N here
+			case arg == "string" || arg == "int" || arg == "value":
+				// No `name` in the usage text: name the argument after the flag's last word.
+				arg = f.Name[strings.LastIndex(f.Name, "-")+1:]
+			}
 			if arg != "" {
-				line += " " + arg
+				line += " " + strings.ToUpper(arg)
 			}
 			if !zeroDefault(f) {
 				usage += fmt.Sprintf(" (default %s)", f.DefValue)
@@ -147,6 +157,20 @@ func helpText(fs *flag.FlagSet, h help) string {
 		fmt.Fprintf(&b, "\nExample:\n  %s\n", h.example)
 	}
 	return b.String()
+}
+
+// usageFlag matches "--name META" in a usage line; META starts with a capital letter.
+var usageFlag = regexp.MustCompile(`--([a-z][a-z-]*)(?: ([A-Z][^ \[\]]*))?`)
+
+// usageMetavars returns the argument names a usage line gives its flags.
+func usageMetavars(usage string) map[string]string {
+	out := map[string]string{}
+	for _, m := range usageFlag.FindAllStringSubmatch(usage, -1) {
+		if m[2] != "" {
+			out[m[1]] = m[2]
+		}
+	}
+	return out
 }
 
 // zeroDefault reports whether f's default is its type's zero value (not worth printing).

@@ -39,6 +39,20 @@ func TestHelp(t *testing.T) {
 			if strings.Contains(out, "\n  -") && !strings.Contains(out, "\n  --") {
 				t.Errorf("veil %v help spells flags with one dash:\n%s", args, out)
 			}
+			// The usage line spells each flag and its argument as the flag list does.
+			if !strings.Contains(out, "\nFlags:\n") {
+				return // a group of subcommands: each has its own
+			}
+			usageLine, _, _ := strings.Cut(strings.TrimPrefix(out, "Usage:\n"), "\n")
+			for _, m := range usageFlag.FindAllStringSubmatch(usageLine, -1) {
+				want := "\n  --" + m[1]
+				if m[2] != "" {
+					want += " " + m[2]
+				}
+				if !strings.Contains(out, want+"\n") && (m[2] != "" || !strings.Contains(out, want+" ")) {
+					t.Errorf("veil %v: the usage line has %q, the flag list does not", args, strings.TrimPrefix(want, "\n  "))
+				}
+			}
 		})
 	}
 	// Only the flags a command uses: principals list reads a file, it takes no broker address.
