@@ -28,9 +28,9 @@ import (
 // integration's HTTPS endpoint, so decrypted entries never rest in Kafka.
 //
 // Each request carries:
-//   - Idempotency-Key: derived from the integration, the source record (topic, partition,
-//     offset) and the entry id. A redelivery after a crash, a restart, a rebalance or a retry
-//     carries the same key and the same body, so an integration that keeps the keys it has seen
+//   - Idempotency-Key: derived from the integration, the raw record the entry came from (its
+//     veil-source header) and the entry id. A redelivery after a crash, a restart, a rebalance,
+//     a retry or a replay carries the same key and the same body, so an integration that keeps the keys it has seen
 //     (for the longest TTL of its ledgers) receives every entry exactly once.
 //   - Veil-Timestamp: Unix seconds of this attempt.
 //   - Veil-Signature: "v1=" + hex(HMAC-SHA256(secret, timestamp + "." + body)); see Sign and
@@ -78,21 +78,30 @@ func Verify(secret []byte, timestamp string, body []byte, signature string) bool
 	return hmac.Equal([]byte(Sign(secret, timestamp, body)), []byte(signature))
 }
 
-// IdempotencyKey is the key of one entry's delivery to integration: stable for the source record
-// (topic, partition, offset) and entry id, so every redelivery carries the same one, and distinct
-// per integration.
-func IdempotencyKey(integration, topic string, partition int32, offset int64, entryID string) string {
+// IdempotencyKey is the key of one entry's delivery to integration: derived from the raw record
+// the entry came from (source: its veil-source header, "ledger.<name>/partition/offset") and the
+// entry id, so every redelivery — after a retry, a crash, a restart or a replay that re-emits
+// encrypted.<ledger> — carries the same key, and distinct per integration.
+func IdempotencyKey(integration, source, entryID string) string {
 	h := sha256.New()
-	var n [12]byte
-	for _, s := range []string{"veil-egress-v1", integration, topic, entryID} {
-		binary.BigEndian.PutUint32(n[:4], uint32(len(s)))
-		h.Write(n[:4])
+	var n [4]byte
+	for _, s := range []string{"veil-egress-v1", integration, source, entryID} {
+		binary.BigEndian.PutUint32(n[:], uint32(len(s)))
+		h.Write(n[:])
 		h.Write([]byte(s))
 	}
-	binary.BigEndian.PutUint32(n[:4], uint32(partition))
-	binary.BigEndian.PutUint64(n[4:], uint64(offset))
-	h.Write(n[:])
 	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// sourceOf returns the raw record r was made from (its veil-source header), or r's own position
+// when it has none.
+func sourceOf(r *kgo.Record) string {
+	for _, h := range r.Headers {
+		if h.Key == pipeline.HeaderSource && len(h.Value) > 0 {
+			return string(h.Value)
+		}
+	}
+	return fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset)
 }
 
 // newWebhookClient returns the HTTP client of a webhook: TLS 1.2 or newer, redirects not
@@ -217,7 +226,7 @@ func (s *Stage) webhookBatch(ctx context.Context, recs []*kgo.Record) (BatchStat
 			continue
 		}
 		r := recs[i]
-		key := IdempotencyKey(s.cfg.Integration.Name, r.Topic, r.Partition, r.Offset, o.id)
+		key := IdempotencyKey(s.cfg.Integration.Name, sourceOf(r), o.id)
 		status, err := s.deliver(ctx, key, o.rec.Value)
 		switch {
 		case err != nil:

@@ -19,9 +19,11 @@ import (
 	"time"
 
 	"github.com/go-json-experiment/json"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/egress"
+	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
 )
@@ -156,7 +158,8 @@ func (l *syncLog) String() string {
 
 // TestWebhookDelivery: a decrypting integration receives every entry over HTTPS, decrypted and
 // signed, exactly once by idempotency key — across 503s, a dropped connection and a restart in
-// the middle of a batch (the redelivered entries carry the same key and body); an entry the
+// the middle of a batch and a replay that re-emits an entry (the redelivered entries carry the
+// same key and body); an entry the
 // integration refuses with 422 is dead-lettered with the reason and its key, never its content,
 // and the rest still flow; every decrypt is audited before its value leaves; no plaintext reaches
 // the logs, the dead letters or the audit.
@@ -217,6 +220,34 @@ func TestWebhookDelivery(t *testing.T) {
 			t.Fatalf("delivered %d distinct entries, want %d", hook.delivered(), want)
 		}
 	}
+	// A replay re-emits an encrypted entry (same veil-source header, new offset): the integration
+	// gets it under the key it already has.
+	var again *kgo.Record
+	for _, r := range enc {
+		if decode(t, r).ID != rejectID {
+			again = r
+			break
+		}
+	}
+	againKey := egress.IdempotencyKey(in.Name, string(headerOf(again, pipeline.HeaderSource)), decode(t, again).ID)
+	hook.mu.Lock()
+	sentBefore := len(hook.bodies[againKey])
+	hook.mu.Unlock()
+	if sentBefore == 0 {
+		t.Fatalf("entry %s was not delivered under the key its source gives", decode(t, again).ID)
+	}
+	h.produce(&kgo.Record{Topic: again.Topic, Key: again.Key, Value: again.Value, Headers: again.Headers})
+	for sent := sentBefore; sent == sentBefore; {
+		select {
+		case <-deadline:
+			t.Fatalf("the re-emitted entry was never delivered again")
+		case <-time.After(20 * time.Millisecond):
+		}
+		hook.mu.Lock()
+		sent = len(hook.bodies[againKey])
+		hook.mu.Unlock()
+	}
+
 	dls := h.consume(1, 30*time.Second, broker.DeadLetterTopic)
 	as := audits(t, h.consume(tokens, 30*time.Second, broker.AuditTopic), in.Name)
 
@@ -430,16 +461,17 @@ func TestWebhookRules(t *testing.T) {
 	if egress.Verify([]byte("another secret of 16+ bytes"), "1700000000", body, sig) {
 		t.Errorf("Verify(other secret) = true")
 	}
-	k := egress.IdempotencyKey("hook", "encrypted.event", 1, 42, "e-1")
-	if k != egress.IdempotencyKey("hook", "encrypted.event", 1, 42, "e-1") || len(k) != 32 {
+	k := egress.IdempotencyKey("hook", "ledger.event/1/42", "e-1")
+	if k != egress.IdempotencyKey("hook", "ledger.event/1/42", "e-1") || len(k) != 32 {
 		t.Errorf("IdempotencyKey is not a stable 32-character key: %q", k)
 	}
 	for _, other := range []string{
-		egress.IdempotencyKey("hook2", "encrypted.event", 1, 42, "e-1"),
-		egress.IdempotencyKey("hook", "encrypted.http", 1, 42, "e-1"),
-		egress.IdempotencyKey("hook", "encrypted.event", 2, 42, "e-1"),
-		egress.IdempotencyKey("hook", "encrypted.event", 1, 43, "e-1"),
-		egress.IdempotencyKey("hook", "encrypted.event", 1, 42, "e-2"),
+		egress.IdempotencyKey("hook2", "ledger.event/1/42", "e-1"),
+		egress.IdempotencyKey("hook", "ledger.http/1/42", "e-1"),
+		egress.IdempotencyKey("hook", "ledger.event/2/42", "e-1"),
+		egress.IdempotencyKey("hook", "ledger.event/1/43", "e-1"),
+		egress.IdempotencyKey("hook", "ledger.event/1/42", "e-2"),
+		egress.IdempotencyKey("hook", "ledger.event/1/4", "2e-1"), // no ambiguity across fields
 	} {
 		if other == k {
 			t.Errorf("IdempotencyKey collides across integration, source or entry")
