@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/sinks/blob"
 )
 
@@ -49,9 +50,9 @@ func (s *service) openBlobs(ctx context.Context) error {
 		return fmt.Errorf("creating staging directory: %w", err)
 	}
 	// One link key for the whole deployment: a link issued by one process verifies on every other.
-	secret, err := s.keys.SharedSecret(ctx, linkSecretName)
+	secret, err := s.linkSecret(ctx)
 	if err != nil {
-		return &refusedError{fmt.Errorf("reading the media-link key from the key store: %w", err)}
+		return err
 	}
 	var audit atomic.Pointer[linkAuditor]
 	s.setLinkAudit = func(a linkAuditor) { audit.Store(&a) }
@@ -106,3 +107,39 @@ func (s *service) sweepBlobs(ctx context.Context, every time.Duration) {
 // linkSecretName names the signing key of media links among the key store's shared secrets
 // (keyring.SharedSecret): generated once by the KMS, kept wrapped, the same for every process.
 const linkSecretName = "blob-links"
+
+// linkSecret reads the deployment's media-link key from the key store, which needs the KMS. While
+// the KMS is unreachable at start veil waits, retrying with backoff, says so in the log and on
+// /readyz (condition keys), and stays alive, as it does for a KMS outage later on; cancelling ctx
+// gives up. A key store that cannot be read, or a KMS that refuses the request, is fatal (exit 4).
+func (s *service) linkSecret(ctx context.Context) ([]byte, error) {
+	b, err := s.keys.SharedSecret(ctx, linkSecretName)
+	if err == nil {
+		return b, nil
+	}
+	stop := func() {}
+	defer func() { stop() }()
+	for delay := 500 * time.Millisecond; ; delay = min(2*delay, 10*time.Second) {
+		if !keyring.IsTransient(err) {
+			return nil, &refusedError{fmt.Errorf("reading the media-link key from the key store: %w", err)}
+		}
+		s.log.Warn("KMS unavailable at start; waiting for it", "err", err, "retry_in", delay)
+		s.obs.ready.Set("keys", false, "KMS unavailable; retrying with backoff")
+		if addr := s.cfg.Listen.Metrics; addr != "" && delay == 500*time.Millisecond {
+			// /readyz answers while veil waits; serve starts the real operations server later.
+			if ln, lerr := listen(addr); lerr == nil {
+				srv := s.obs.server(addr)
+				go func() { _ = srv.Serve(ln) }()
+				stop = func() { _ = srv.Close() }
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		if b, err = s.keys.SharedSecret(ctx, linkSecretName); err == nil {
+			return b, nil
+		}
+	}
+}

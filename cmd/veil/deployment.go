@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -65,21 +63,9 @@ func (s *service) watchPrincipals(ctx context.Context, pf *reveal.PrincipalsFile
 // that show different ids would seal under keys the others cannot read.
 const keyStoreClientPrefix = "veil/ks-"
 
-// keyStoreIDSecret is the shared secret whose hash identifies a key store.
-const keyStoreIDSecret = "key-store-id"
-
-// keyStoreID identifies the key store of kr without revealing anything: the first 8 bytes of
-// the SHA-256 of a shared secret kept in it, so every process sharing the store computes the same
-// id and processes with different stores (two data dirs with file stores, say) different ones.
-func keyStoreID(ctx context.Context, kr *keyring.Keyring) (string, error) {
-	b, err := kr.SharedSecret(ctx, keyStoreIDSecret)
-	if err != nil {
-		return "", fmt.Errorf("reading the key store's identity: %w", err)
-	}
-	h := sha256.Sum256(b)
-	clear(b)
-	return hex.EncodeToString(h[:8]), nil
-}
+// keyStoreID identifies the key store of kr (keyring.StoreID): every process sharing the store
+// computes the same id, processes with different stores different ones. It needs no KMS.
+func keyStoreID(ctx context.Context, kr *keyring.Keyring) (string, error) { return kr.StoreID(ctx) }
 
 // foreignKeyStores returns the client ids of the members that advertise a key store other than
 // mine. Members that advertise none (not veil processors) are ignored.

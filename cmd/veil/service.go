@@ -197,7 +197,7 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 	}
 	s.table = table
 	if s.ksID, err = keyStoreID(ctx, s.keys); err != nil {
-		return nil, err
+		return nil, &refusedError{err} // the KMS or the key store is down: exit 4, like the store
 	}
 	tr := &pipeline.Transformer{
 		Registry: schemas.DefaultRegistry(), Ledgers: table, Apps: cfg.AppSettings, Sealer: s.sealer,

@@ -69,8 +69,8 @@ func Rewrap(ctx context.Context, ks KeyStore, from KMS, to ReEncrypter, toKeyID 
 		return res, fmt.Errorf("listing keys: %w", err)
 	}
 	for _, wk := range keys {
-		if wk.Erased || wk.Pending() {
-			continue // a tombstone or a claim wraps nothing
+		if !wk.wrapsKey() {
+			continue // a tombstone, a claim or the store id wraps nothing
 		}
 		if !now.Before(wk.DestroyAt) {
 			res.Skipped++

@@ -2,6 +2,9 @@ package keyring
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -66,4 +69,29 @@ func (k *Keyring) unwrapSecret(ctx context.Context, wk WrappedKey) ([]byte, erro
 		return nil, &KMSError{Op: OpDecrypt, Err: fmt.Errorf("unexpected data key of %d bytes", len(out.Plaintext))}
 	}
 	return out.Plaintext, nil
+}
+
+// storeIDKeyID marks the record StoreID keeps: a random nonce, not a wrapped key.
+const storeIDKeyID = "veil-store-id"
+
+// wrapsKey reports whether wk holds a KMS-wrapped key: not a tombstone, a claim or the store id.
+func (wk WrappedKey) wrapsKey() bool {
+	return !wk.Erased && !wk.Pending() && wk.KeyID != storeIDKeyID
+}
+
+// StoreID returns an identifier of the key store: the same for every process sharing it,
+// different for two stores (two data directories with file key stores, say). It is derived from a
+// random nonce the first caller stores (put-if-absent) and needs no KMS call, so a process can
+// say which key store it uses while the KMS is down. It reveals nothing about any key.
+func (k *Keyring) StoreID(ctx context.Context) (string, error) {
+	nonce := make([]byte, 16)
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	stored, err := k.cfg.Store.Create(ctx, WrappedKey{App: "key-store-id", Period: SecretVersion, KeyID: storeIDKeyID, Ciphertext: nonce, DestroyAt: secretDestroyAt})
+	if err != nil {
+		return "", fmt.Errorf("reading the key store's identity: %w", err)
+	}
+	h := sha256.Sum256(stored.Ciphertext)
+	return hex.EncodeToString(h[:8]), nil
 }

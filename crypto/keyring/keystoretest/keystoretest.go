@@ -462,4 +462,20 @@ func testSharedSecret(t *testing.T, open func(*testing.T) keyring.KeyStore) {
 	if apps, _ := procs[0].Apps(ctx); len(apps) != 0 {
 		t.Errorf("Apps = %v, want none (the app is erased, the secret is no app)", apps)
 	}
+	// The store id agrees across processes, and Rewrap leaves it (it wraps nothing).
+	id0, err := procs[0].StoreID(ctx)
+	if err != nil || len(id0) != 16 {
+		t.Fatalf("StoreID = %q, %v", id0, err)
+	}
+	for i, k := range procs[1:] {
+		if id, err := k.StoreID(ctx); err != nil || id != id0 {
+			t.Errorf("StoreID on process %d = %q, %v, want %q", i+1, id, err, id0)
+		}
+	}
+	if _, err := keyring.Rewrap(ctx, d.open(t), d.kms, d.kms, kmslocal.DefaultKeyID, d.clock()); err != nil {
+		t.Errorf("Rewrap with a store id and a shared secret stored = %v", err)
+	}
+	if b, err := procs[2].SharedSecret(ctx, "blob-links"); err != nil || !bytes.Equal(b, first) {
+		t.Errorf("SharedSecret after Rewrap = %v, want the same secret", err)
+	}
 }
