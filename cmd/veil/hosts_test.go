@@ -666,15 +666,15 @@ blob: {dir: %q}
 		}
 	}
 
-	// KMS: one GenerateDataKey per (app, version) of the deployment, plus its two shared
-	// secrets (media-link key, key-store identity), however many processes asked.
+	// KMS: one GenerateDataKey per (app, version) of the deployment, plus its one shared secret
+	// (the media-link key), however many processes asked.
 	var rows []keyInfoJSON
 	if err := json.Unmarshal([]byte(cli("keys", "list", "-config", hosts[0].cfg, "--json")), &rows); err != nil {
 		t.Fatal(err)
 	}
 	generated := lk.Calls("GenerateDataKey") - gen0
-	if generated != len(rows)+2 {
-		t.Errorf("KMS GenerateDataKey calls = %d, want %d (one per stored key version, erased ones included, + 2 shared secrets)", generated, len(rows)+2)
+	if generated != len(rows)+1 {
+		t.Errorf("KMS GenerateDataKey calls = %d, want %d (one per stored key version, erased ones included, + the media-link key)", generated, len(rows)+1)
 	}
 	var states []string
 	for _, r := range rows {
@@ -685,5 +685,5 @@ blob: {dir: %q}
 	t.Logf("egress on A (integration desk, app-1 event): entries delivered with every value opened, by sealing process (0=A, 1=B, 2=C) %v; media links:%s", delivered, links)
 	t.Logf("rotation (keys rotate on one process):%s", rotation)
 	t.Logf("erasure (keys erase took %v; rows restored from backup after it):%s", eraseTook.Round(time.Millisecond), erasure)
-	t.Logf("KMS: %d GenerateDataKey for %d key versions %v + 2 shared secrets; %d Decrypt", generated, len(rows), states, lk.Calls("Decrypt"))
+	t.Logf("KMS: %d GenerateDataKey for %d key versions %v + the media-link key; %d Decrypt", generated, len(rows), states, lk.Calls("Decrypt"))
 }
