@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -506,6 +507,29 @@ func TestCompose(t *testing.T) {
 		}
 		if certs.Command[0] != "certs" || certs.Build == nil {
 			t.Errorf("veil-certs = %v, want the veil image running veil certs", certs.Command)
+		}
+	})
+
+	t.Run("docker-compose config", func(t *testing.T) {
+		// The Compose implementation's own validation (schema, merge keys, depends_on conditions,
+		// port and volume syntax), without an engine. Debian's docker-compose is v1, which
+		// predates the top-level name: key; it is dropped from the copy it reads.
+		bin, err := exec.LookPath("docker-compose")
+		if err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatal("docker-compose not installed (scripts/test-deps.sh installs it)")
+			}
+			t.Skip("docker-compose not installed (scripts/test-deps.sh installs it)")
+		}
+		dir := t.TempDir()
+		body := regexp.MustCompile(`(?m)^name: .*\n`).ReplaceAll(b, nil)
+		if err := os.WriteFile(filepath.Join(dir, "docker-compose.yml"), body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		root, _ := filepath.Abs("..")
+		cmd := exec.Command(bin, "--project-directory", root, "-f", filepath.Join(dir, "docker-compose.yml"), "config", "-q")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("docker-compose config: %v\n%s", err, out)
 		}
 	})
 

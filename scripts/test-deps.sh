@@ -4,6 +4,9 @@ set -euo pipefail
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+# docker-compose (v1, Debian's) validates docker-compose.yml against the Compose schema with no
+# Docker engine: config/compose_test.go runs `docker-compose config`.
+command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
