@@ -44,7 +44,7 @@ var helps = map[string]help{
 			"With --ready, asks the veil running with this config whether it is ready (a container healthcheck).",
 		example: "veil check --config /etc/veil/veil.yaml"},
 	"replay": {usage: "veil replay --from TIME [--to TIME] [--ledger L,…] [--target T,…] [flags]", common: flagsKafka,
-		about:   "Re-reads a time window of raw (or encrypted) ledgers into the encrypted, redacted, analytics or\negress outputs, without duplicating what the pipeline already wrote.",
+		about:   "Rebuilds the outputs (encrypted, redacted, analytics, egress) of a time window from the raw ledgers,\nor from the encrypted ones where the raw records are gone. Only records veil has processed; never\nan output twice, never a second seal of a ref, never a longer TTL. See docs/replay.md.",
 		example: "veil replay --from 2026-11-22T10:00:00Z --ledger event --target redacted"},
 	"keys list": {usage: "veil keys list [--json] [flags]", common: flagsFile,
 		about: "Lists the app keys (KMS-wrapped app KEKs) in the key store.", example: "veil keys list --json"},
