@@ -124,7 +124,6 @@ func New(cfg Config) (*Console, error) {
 	funcs := template.FuncMap{
 		"redacted": func() string { return Redacted },
 		"utc":      func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
-		"cursor":   func(c Cursor) string { return c.String() },
 		"dict": func(kv ...any) map[string]any {
 			m := make(map[string]any, len(kv)/2)
 			for i := 0; i+1 < len(kv); i += 2 {

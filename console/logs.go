@@ -309,6 +309,11 @@ func (c *Console) reveal(w http.ResponseWriter, r *http.Request, rq *request) {
 				f.State, f.Why = "gone", "erased or past its TTL"
 			case reveal.StatusDenied:
 				f.Why = "your principal (kind " + string(rq.p.Kind) + ") may not decrypt this app"
+				if rq.p.MayDecrypt(v.Entry.AppID) {
+					// Allowed for the entry's app: the token is another app's, or a media key
+					// (media are fetched through signed links, never revealed).
+					f.Why = "not revealable here: another app's token, or a media key (media open through signed links)"
+				}
 			default:
 				f.State, f.Why = "invalid", "the token does not open"
 			}
