@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -60,6 +61,18 @@ func (r *faultRig) start() {
 	p := startVeil(r.t, r.veilBin, r.env, r.cfgPath, r.logPath)
 	r.p = p
 	r.t.Cleanup(p.kill)
+	r.t.Cleanup(func() {
+		if !r.t.Failed() {
+			return
+		}
+		// The end of veil's log says why (it holds no plaintext: the leak scan covers it).
+		b, _ := os.ReadFile(r.logPath)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) > 20 {
+			lines = lines[len(lines)-20:]
+		}
+		r.t.Logf("veil log, last lines:\n%s", strings.Join(lines, "\n"))
+	})
 }
 
 // produce sends n sample entries (no malformed ones: every input has outputs).

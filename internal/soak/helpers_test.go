@@ -342,10 +342,12 @@ func waitReady(t *testing.T, addr string, d time.Duration) {
 // waitNotReady polls /readyz until it answers 503 naming cond.
 func waitNotReady(t *testing.T, addr, cond string, d time.Duration) {
 	t.Helper()
+	var code int
+	var failing []string
 	waitFor(t, d, "/readyz 503 naming "+cond, func() bool {
-		code, failing := readyz(addr)
+		code, failing = readyz(addr)
 		return code == http.StatusServiceUnavailable && contains(failing, cond)
-	})
+	}, func() string { return fmt.Sprintf("last answer %d naming %v", code, failing) })
 }
 
 func contains(s []string, v string) bool {
@@ -357,11 +359,14 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool, last ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
+			for _, l := range last {
+				what += " (" + l() + ")"
+			}
 			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(100 * time.Millisecond)
