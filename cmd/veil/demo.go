@@ -86,7 +86,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "\n── encrypted (encrypted.event: veil:v1: tokens, revealable until the TTL) ──\n%s\n", indent(enc))
 	fmt.Fprintf(stdout, "\n── redacted (redacted.event: for analytics and everyone else) ──\n%s\n", indent(red))
 	for _, section := range demoSections {
-		section(stdout, demoView{s: s, tls: demoTLS, key: key, token: firstToken(enc)})
+		section(stdout, demoView{s: s, tls: demoTLS, key: key, token: firstToken(enc), exiting: exit})
 	}
 	if exit {
 		cancel()
@@ -102,6 +102,8 @@ type demoView struct {
 	tls   demoCert
 	key   reveal.APIKey // the demo principal's key; empty when the API is not served
 	token string        // one token of the sample entry
+	// exiting is true with --exit: the API stops when the output ends.
+	exiting bool
 }
 
 // demoSections print the end of the demo's output, in order; add a section for a new way in.
@@ -122,6 +124,9 @@ func demoRevealSection(w io.Writer, v demoView) {
 	fmt.Fprintf(w, "               %s\n", string(v.key))
 	fmt.Fprintf(w, "  open one sample token (veil reveal finds this demo's URL and certificate in %s):\n", cfg.DataDir)
 	fmt.Fprintf(w, "    VEIL_API_KEY=%s %s reveal %s\n", string(v.key), selfCommand(), shellQuote(v.token))
+	if v.exiting {
+		fmt.Fprintf(w, "  (--exit: the API stops with this demo; run veil demo without --exit to try it)\n")
+	}
 }
 
 func demoNextSection(w io.Writer, v demoView) {
