@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,12 +16,13 @@ const DefaultPollInterval = 2 * time.Second
 // transient: callers retry with backoff and seal once it is lifted.
 var ErrSealingRefused = errors.New("keyring: sealing refused")
 
-// changeState is what a Keyring knows of the store's change counter.
+// changeState is what a Keyring knows of the store's change counter. The fast path (a fresh
+// counter, sealing allowed) takes no lock.
 type changeState struct {
 	mu      sync.Mutex
 	seen    int64
-	checked time.Time // zero: never read
-	refused string    // why sealing is refused; empty when it is not
+	checked atomic.Int64           // UnixNano of the last read, by Clock; 0: never read
+	refused atomic.Pointer[string] // why sealing is refused; nil when it is not
 }
 
 func (k *Keyring) pollInterval() time.Duration {
@@ -36,11 +38,10 @@ func (k *Keyring) pollInterval() time.Duration {
 // the counter cannot be read: a key that may have been erased elsewhere is not handed out.
 func (k *Keyring) sync(ctx context.Context) error {
 	now := k.cfg.Clock()
-	k.changes.mu.Lock()
-	fresh := !k.changes.checked.IsZero() && !now.Before(k.changes.checked) && now.Sub(k.changes.checked) < k.pollInterval()
-	k.changes.mu.Unlock()
-	if fresh {
-		return nil
+	if c := k.changes.checked.Load(); c != 0 {
+		if d := now.UnixNano() - c; d >= 0 && d < int64(k.pollInterval()) {
+			return nil
+		}
 	}
 	ch := k.flights.DoChan("c", func() (any, error) {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
@@ -61,16 +62,14 @@ func (k *Keyring) pollChanges(ctx context.Context, now time.Time) error {
 		return fmt.Errorf("reading key store change counter: %w", err)
 	}
 	k.changes.mu.Lock()
-	moved := k.changes.checked.IsZero() || n != k.changes.seen
-	k.changes.mu.Unlock()
-	if moved {
+	defer k.changes.mu.Unlock()
+	if k.changes.checked.Load() == 0 || n != k.changes.seen {
 		if err := k.revalidate(ctx); err != nil {
 			return err
 		}
 	}
-	k.changes.mu.Lock()
-	k.changes.seen, k.changes.checked = n, now
-	k.changes.mu.Unlock()
+	k.changes.seen = n
+	k.changes.checked.Store(max(now.UnixNano(), 1))
 	return nil
 }
 
@@ -94,19 +93,19 @@ func (k *Keyring) revalidate(ctx context.Context) error {
 // opening is not affected. A process calls it when sealing would write data other processes of
 // its deployment cannot open (see docs/deploy.md).
 func (k *Keyring) RefuseSealing(reason string) {
-	k.changes.mu.Lock()
-	defer k.changes.mu.Unlock()
-	k.changes.refused = reason
+	if reason == "" {
+		k.changes.refused.Store(nil)
+		return
+	}
+	k.changes.refused.Store(&reason)
 }
 
 // AllowSealing lifts RefuseSealing.
 func (k *Keyring) AllowSealing() { k.RefuseSealing("") }
 
 func (k *Keyring) sealingAllowed() error {
-	k.changes.mu.Lock()
-	defer k.changes.mu.Unlock()
-	if k.changes.refused != "" {
-		return fmt.Errorf("%w: %s", ErrSealingRefused, k.changes.refused)
+	if r := k.changes.refused.Load(); r != nil {
+		return fmt.Errorf("%w: %s", ErrSealingRefused, *r)
 	}
 	return nil
 }
