@@ -488,3 +488,54 @@ func containsAny(b []byte, markers []string) string {
 	}
 	return ""
 }
+
+// TestWebhookRedirectNotFollowed: a webhook that redirects (here to plain HTTP) is not followed:
+// the entry is dead-lettered with the 3xx status and the redirect target receives nothing.
+func TestWebhookRedirectNotFollowed(t *testing.T) {
+	h := newHarness(t, nil)
+	recs, _, canaries := sampleRecords(t, 8, 1)
+	h.produce(recs...)
+	h.runPipeline()
+	var mu sync.Mutex
+	plainHits := 0
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		plainHits++
+		mu.Unlock()
+	}))
+	defer plain.Close()
+	hook := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, plain.URL+"/stolen", http.StatusTemporaryRedirect)
+	}))
+	hook.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	hook.StartTLS()
+	defer hook.Close()
+	p := x509.NewCertPool()
+	p.AddCert(hook.Certificate())
+	h.runStage(egress.Config{
+		Integration: egress.Integration{Name: "redir", Kind: reveal.KindSupport, Ledgers: allLedgers, Delivery: egress.DeliveryWebhook, URL: hook.URL},
+		Webhook:     egress.WebhookConfig{Secret: hookSecret, RootCAs: p},
+	})
+	dls := h.consume(1, 60*time.Second, broker.DeadLetterTopic)
+	found := false
+	for _, r := range dls {
+		if c := containsAny(r.Value, canaries); c != "" {
+			t.Errorf("plaintext %q in a dead letter", c)
+		}
+		var dl struct {
+			Reason string
+			Status int
+		}
+		if json.Unmarshal(r.Value, &dl, json.MatchCaseInsensitiveNames(true)) == nil && dl.Reason == egress.ReasonWebhookRejected && dl.Status == http.StatusTemporaryRedirect {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no %s dead letter with status 307", egress.ReasonWebhookRejected)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if plainHits != 0 {
+		t.Errorf("the redirect target received %d requests", plainHits)
+	}
+}
