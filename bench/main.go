@@ -59,6 +59,7 @@ func main() {
 		rateFor    = flag.Duration("rate-duration", 5*time.Second, "latency sweep: producing time per rate")
 		linger     = flag.Duration("pipeline-linger", 0, "the pipeline producer's linger, as kafka.linger (default 0 like veil's; negative: the franz-go default, 10ms)")
 		revealProf = flag.String("reveal-cpuprofile", "", "write a CPU profile of the 1-token reveal phase to this file (and of the 100-token phase to this file + .batch)")
+		noAudit    = flag.Bool("reveal-no-audit", false, "experiment: reveal without writing audit records, to see what the rest of a request costs (never what veil does)")
 		revealOnly = flag.Bool("reveal-only", false, "run only the reveal phases, on tokens of 20,000 sample entries sealed into the store")
 		latOnly    = flag.Bool("latency-only", false, "run only the latency sweep (no preload, throughput, reveal or seal phases)")
 	)
@@ -85,7 +86,7 @@ func main() {
 	if *linger >= 0 {
 		so.Opts = append(so.Opts, kgo.ProducerLinger(*linger))
 	}
-	revealCPUProfile = *revealProf
+	revealCPUProfile, revealNoAudit = *revealProf, *noAudit
 	if *revealOnly {
 		if err := runRevealOnly(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
