@@ -151,6 +151,9 @@ func (t *Transformer) transformFast(ctx context.Context, src Source, key, value 
 		if err != nil {
 			return out, true, fmt.Errorf("encoding sealed record: %w", err)
 		}
+		if !t.fits(b) {
+			return Output{}, false, nil // the general path dead-letters it
+		}
 		out.Item = &store.Item{App: e.AppID, Ref: ref, Expiry: expiry, Value: b}
 		out.SealTime = time.Since(start)
 		tokens = toks

@@ -57,6 +57,11 @@ type Transformer struct {
 	Apps     Apps
 	Sealer   *envelope.Sealer
 	Blobs    *blob.Service // moves blob media into the blob store; nil seals media inline
+	// MaxItemBytes bounds the sealed record of one entry (and of one dead-letter payload): the
+	// largest value the store accepts, 0 for no bound beyond the envelope's. An entry whose sealed
+	// record is larger is dead-lettered too_large (the store would refuse it on every retry and
+	// hold the partition); a dead letter whose payload is larger keeps no payload.
+	MaxItemBytes int
 	// Store is read (Get only) to tell a genuine token at a sensitive path, passed through, from
 	// token-shaped text, sealed. Nil takes no token as genuine: every one is sealed again.
 	Store      store.Store
@@ -213,6 +218,10 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 		b, err := rec.MarshalBinary()
 		if err != nil {
 			return out, fmt.Errorf("encoding sealed record: %w", err)
+		}
+		if !t.fits(b) {
+			// The store would refuse it on every retry (a DynamoDB item is at most 400 KB).
+			return out, &permanentError{reason: schemas.ReasonTooLarge, field: "data"}
 		}
 		out.Item = &store.Item{App: e.AppID, Ref: ref, Expiry: expiry, Value: b}
 		out.SealTime = time.Since(start)
@@ -460,6 +469,11 @@ type deadLetterRecord struct {
 // instead of making a value too large to seal or to store.
 const DeadLetterMaxPayload = 8 << 20
 
+// fits reports whether a sealed record is small enough for the store (MaxItemBytes).
+func (t *Transformer) fits(sealed []byte) bool {
+	return t.MaxItemBytes <= 0 || len(sealed) <= t.MaxItemBytes
+}
+
 func (t *Transformer) deadLetter(ctx context.Context, src Source, value []byte, perm *permanentError, ledger string) (Output, error) {
 	now := t.now().UTC().Truncate(time.Second)
 	expiry := now.Add(DeadLetterTTL)
@@ -487,8 +501,10 @@ func (t *Transformer) deadLetter(ctx context.Context, src Source, value []byte, 
 			if err != nil {
 				return Output{}, fmt.Errorf("encoding sealed dead-letter record: %w", err)
 			}
-			item = &store.Item{App: DeadLetterApp, Ref: ref, Expiry: expiry, Value: b}
-			dlr.Payload = toks[0].Encode()
+			if t.fits(b) {
+				item = &store.Item{App: DeadLetterApp, Ref: ref, Expiry: expiry, Value: b}
+				dlr.Payload = toks[0].Encode()
+			}
 		}
 	}
 	if item == nil {

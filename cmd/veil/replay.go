@@ -131,7 +131,8 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	rc.Transformer = &pipeline.Transformer{
 		Registry: schemas.DefaultRegistry(), Ledgers: table, Apps: cfg.AppSettings, Sealer: envelope.NewSealer(env.kr),
 		Limits:     schemas.Limits{MaxBytes: cfg.Limits.MaxEntryBytes, MaxDepth: cfg.Limits.MaxDepth},
-		FutureSkew: cfg.Limits.FutureSkew, Store: rc.Store, // nil in a dry run: tokens are sealed, nothing stored
+		FutureSkew: cfg.Limits.FutureSkew, MaxItemBytes: maxItemBytes(cfg),
+		Store: rc.Store, // nil in a dry run: tokens are sealed, nothing stored
 	}
 
 	res, err := replay.Run(ctx, rc)

@@ -202,7 +202,7 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 	tr := &pipeline.Transformer{
 		Registry: schemas.DefaultRegistry(), Ledgers: table, Apps: cfg.AppSettings, Sealer: s.sealer,
 		Limits:     schemas.Limits{MaxBytes: cfg.Limits.MaxEntryBytes, MaxDepth: cfg.Limits.MaxDepth},
-		FutureSkew: cfg.Limits.FutureSkew, Blobs: s.blobs, Logger: s.log, Store: s.store,
+		FutureSkew: cfg.Limits.FutureSkew, Blobs: s.blobs, Logger: s.log, Store: s.store, MaxItemBytes: maxItemBytes(cfg),
 	}
 	var names []string
 	for _, l := range table.All() {
@@ -302,6 +302,14 @@ func localRootKey(cfg *config.Config, log *slog.Logger) (string, error) {
 		log.Warn("the local root key is inside the data directory: a copy of the directory opens every live value; set kms.local.root_key_path elsewhere", "root_key", abs(path))
 	}
 	return path, nil
+}
+
+// maxItemBytes is the largest sealed record the configured store takes (0: no bound of its own).
+func maxItemBytes(cfg *config.Config) int {
+	if cfg.Store.Kind == "dynamodb" {
+		return dynamostore.MaxValueBytes
+	}
+	return 0
 }
 
 func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, error) {

@@ -55,6 +55,12 @@ const (
 	backoffMax      = 2 * time.Second
 )
 
+// MaxValueBytes is the largest sealed record (Item.Value) an item holds: DynamoDB refuses items
+// over 400 KB, attribute names and the other attributes included (those take well under 1 KiB).
+// A larger value fails Put every time, so callers bound what they seal by it
+// (pipeline.Transformer.MaxItemBytes).
+const MaxValueBytes = 400<<10 - 1<<10
+
 // ErrMalformed is returned by Get when the stored item lacks a well-formed exp or v attribute:
 // it was not written by this package.
 var ErrMalformed = errors.New("dynamostore: malformed stored item")
