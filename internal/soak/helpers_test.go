@@ -184,11 +184,15 @@ type veilConfig struct {
 	KMSEndpoint  string // kms.provider aws at this endpoint; empty: local root key
 	AnalyticsDir string // empty: <data_dir>/analytics
 	TxnID        string
+	EmbeddedAddr string // with no Brokers: where veil's embedded broker listens
 }
 
 func (c veilConfig) yaml() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "kafka:\n  brokers: [%s]\n  transactional_id: %s\n  retention_check: warn\n", strings.Join(c.Brokers, ","), c.TxnID)
+	if c.EmbeddedAddr != "" {
+		fmt.Fprintf(&b, "  embedded: {addr: %q}\n", c.EmbeddedAddr)
+	}
 	fmt.Fprintf(&b, "data_dir: %s\napps:\n  app-1: {}\n  app-2: {}\n", c.DataDir)
 	fmt.Fprintf(&b, "analytics:\n  flush_interval: 1s\n")
 	if c.AnalyticsDir != "" {

@@ -23,9 +23,24 @@ import (
 // a broker that renumbered offsets on restart turned into lost rows (the sink's file names and
 // its overlap removal rest on offsets).
 func TestSinkAcrossEmbeddedRestarts(t *testing.T) {
+	t.Run("local", func(t *testing.T) {
+		w := newLocal(t)
+		sinkAcrossRestarts(t, w, func() map[string][]analytics.Row { return readTree(t, w.Root()) })
+	})
+	t.Run("s3", func(t *testing.T) {
+		const bucket, prefix = "analytics", "rows"
+		cl := startVersity(t, bucket)
+		w, err := analytics.NewS3(cl, bucket, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sinkAcrossRestarts(t, w, func() map[string][]analytics.Row { return readBucket(t, cl, bucket, prefix+"/") })
+	})
+}
+
+func sinkAcrossRestarts(t *testing.T, w analytics.Writer, read func() map[string][]analytics.Row) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	w := newLocal(t)
 	topic := broker.RedactedTopic("event")
 	start := func() *broker.Embedded {
 		t.Helper()
@@ -157,7 +172,7 @@ func TestSinkAcrossEmbeddedRestarts(t *testing.T) {
 			ids[en.ID] = true
 		})
 	}
-	files := readTree(t, w.Root())
+	files := read()
 	seen := make(map[string]int)
 	for _, rows := range files {
 		for _, row := range rows {
