@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -71,5 +73,31 @@ func TestReadCommitted(t *testing.T) {
 	}
 	if _, body, _ = get(t, alice, e.srv.URL, "/console/logs"); !strings.Contains(body, ">#e-open<") {
 		t.Error("e-open not shown once committed")
+	}
+}
+
+// TestTimeRangeBounds: an entry whose ts is slightly in the future (within FutureSkew) was written
+// before its ts, and one processed late (within Slack) after the range's end: both are found.
+func TestTimeRangeBounds(t *testing.T) {
+	e := newEnv(t)
+	now := e.clock.now()
+	e.publish(say("e-future", "app-a", "t-1", "u-1", "x", now.Add(3*time.Minute)),
+		say("e-late", "app-a", "t-1", "u-1", "x", now.Add(-40*time.Minute)),
+		say("e-outside", "app-a", "t-1", "u-1", "x", now.Add(-2*time.Hour)))
+	alice, _ := e.signIn(t, "alice")
+	for _, tc := range []struct {
+		from, to time.Time
+		want     string
+	}{
+		{now.Add(2 * time.Minute), now.Add(4 * time.Minute), "e-future"},
+		{now.Add(-45 * time.Minute), now.Add(-35 * time.Minute), "e-late"},
+	} {
+		q := url.Values{"from": {tc.from.Format(time.RFC3339)}, "to": {tc.to.Format(time.RFC3339)}}
+		_, body, _ := get(t, alice, e.srv.URL, "/console/logs?"+q.Encode())
+		for _, id := range []string{"e-future", "e-late", "e-outside"} {
+			if got := strings.Contains(body, ">#"+id+"<"); got != (id == tc.want) {
+				t.Errorf("window %s..%s: %s shown = %v", tc.from.Format(time.TimeOnly), tc.to.Format(time.TimeOnly), id, got)
+			}
+		}
 	}
 }

@@ -69,9 +69,12 @@ type Config struct {
 	ScanBudget int64
 	// Slack is how far record time may lag behind entry time when a time range is searched
 	// (default 1h).
-	Slack  time.Duration
-	Now    func() time.Time // default time.Now
-	Logger *slog.Logger     // default: discard; never receives a value
+	Slack time.Duration
+	// FutureSkew is how far in the future the pipeline accepts an entry's ts (limits.future_skew,
+	// default 5m): no record was written earlier than its ts minus this.
+	FutureSkew time.Duration
+	Now        func() time.Time // default time.Now
+	Logger     *slog.Logger     // default: discard; never receives a value
 }
 
 // Console is the web console. It is an http.Handler for the paths under Prefix.
@@ -105,6 +108,9 @@ func New(cfg Config) (*Console, error) {
 	}
 	if cfg.Slack <= 0 {
 		cfg.Slack = time.Hour
+	}
+	if cfg.FutureSkew <= 0 {
+		cfg.FutureSkew = 5 * time.Minute
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -61,7 +61,7 @@ func (c *Console) query(p *reveal.Principal, form url.Values) (Query, string) {
 			App:     form.Get("app"), Ledger: form.Get("ledger"), Type: form.Get("type"),
 			Thread: form.Get("thread"), User: form.Get("user"),
 		},
-		Ledgers: c.cfg.Ledgers, Limit: c.cfg.PageSize, Slack: c.cfg.Slack, Budget: c.cfg.ScanBudget,
+		Ledgers: c.cfg.Ledgers, Limit: c.cfg.PageSize, Slack: c.cfg.Slack, Skew: c.cfg.FutureSkew, Budget: c.cfg.ScanBudget,
 	}
 	for _, v := range []string{q.App, q.Type, q.Thread, q.User} {
 		if len(v) > 256 {

@@ -117,9 +117,12 @@ type Query struct {
 	Ledgers []string // ledgers to search (Filter.Ledger narrows it to one)
 	After   *Cursor  // continue after this entry
 	Limit   int      // entries per page
-	// Slack widens the record-time window around the entry-time range: records are written
-	// after their entry's ts (by up to the pipeline's lag) and no earlier than FutureSkew before.
+	// Slack is how long after its entry's ts a record may have been written (the pipeline's
+	// lag, a backlog, a replay) and still be found by a search with an upper time bound.
 	Slack time.Duration
+	// Skew is how far before its entry's ts a record may have been written: the pipeline
+	// dead-letters entries more than FutureSkew (default 5m) in the future.
+	Skew time.Duration
 	// Budget bounds the records read for one page.
 	Budget int64
 }
@@ -145,7 +148,7 @@ func (l *Log) Search(ctx context.Context, q Query) (Page, error) {
 	}
 	fromMs, toMs := int64(-1), int64(-1)
 	if !q.From.IsZero() {
-		fromMs = max(0, q.From.Add(-q.Slack).UnixMilli())
+		fromMs = max(0, q.From.Add(-q.Skew).UnixMilli())
 	}
 	if !q.To.IsZero() {
 		toMs = q.To.Add(q.Slack).UnixMilli()

@@ -28,7 +28,7 @@ func (s *service) mountConsole(srv *reveal.Server, principals reveal.Authenticat
 	s.closers = append(s.closers, func(context.Context) error { lg.Close(); return nil })
 	cfg := console.Config{
 		Principals: principals, Revealer: srv, Log: lg, Store: s.store, Ledgers: names,
-		Secure: !s.cfg.Dev.PlainHTTP, Logger: s.log,
+		Secure: !s.cfg.Dev.PlainHTTP, Logger: s.log, FutureSkew: s.cfg.Limits.FutureSkew,
 	}
 	if s.keys != nil {
 		cfg.Keys = s.keys
