@@ -298,6 +298,12 @@ func TestValidate(t *testing.T) {
 		{"store kind", func(c *Config) { c.Store.Kind = "postgres" }, "store.kind"},
 		{"redis without addr", func(c *Config) { c.Store.Kind = "redis" }, "store.redis.addr"},
 		{"dynamodb without table", func(c *Config) { c.Store.Kind = "dynamodb" }, "store.dynamodb.table"},
+		{"key table is the store's", func(c *Config) {
+			c.Store.Kind, c.Store.DynamoDB.Table, c.Keys.DynamoDBTable = "dynamodb", "veil", "veil"
+		}, "keys.dynamodb_table"},
+		{"keys.store unknown", func(c *Config) { c.Keys.Store = "etcd" }, "keys.store"},
+		{"keys on redis without addr", func(c *Config) { c.Keys.Store = "redis" }, "store.redis.addr"},
+		{"keys.poll_interval too long", func(c *Config) { c.Keys.PollInterval = time.Minute }, "keys.poll_interval"},
 		{"ledger ttl longer", func(c *Config) { c.Ledgers = map[string]Ledger{"bot": {TTL: 2 * time.Hour}} }, "ledgers"},
 		{"unknown ledger", func(c *Config) { c.Ledgers = map[string]Ledger{"evnt": {TTL: time.Second}} }, "ledgers.evnt"},
 		{"sub-second ttl", func(c *Config) { c.Ledgers = map[string]Ledger{"bot": {TTL: time.Millisecond}} }, "ledgers"},
@@ -404,5 +410,32 @@ func TestDocsCoverEveryKey(t *testing.T) {
 		if !strings.Contains(doc, "`"+k.Env+"`") {
 			t.Errorf("docs/config.md does not name env `%s`", k.Env)
 		}
+	}
+}
+
+func TestKeyStoreKind(t *testing.T) {
+	tests := []struct {
+		name, store, keys, want, table string
+	}{
+		{"badger defaults to file", "badger", "", "file", ""},
+		{"redis defaults to redis", "redis", "", "redis", ""},
+		{"dynamodb defaults to dynamodb", "dynamodb", "", "dynamodb", "veil-keys"},
+		{"explicit file with redis", "redis", "file", "file", ""},
+		{"explicit redis with badger", "badger", "redis", "redis", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Store.Kind, c.Keys.Store = tt.store, tt.keys
+			if tt.store == "dynamodb" {
+				c.Store.DynamoDB.Table = "veil"
+			}
+			if got := c.KeyStoreKind(); got != tt.want {
+				t.Errorf("KeyStoreKind() = %q, want %q", got, tt.want)
+			}
+			if got := c.KeyTable(); got != tt.table {
+				t.Errorf("KeyTable() = %q, want %q", got, tt.table)
+			}
+		})
 	}
 }

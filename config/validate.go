@@ -118,6 +118,10 @@ func (c *Config) Validate() error {
 		if c.KeyTable() == "" {
 			bad("keys.dynamodb_table", "required with keys.store dynamodb unless store.dynamodb.table is set")
 		}
+		if c.KeyTable() == c.Store.DynamoDB.Table {
+			// Erasing an app deletes its store rows by partition: it would delete the key tombstones.
+			bad("keys.dynamodb_table", "must not be the store's table (store.dynamodb.table)")
+		}
 	}
 	if c.Keys.PollInterval < 0 || c.Keys.PollInterval > 10*time.Second {
 		bad("keys.poll_interval", "must be between 0 (default 2s) and 10s")
