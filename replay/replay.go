@@ -234,7 +234,7 @@ func (r *runner) sourcesOf(ctx context.Context, p *plan) (Source, error) {
 		return src, nil
 	}
 	if !r.cfg.wantRedacted() {
-		src.Why = fmt.Sprintf("%s (%s); %s has outputs of records it no longer holds: their encrypted outputs cannot be rebuilt",
+		src.Why = fmt.Sprintf("%s (%s); %s may hold outputs of records it no longer holds: their encrypted outputs cannot be rebuilt",
 			p.raw, strings.Join(notes, ", "), p.enc)
 		return src, nil
 	}
@@ -242,8 +242,8 @@ func (r *runner) sourcesOf(ctx context.Context, p *plan) (Source, error) {
 		return src, err
 	}
 	src.Encrypted = p.enc
-	src.Why = fmt.Sprintf("%s (%s), and %s for the records it no longer holds: their redacted outputs are rebuilt from the encrypted ones",
-		p.raw, strings.Join(notes, ", "), p.enc)
+	src.Why = fmt.Sprintf("%s (%s), and %s: the redacted outputs of records %s no longer holds are rebuilt from the encrypted ones",
+		p.raw, strings.Join(notes, ", "), p.enc, p.raw)
 	return src, nil
 }
 
