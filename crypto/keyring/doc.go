@@ -2,9 +2,10 @@
 // KMS, kept KMS-wrapped in a KeyStore and cached unwrapped in memory for a bounded time.
 //
 // Guarantees:
-//   - KMS calls grow with apps × periods, never with entries: concurrent lookups of one
-//     (app, period) share a single KMS call, and several processes sharing one KeyStore agree on
-//     one key per (app, key version) (put-if-absent).
+//   - KMS calls grow with apps × periods, never with entries or processes: concurrent lookups
+//     of one (app, period) share a single KMS call, and processes sharing one KeyStore agree on
+//     one key per (app, key version): the first to need it stores a claim (put-if-absent) and
+//     alone calls GenerateDataKey, the others wait for its key and unwrap it (claim.go).
 //   - Rotation: a key version (KeyVersion) is a period index plus a generation. The 24 h schedule
 //     makes generation 0 of each period; Rotate adds the next generation at once, and every
 //     process sharing the store seals under it within PollInterval (2 s by default). Older
