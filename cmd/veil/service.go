@@ -273,7 +273,7 @@ func openKMS(ctx context.Context, cfg *config.Config, log *slog.Logger) (keyring
 		}
 		p, err := kmslocal.Open(path)
 		if err != nil {
-			return nil, "", fmt.Errorf("opening local root key: %w", err)
+			return nil, "", fmt.Errorf("opening local root key %s (kms.local.root_key_path: a persistent path outside data_dir that veil may write): %w", path, err)
 		}
 		id := cfg.KMS.KeyID
 		if id == "" {
