@@ -94,6 +94,9 @@ type Processor struct {
 	// attempts counts the failed attempts of records that failed unexpectedly, until their batch
 	// commits; it is only used by Run's goroutine and holds at most one poll's records.
 	attempts map[Source]int
+	// tooLarge holds the records whose outputs the broker refused as too large: the next attempt
+	// dead-letters them (too_large). Used by Run's goroutine only; cleared on commit.
+	tooLarge map[Source]bool
 
 	closeOnce sync.Once
 }
@@ -152,7 +155,7 @@ func New(cfg Config) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating transactional session: %w", err)
 	}
-	return &Processor{cfg: cfg, opts: opts, fresh: make(map[Source]bool), sess: sess, log: cfg.Logger, obs: obs, attempts: map[Source]int{}}, nil
+	return &Processor{cfg: cfg, opts: opts, fresh: make(map[Source]bool), sess: sess, log: cfg.Logger, obs: obs, attempts: map[Source]int{}, tooLarge: map[Source]bool{}}, nil
 }
 
 // Run consumes until ctx is cancelled (returning nil) or the transactional session fails fatally.
@@ -287,10 +290,23 @@ func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool,
 	stored := make(chan error, 1)
 	go func() { stored <- p.put(ctx, outs) }()
 	promise := kgo.AbortingFirstErrPromise(p.sess.Client())
+	var (
+		mu      sync.Mutex
+		tooLong []Source // records an output of which the broker (or the client) refused as too large
+	)
 	for i := range outs {
+		src := Source{recs[i].Topic, recs[i].Partition, recs[i].Offset}
 		for _, r := range []*kgo.Record{outs[i].Encrypted, outs[i].Redacted, outs[i].DeadLetter} {
 			if r != nil {
-				p.sess.Produce(ctx, r, promise.Promise())
+				done := promise.Promise()
+				p.sess.Produce(ctx, r, func(r *kgo.Record, err error) {
+					if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
+						mu.Lock()
+						tooLong = append(tooLong, src)
+						mu.Unlock()
+					}
+					done(r, err)
+				})
 			}
 		}
 	}
@@ -310,6 +326,16 @@ func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool,
 		p.log.Info("records already sealed by an earlier attempt; sealing them again under fresh refs", "records", len(recs))
 		return false, nil
 	}
+	if len(tooLong) > 0 && !committed {
+		// The same outputs would be refused on every retry (the output topic takes smaller
+		// records than the raw topic, or the entry grew by its headers): dead-letter those records
+		// on the next attempt instead of holding their partitions.
+		for _, src := range tooLong {
+			p.tooLarge[src] = true
+		}
+		p.log.Warn("outputs refused as too large; dead-lettering their records", "records", len(tooLong))
+		return false, nil
+	}
 	if serr != nil {
 		return false, serr
 	}
@@ -319,6 +345,7 @@ func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool,
 	if committed {
 		clear(p.attempts)
 		clear(p.fresh)
+		clear(p.tooLarge)
 		for i := range outs {
 			if outs[i].AfterCommit != nil {
 				outs[i].AfterCommit(ctx)
@@ -374,6 +401,11 @@ func (p *Processor) transformAll(ctx context.Context, recs []*kgo.Record) ([]Out
 	outs, _ := MapOrdered(len(recs), min(p.cfg.Workers, (len(recs)+63)/64), func(i int) (Output, error) {
 		r := recs[i]
 		src := Source{r.Topic, r.Partition, r.Offset}
+		if rej, ok := p.cfg.Transformer.(Rejecter); ok && p.tooLarge[src] {
+			out, err := rej.Reject(p.refsFor(ctx, src), src, r.Key, r.Value, schemas.ReasonTooLarge)
+			errs[i] = err
+			return out, nil
+		}
 		out, err := p.transform(p.refsFor(ctx, src), src, r.Key, r.Value)
 		errs[i] = err
 		return out, nil

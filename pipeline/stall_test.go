@@ -3,6 +3,8 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-json-experiment/json"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
@@ -204,5 +207,40 @@ func TestDotAppIDRefused(t *testing.T) {
 		if d := parseDeadLetters(t, []*kgo.Record{out.DeadLetter})[0]; d.Field != "app_id" {
 			t.Fatalf("app_id %q: field %q, want app_id", app, d.Field)
 		}
+	}
+}
+
+// TestOutputTooLargeForTopicDoesNotStall: an operator who lets raw topics take larger records than
+// the output topics (and raises limits.max_entry_bytes to match) used to stall every partition on
+// the first such entry: its outputs were refused as too large on every attempt. Now the refusal is
+// recognised and the record dead-lettered too_large; everything behind it flows.
+func TestOutputTooLargeForTopicDoesNotStall(t *testing.T) {
+	h := newHarness(t)
+	adm := kadm.NewClient(mustClient(t, kgo.SeedBrokers(h.addrs...)))
+	if _, err := adm.AlterTopicConfigs(context.Background(), []kadm.AlterConfig{{Name: "max.message.bytes", Value: kadm.StringPtr("8388608")}}, broker.RawTopic("event")); err != nil {
+		t.Fatal(err)
+	}
+	tr := *h.tr
+	tr.Limits = schemas.Limits{MaxBytes: 4 << 20}
+	// Bot mode, ordinary user: nothing is sealed, both views are as large as the entry, and random
+	// text does not compress under the output topics' 1 MiB.
+	noise := make([]byte, 3<<20)
+	rand.Read(noise)
+	text := "SECRET-LONG" + base64.RawStdEncoding.EncodeToString(noise)[:2<<20]
+	long := strings.Replace(string(sayOn("long", text)), `"mode":"agent"}`, `"mode":"bot"},"user":{"type":"user"}`, 1)
+	h.produceManual([]kgo.Opt{kgo.ProducerBatchMaxBytes(8 << 20)},
+		&kgo.Record{Topic: broker.RawTopic("event"), Partition: 2, Key: []byte("t"), Value: []byte(long)})
+	good := goodOnEveryPartition("g", 2)
+	h.produceManual(nil, good...)
+
+	stop := h.run(pipeline.Config{Transformer: &tr})
+	defer stop()
+	outs := h.consume(2*len(good), 60*time.Second, goodTopics...)
+	if len(outs) != 2*len(good) {
+		t.Fatalf("good entries out = %d views, want %d: the entry too large for the output topics stalls the pipeline", len(outs), 2*len(good))
+	}
+	dl := parseDeadLetters(t, h.consume(1, 10*time.Second, broker.DeadLetterTopic))
+	if len(dl) != 1 || dl[0].Reason != schemas.ReasonTooLarge || dl[0].Source != broker.RawTopic("event")+"/2/0" {
+		t.Fatalf("dead letters = %+v; want one too_large from %s/2/0", dl, broker.RawTopic("event"))
 	}
 }
