@@ -326,7 +326,7 @@ func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool,
 		p.log.Info("records already sealed by an earlier attempt; sealing them again under fresh refs", "records", len(recs))
 		return false, nil
 	}
-	if len(tooLong) > 0 && !committed {
+	if _, canReject := p.cfg.Transformer.(Rejecter); len(tooLong) > 0 && !committed && canReject {
 		// The same outputs would be refused on every retry (the output topic takes smaller
 		// records than the raw topic, or the entry grew by its headers): dead-letter those records
 		// on the next attempt instead of holding their partitions.
