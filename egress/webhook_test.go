@@ -108,8 +108,6 @@ func (h *hookServer) serve(w http.ResponseWriter, r *http.Request) {
 	case block:
 		close(h.blocked)
 		<-h.release // veil gives up waiting (it is stopped) before this answer
-	case reject:
-		http.Error(w, "unprocessable: "+string(body), http.StatusUnprocessableEntity) // echoes plaintext
 		return
 	case scripted && status == 0:
 		hj, _ := w.(http.Hijacker)
@@ -118,6 +116,9 @@ func (h *hookServer) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	case scripted:
 		http.Error(w, "try later: "+string(body), status) // echoes plaintext
+		return
+	case reject:
+		http.Error(w, "unprocessable: "+string(body), http.StatusUnprocessableEntity) // echoes plaintext
 		return
 	}
 	h.mu.Lock()
