@@ -223,7 +223,7 @@ func (k *keeper) write(fs kgo.Fetches) error {
 			case r.Attrs.IsControl() || !keepValues:
 				addGap(r.Offset, 1)
 			default:
-				rec := r
+				rec := escapeTag(r)
 				if r.Attrs.IsTransactional() {
 					rec = withTxnTag(r)
 					if k.open[key] == nil {
@@ -977,11 +977,11 @@ func (e logEntry) encode() []byte {
 	}
 	if e.rec != nil {
 		if e.txn {
-			r := *e.rec
+			r := *escapeTag(e.rec)
 			r.ProducerID, r.ProducerEpoch = e.pid, e.epoch
 			return encodeRecord(withTxnTag(&r), r.Offset)
 		}
-		return encodeRecord(e.rec, e.rec.Offset)
+		return encodeRecord(escapeTag(e.rec), e.rec.Offset)
 	}
 	return encodeGap(e.gapFrom, e.gapN)
 }

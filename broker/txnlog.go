@@ -85,21 +85,40 @@ func withTxnTag(r *kgo.Record) *kgo.Record {
 	return &c
 }
 
-// untag strips the producer tag of a decoded record into e.
+// escapeTag returns r, with an empty reserved header appended if its own last header has the
+// reserved key, so that untag gives the record back as it was and never takes it for tagged.
+func escapeTag(r *kgo.Record) *kgo.Record {
+	if len(r.Headers) == 0 || r.Headers[len(r.Headers)-1].Key != txnHeader {
+		return r
+	}
+	c := *r
+	c.Headers = append(append([]kgo.RecordHeader(nil), r.Headers...), kgo.RecordHeader{Key: txnHeader, Value: []byte{}})
+	return &c
+}
+
+// untag strips the producer tag (and the escape, see escapeTag) of a decoded record into e.
 func (e *logEntry) untag() {
 	r := e.rec
-	if r == nil || len(r.Headers) == 0 {
+	if r == nil {
 		return
 	}
-	h := r.Headers[len(r.Headers)-1]
-	if h.Key != txnHeader || len(h.Value) != 10 {
-		return
+	last := func() (kgo.RecordHeader, bool) {
+		if len(r.Headers) == 0 {
+			return kgo.RecordHeader{}, false
+		}
+		h := r.Headers[len(r.Headers)-1]
+		return h, h.Key == txnHeader
 	}
-	r.Headers = r.Headers[:len(r.Headers)-1]
+	if h, ok := last(); ok && len(h.Value) == 10 {
+		r.Headers = r.Headers[:len(r.Headers)-1]
+		e.txn, e.pid, e.epoch = true, int64(binary.LittleEndian.Uint64(h.Value[0:8])), int16(binary.LittleEndian.Uint16(h.Value[8:10]))
+	}
+	if h, ok := last(); ok && len(h.Value) == 0 {
+		r.Headers = r.Headers[:len(r.Headers)-1]
+	}
 	if len(r.Headers) == 0 {
 		r.Headers = nil
 	}
-	e.txn, e.pid, e.epoch = true, int64(binary.LittleEndian.Uint64(h.Value[0:8])), int16(binary.LittleEndian.Uint16(h.Value[8:10]))
 }
 
 // observeTxns installs the control functions that write commit intents.
