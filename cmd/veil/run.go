@@ -145,5 +145,6 @@ func (s *service) printWhere(w io.Writer) {
 	}
 	if apiConfigured(s.cfg) {
 		fmt.Fprintf(w, "  reveal     %s/v1/reveal   principals %s\n", apiURL(s.cfg), principalsPath(s.cfg))
+		fmt.Fprintf(w, "  console    %s/console/   (sign in with a principal's API key)\n", apiURL(s.cfg))
 	}
 }
