@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -33,9 +34,27 @@ func checkConsoleLink(t *testing.T, demoOut string) {
 		return &http.Client{Jar: jar, Timeout: 30 * time.Second,
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	}
-	resp, err := browser().Get(link)
+	c := browser()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := c.Get(link)
 	if err != nil {
 		t.Fatalf("following the console link: %v", err)
+	}
+	resp.Body.Close()
+	var session string
+	for _, v := range resp.Header.Values("Set-Cookie") {
+		if strings.HasPrefix(v, "veil_session=") {
+			session = v
+		}
+	}
+	// Over TLS the session cookie is Secure, HttpOnly and SameSite=Strict.
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(session, "; Secure") || !strings.Contains(session, "; HttpOnly") || !strings.Contains(session, "SameSite=Strict") {
+		t.Fatalf("console link: %d, session cookie %q", resp.StatusCode, session)
+	}
+	c.CheckRedirect = nil
+	resp, err = c.Get(resp.Request.URL.ResolveReference(&url.URL{Path: resp.Header.Get("Location")}).String())
+	if err != nil {
+		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
