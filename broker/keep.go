@@ -47,6 +47,10 @@ type keeper struct {
 	open    map[tp]map[int64]int64
 	seq     int64
 	txlog   *os.File
+	// savedSeq is the last intent written before the last saved offsets were read (offMu);
+	// txns.log is compacted every compactEvery intents (lastCompact: the seq then; mu).
+	savedSeq, lastCompact int64
+	compactEvery          int64
 	// ttls are the TTLs configured now, by raw topic.
 	ttls map[string]time.Duration
 	// rawOffs are the raw-topic group offsets found at start when raw is nil, saved unchanged.
@@ -110,6 +114,7 @@ func startKeeper(ctx context.Context, c *kfake.Cluster, addrs []string, dir stri
 		files: make(map[tp]*keptFile), next: make(map[tp]int64), ids: make(map[string]kadm.TopicID),
 		rawRet: make(map[string]time.Duration), ttls: make(map[string]time.Duration),
 		pending: make(map[int64]keptOffsets), open: make(map[tp]map[int64]int64),
+		compactEvery: 10_000,
 	}
 	for _, l := range ledgers {
 		k.ttls[RawTopic(l.Name)] = l.TTL
@@ -565,6 +570,9 @@ const offsetInterval = 100 * time.Millisecond
 func (k *keeper) saveOffsets(ctx context.Context) error {
 	k.offMu.Lock()
 	defer k.offMu.Unlock()
+	k.mu.Lock()
+	seqBefore := k.seq
+	k.mu.Unlock()
 	offs, err := k.groupOffsets(ctx)
 	if err != nil {
 		return err
@@ -590,7 +598,16 @@ func (k *keeper) saveOffsets(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
-	return k.writeJSON(offsetsFile, offs, &k.lastOff)
+	if err := k.writeJSON(offsetsFile, offs, &k.lastOff); err != nil {
+		return err
+	}
+	// Intents written before the previous save committed before this one read the offsets: the
+	// file holds them now.
+	if err := k.compactTxnLog(k.savedSeq); err != nil {
+		k.log.Warn("compacting the transaction log", "err", err)
+	}
+	k.savedSeq = seqBefore
+	return nil
 }
 
 // close drains the committed records still in flight (until nothing new arrives for a moment,

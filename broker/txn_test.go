@@ -50,6 +50,11 @@ func TestEmbeddedCrashMidTransactions(t *testing.T) {
 	if err := EnsureTopics(ctx, kadm.NewClient(cl), testLedgers[:1], 1); err != nil {
 		t.Fatal(err)
 	}
+	// Compact the transaction log all the time: a crash copy must hold what it needs after any
+	// compaction.
+	e.keep.mu.Lock()
+	e.keep.compactEvery = 3
+	e.keep.mu.Unlock()
 	const n = 300
 	raw := RawTopic("event")
 	for i := range n {
@@ -75,13 +80,14 @@ func TestEmbeddedCrashMidTransactions(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(15 * time.Millisecond):
+			case <-time.After(40 * time.Millisecond): // leaves the offsets saver room to run
 				copies = append(copies, crashCopy(t, e))
 			}
 		}
 	}()
-	done := 0
+	done, txns := 0, 0
 	for done < n {
+		txns++
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		fs := sess.PollRecords(pctx, 7)
 		cancel()
@@ -104,9 +110,18 @@ func TestEmbeddedCrashMidTransactions(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+	// Two saves of the offsets: the second compacts away the intents the first one covers.
+	for range 2 {
+		if err := e.keep.saveOffsets(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	copies = append(copies, crashCopy(t, e))
 	if len(copies) < 3 {
 		t.Fatalf("only %d crash copies taken", len(copies))
+	}
+	if ins, _ := readIntents(copies[len(copies)-1]); len(ins) >= txns {
+		t.Errorf("txns.log holds %d intents after %d transactions, want it compacted", len(ins), txns)
 	}
 	sess.Close()
 	e.Close(ctx)

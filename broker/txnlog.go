@@ -336,6 +336,40 @@ func mergeIntents(offs keptOffsets, ins []txnIntent, markers map[tp][]marker) ke
 	return offs
 }
 
+// compactTxnLog rewrites txns.log without the intents of seq upTo or less whose offsets the saved
+// offsets hold, keeping each producer's last intent, once compactEvery intents were written.
+func (k *keeper) compactTxnLog(upTo int64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.seq-k.lastCompact < k.compactEvery {
+		return nil
+	}
+	ins, err := readIntents(k.dir)
+	if err != nil {
+		return err
+	}
+	last := make(map[int64]int)
+	for i, in := range ins {
+		last[in.PID] = i
+	}
+	var buf bytes.Buffer
+	for i, in := range ins {
+		if in.Seq > upTo || last[in.PID] == i {
+			b, _ := json.Marshal(in)
+			buf.Write(append(b, '\n'))
+		}
+	}
+	if k.txlog != nil {
+		k.txlog.Close()
+		k.txlog = nil // reopened by the next intent
+	}
+	if err := writeFileAtomic(filepath.Join(k.dir, txnLogFile), buf.Bytes()); err != nil {
+		return err
+	}
+	k.lastCompact = k.seq
+	return nil
+}
+
 // compactIntents keeps the last intent of each producer (the only one that can still decide
 // records left open in a file: a producer's later transaction starts after the markers of its
 // earlier one were written) and rewrites txns.log with them.
