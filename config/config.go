@@ -154,6 +154,7 @@ type KeyStore struct {
 	RedisPrefix   string        `yaml:"redis_prefix"`   // empty: veil:keys:
 	DynamoDBTable string        `yaml:"dynamodb_table"` // empty: <store.dynamodb.table>-keys
 	PollInterval  time.Duration `yaml:"poll_interval"`  // 0: 2s
+	Window        time.Duration `yaml:"window"`         // 0: one key per app per 24 h period
 }
 
 // KeyStoreKind returns the key store in use: keys.store, or else the backend of store.kind

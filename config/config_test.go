@@ -304,6 +304,8 @@ func TestValidate(t *testing.T) {
 		{"keys.store unknown", func(c *Config) { c.Keys.Store = "etcd" }, "keys.store"},
 		{"keys on redis without addr", func(c *Config) { c.Keys.Store = "redis" }, "store.redis.addr"},
 		{"keys.poll_interval too long", func(c *Config) { c.Keys.PollInterval = time.Minute }, "keys.poll_interval"},
+		{"keys.window not whole minutes", func(c *Config) { c.Keys.Window = 90 * time.Second }, "keys.window"},
+		{"keys.window too short", func(c *Config) { c.Keys.Window = 30 * time.Second }, "keys.window"},
 		{"ledger ttl longer", func(c *Config) { c.Ledgers = map[string]Ledger{"bot": {TTL: 2 * time.Hour}} }, "ledgers"},
 		{"unknown ledger", func(c *Config) { c.Ledgers = map[string]Ledger{"evnt": {TTL: time.Second}} }, "ledgers.evnt"},
 		{"sub-second ttl", func(c *Config) { c.Ledgers = map[string]Ledger{"bot": {TTL: time.Millisecond}} }, "ledgers"},

@@ -123,6 +123,9 @@ func (c *Config) Validate() error {
 			bad("keys.dynamodb_table", "must not be the store's table (store.dynamodb.table)")
 		}
 	}
+	if w := c.Keys.Window; w != 0 && (w < time.Minute || w > 24*time.Hour || w%time.Minute != 0) {
+		bad("keys.window", "must be 0 (one key per 24 h period) or whole minutes between 1m and 24h")
+	}
 	if c.Keys.PollInterval < 0 || c.Keys.PollInterval > 10*time.Second {
 		bad("keys.poll_interval", "must be between 0 (default 2s) and 10s")
 	}

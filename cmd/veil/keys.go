@@ -130,7 +130,7 @@ func openKeyEnv(ctx context.Context, cfg *config.Config) (*keyEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: keyID, Store: ks, Clock: keysNow})
+	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: keyID, Store: ks, Clock: keysNow, Window: cfg.Keys.Window})
 	if err != nil {
 		_ = shut(ctx)
 		return nil, fmt.Errorf("creating keyring: %w", err)
@@ -149,7 +149,8 @@ type keyInfoJSON struct {
 	Version     int64     `json:"version"`
 	Period      int64     `json:"period"`
 	Generation  int       `json:"generation"`
-	PeriodStart time.Time `json:"period_start"`
+	PeriodStart time.Time `json:"period_start,omitzero"`
+	WindowEnd   time.Time `json:"window_end,omitzero"`
 	State       string    `json:"state"`
 	DestroyAt   time.Time `json:"destroy_at"`
 	KMSKeyID    string    `json:"kms_key_id"`
@@ -182,7 +183,7 @@ func keysList(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		for _, k := range infos {
 			rows = append(rows, keyInfoJSON{
 				App: k.App, Version: k.Version, Period: k.Period, Generation: k.Generation,
-				PeriodStart: k.PeriodStart, State: string(k.State), DestroyAt: k.DestroyAt, KMSKeyID: k.KMSKeyID,
+				PeriodStart: k.PeriodStart, WindowEnd: k.WindowEnd, State: string(k.State), DestroyAt: k.DestroyAt, KMSKeyID: k.KMSKeyID,
 			})
 		}
 		enc := json.NewEncoder(stdout)
@@ -192,8 +193,12 @@ func keysList(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "APP\tVERSION\tPERIOD\tGEN\tPERIOD START (UTC)\tSTATE\tDESTROY AT (UTC)")
 	for _, k := range infos {
+		start := k.PeriodStart.Format(time.RFC3339)
+		if !k.WindowEnd.IsZero() {
+			start = "window to " + k.WindowEnd.Format(time.RFC3339)
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\n", k.App, k.Version, k.Period, k.Generation,
-			k.PeriodStart.Format(time.RFC3339), k.State, k.DestroyAt.Format(time.RFC3339))
+			start, k.State, k.DestroyAt.Format(time.RFC3339))
 	}
 	return tw.Flush()
 }
@@ -521,8 +526,15 @@ func reachable(addr string) bool {
 	return true
 }
 
-// keyJanitorInterval is how often a running veil deletes keys past their destroy time.
-const keyJanitorInterval = 10 * time.Minute
+// keyJanitorInterval is how often a running veil deletes keys past their destroy time: with key
+// windows (keys.window) every minute, so a window key leaves the key store within a minute of its
+// destroy time (Redis expires it by itself at that second).
+func keyJanitorInterval(cfg *config.Config) time.Duration {
+	if cfg.Keys.Window > 0 {
+		return time.Minute
+	}
+	return 10 * time.Minute
+}
 
 // keyJanitor deletes every key past its destroy time at once and then every interval until ctx
 // ends: the keyring already refuses such keys, and this makes them gone from the key store too.

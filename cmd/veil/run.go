@@ -49,7 +49,7 @@ func (s *service) serve(ctx context.Context) error {
 	s.probe(ctx)
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go keyJanitor(wctx, s.keys, s.log, keyJanitorInterval)
+	go keyJanitor(wctx, s.keys, s.log, keyJanitorInterval(s.cfg))
 	if cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.brokers...)}, s.kopts...)...); err == nil {
 		defer cl.Close()
 		go s.obs.watch(wctx, kadm.NewClient(cl), s.cfg.Kafka.Group, s.keys, 10*time.Second)

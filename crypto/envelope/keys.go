@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 )
 
 // Keys supplies app KEKs. crypto/keyring implements it over the KMS and its cache.
@@ -16,6 +17,15 @@ type Keys interface {
 	// OpeningKey returns the key of app for period, which a record sealed in that period needs.
 	// A destroyed key (expired period or erased app) is an error: the data is gone.
 	OpeningKey(ctx context.Context, app string, period int64) (*AppKey, error)
+}
+
+// WindowKeys is a Keys that chooses the sealing key by the entry's expiry (crypto/keyring with
+// key windows), so the key can be destroyed soon after the data it seals expires. A Sealer over a
+// WindowKeys seals with SealingKeyFor.
+type WindowKeys interface {
+	Keys
+	// SealingKeyFor returns the key a record of app expiring at expiry is wrapped with.
+	SealingKeyFor(ctx context.Context, app string, expiry time.Time) (*AppKey, error)
 }
 
 // NewAppKey builds the AES-256-GCM AEAD of a 32-byte app KEK. It keeps no reference to kek: the

@@ -34,14 +34,21 @@ func NewSealer(keys Keys, opts ...Option) *Sealer {
 	return s
 }
 
-// Seal seals fields of one entry under the app's current KEK (see SealWith). Inputs are checked
+// Seal seals fields of one entry under the app's current KEK, or the KEK of its expiry window when
+// the Keys is a WindowKeys (see SealWith). Inputs are checked
 // before the key is fetched, so bad input never costs a KMS call. Cancelling ctx only affects
 // fetching the key.
 func (s *Sealer) Seal(ctx context.Context, h Header, fields []Field) (*Record, []Token, error) {
 	if err := checkSeal(&h, fields); err != nil {
 		return nil, nil, err
 	}
-	key, err := s.keys.SealingKey(ctx, h.App)
+	var key *AppKey
+	var err error
+	if wk, ok := s.keys.(WindowKeys); ok {
+		key, err = wk.SealingKeyFor(ctx, h.App, h.Expiry)
+	} else {
+		key, err = s.keys.SealingKey(ctx, h.App)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("sealing: getting app key: %w", err)
 	}

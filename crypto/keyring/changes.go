@@ -77,6 +77,7 @@ func (k *Keyring) pollChanges(ctx context.Context, now time.Time) error {
 // sealing generation be asked again.
 func (k *Keyring) revalidate(ctx context.Context) error {
 	k.gens.staleAll()
+	k.wins.reset("", k.cfg.Clock())
 	for _, ck := range k.cache.Keys() {
 		wk, err := k.cfg.Store.Get(ctx, ck.app, ck.period)
 		switch {

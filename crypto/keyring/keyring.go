@@ -65,6 +65,10 @@ type Config struct {
 	// rotated an app's key (see Rotate), besides the change counter; default
 	// DefaultRefreshInterval.
 	RefreshInterval time.Duration
+	// Window, when set, seals each entry under the key of its expiry window (see window.go):
+	// windows of this length (whole minutes, at least MinWindow), each key destroyed WindowGrace
+	// after its window closes. Zero keeps one key per app per 24 h period.
+	Window time.Duration
 	// PollInterval is how often, by Clock, the Keyring reads the store's change counter (see
 	// KeyStore.Changes) before handing out a key; default DefaultPollInterval. It bounds how long
 	// a rotation or an erasure done by another process goes unnoticed here.
@@ -101,6 +105,7 @@ type Keyring struct {
 	cache   *expirable.LRU[cacheKey, *entry]
 	flights singleflight.Group
 	gens    genTable // newest known generation per app (rotate.go)
+	wins    winTable // generation per expiry window (window.go)
 	changes changeState
 
 	mu     sync.Mutex // makes check-then-add on the cache atomic, and orders it with Close
@@ -122,6 +127,8 @@ func New(cfg Config) (*Keyring, error) {
 		return nil, errors.New("creating keyring: no key store")
 	case cfg.MaxTTL < 0, cfg.CacheSize < 0, cfg.CacheTTL < 0:
 		return nil, errors.New("creating keyring: negative MaxTTL, CacheSize or CacheTTL")
+	case cfg.Window != 0 && (cfg.Window < MinWindow || cfg.Window%time.Minute != 0):
+		return nil, errors.New("creating keyring: Window must be whole minutes, at least one")
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
@@ -146,8 +153,13 @@ func New(cfg Config) (*Keyring, error) {
 // DestroyAt returns when the key of version v (see KeyVersion; for generation 0 the period index)
 // is destroyed: the end of its period plus the longest TTL plus SkewMargin.
 func (k *Keyring) DestroyAt(v int64) time.Time {
+	if end, ok := IsWindowVersion(v); ok {
+		return end.Add(WindowGrace)
+	}
 	return PeriodEnd(PeriodOfVersion(v)).Add(k.cfg.MaxTTL + SkewMargin)
 }
+
+func isDestroyed(err error) bool { return errors.Is(err, ErrKeyDestroyed) }
 
 // SealingKey returns the key of app for the current period (its newest generation, see Rotate),
 // unwrapping it from the store or, if there is none yet, generating it through the KMS. Concurrent
@@ -410,6 +422,7 @@ func (k *Keyring) EraseApp(ctx context.Context, app string) (int, error) {
 	// A flight that was unwrapping one of these keys may have cached it meanwhile.
 	k.dropCached(app)
 	k.gens.forget(app)
+	k.wins.reset(app, k.cfg.Clock())
 	if err := removeLeftovers(ctx, k.cfg.Store, app); err != nil {
 		return n, err
 	}

@@ -195,6 +195,11 @@ func (k *Keyring) Rotate(ctx context.Context, app string) (int64, error) {
 		return 0, fmt.Errorf("rotating key: %w", err)
 	}
 	k.gens.set(app, genState{period: p, gen: next, checked: now})
+	if k.cfg.Window > 0 {
+		if _, err := k.rotateWindows(ctx, app); err != nil {
+			return v, err
+		}
+	}
 	if err := k.cfg.Store.NoteChange(ctx); err != nil {
 		return v, fmt.Errorf("rotated, announcing it to other processes (they switch within %s anyway): %w", k.refreshInterval(), err)
 	}
@@ -223,8 +228,9 @@ type KeyInfo struct {
 	Version     int64 // what records sealed under the key carry as Period
 	Period      int64
 	Generation  int
-	PeriodStart time.Time
-	KMSKeyID    string // the KMS key that wraps it
+	PeriodStart time.Time // zero for a window key
+	WindowEnd   time.Time // the end of a window key's window; zero for a period key
+	KMSKeyID    string    // the KMS key that wraps it
 	DestroyAt   time.Time
 	State       KeyState
 }
@@ -238,11 +244,18 @@ func (k *Keyring) Keys(ctx context.Context) ([]KeyInfo, error) {
 	}
 	now := k.cfg.Clock()
 	cur := PeriodOf(now)
-	newest := make(map[string]int) // app → newest generation of the current period
+	newest := make(map[string]int)      // app → newest generation of the current period
+	newestWin := make(map[cacheKey]int) // (app, window period) → newest generation
 	for _, wk := range stored {
 		if p, g := SplitVersion(wk.Period); p == cur && !wk.Erased {
 			if n, ok := newest[wk.App]; !ok || g > n {
 				newest[wk.App] = g
+			}
+		}
+		if _, ok := IsWindowVersion(wk.Period); ok && !wk.Erased && wk.Period != SecretVersion {
+			p, g := SplitVersion(wk.Period)
+			if n, ok := newestWin[cacheKey{wk.App, p}]; !ok || g > n {
+				newestWin[cacheKey{wk.App, p}] = g
 			}
 		}
 	}
@@ -256,12 +269,18 @@ func (k *Keyring) Keys(ctx context.Context) ([]KeyInfo, error) {
 			App: wk.App, Version: wk.Period, Period: p, Generation: g, PeriodStart: PeriodStart(p),
 			KMSKeyID: wk.KeyID, DestroyAt: wk.DestroyAt.UTC(), State: StateRetired,
 		}
+		end, window := IsWindowVersion(wk.Period)
+		if window {
+			ki.PeriodStart, ki.WindowEnd = time.Time{}, end
+		}
 		switch n, ok := newest[wk.App]; {
 		case wk.Erased:
 			ki.State = StateErased
 		case !now.Before(wk.DestroyAt):
 			ki.State = StateDestroyPending
-		case ok && p == cur && g == n:
+		case !window && ok && p == cur && g == n:
+			ki.State = StateActive
+		case window && end.After(now) && g == newestWin[cacheKey{wk.App, p}]:
 			ki.State = StateActive
 		}
 		out = append(out, ki)

@@ -44,6 +44,7 @@ func Run(t *testing.T, open Opener) {
 		{"RotationReachesEveryKeyring", testRotation},
 		{"ErasureReachesEveryKeyring", testErasure},
 		{"SharedSecretAgrees", testSharedSecret},
+		{"WindowKeysDieWithTheirData", testWindows},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -287,11 +288,15 @@ func (d *deployment) advance(dt time.Duration) {
 }
 
 // process returns the keyring of one more process of the deployment, on its own store connection.
-func (d *deployment) process() *keyring.Keyring {
-	k, err := keyring.New(keyring.Config{
+func (d *deployment) process(mod ...func(*keyring.Config)) *keyring.Keyring {
+	cfg := keyring.Config{
 		KMS: d.kms, KeyID: kmslocal.DefaultKeyID, Store: d.open(d.t), Clock: d.clock,
 		OnKMSCall: func(op string) { d.mu.Lock(); d.calls[op]++; d.mu.Unlock() },
-	})
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	k, err := keyring.New(cfg)
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -477,5 +482,81 @@ func testSharedSecret(t *testing.T, open func(*testing.T) keyring.KeyStore) {
 	}
 	if b, err := procs[2].SharedSecret(ctx, "blob-links"); err != nil || !bytes.Equal(b, first) {
 		t.Errorf("SharedSecret after Rewrap = %v, want the same secret", err)
+	}
+}
+
+// testWindows: with key windows, an entry is sealed under the key of its expiry window; every
+// process agrees on it (one KMS call per window); the key is destroyed, in the store too, once its
+// window has closed plus WindowGrace; rotation gives open windows a new generation and erasure
+// destroys every window, both reaching another process within one poll interval.
+func testWindows(t *testing.T, open func(*testing.T) keyring.KeyStore) {
+	d := newDeployment(t, open)
+	win := func(c *keyring.Config) { c.Window = 15 * time.Minute }
+	a, b := d.process(win), d.process(win)
+	t0 := d.clock() // 10:00
+	key := func(k *keyring.Keyring, app string, exp time.Time) *envelope.AppKey {
+		t.Helper()
+		ak, err := k.SealingKeyFor(ctx, app, exp)
+		if err != nil {
+			t.Fatalf("SealingKeyFor(%s, %s) = %v", app, exp.Format("15:04:05"), err)
+		}
+		return ak
+	}
+	kA := key(a, "app-1", t0.Add(5*time.Minute))               // window ends 10:15
+	kA2 := key(b, "app-1", t0.Add(15*time.Minute))             // 10:15 itself: same window
+	kB := key(b, "app-1", t0.Add(40*time.Minute+time.Second))  // ends 10:45
+	kC := key(a, "app-1", t0.Add(24*time.Hour+30*time.Second)) // tomorrow 10:15
+	if kA.Period != kA2.Period || kA.Period == kB.Period || kB.Period == kC.Period {
+		t.Errorf("versions %d %d %d %d: want one per window", kA.Period, kA2.Period, kB.Period, kC.Period)
+	}
+	if end, ok := keyring.IsWindowVersion(kA.Period); !ok || !end.Equal(t0.Add(15*time.Minute)) {
+		t.Errorf("window of the first key ends %v, %v; want 10:15", end, ok)
+	}
+	if got := d.calls[keyring.OpGenerateDataKey]; got != 3 {
+		t.Errorf("GenerateDataKey calls = %d for 3 windows over 2 processes, want 3", got)
+	}
+	if k, err := b.OpeningKey(ctx, "app-1", kA.Period); err != nil || k.Period != kA.Period {
+		t.Errorf("process b opens the window key of a: %v", err)
+	}
+
+	// Rotation on a: the open windows that have keys get a new generation, on b too.
+	if _, err := a.Rotate(ctx, "app-1"); err != nil {
+		t.Fatal(err)
+	}
+	d.advance(keyring.DefaultPollInterval)
+	if k := key(b, "app-1", t0.Add(40*time.Minute)); k.Period == kB.Period || keyring.PeriodOfVersion(k.Period) != keyring.PeriodOfVersion(kB.Period) {
+		t.Errorf("after a rotation elsewhere b seals the 10:45 window under %d, want a new generation of it (was %d)", k.Period, kB.Period)
+	}
+
+	// The 10:15 key opens until 10:20 (grace), then nowhere, and the janitor removes it.
+	d.advance(20*time.Minute - keyring.DefaultPollInterval - time.Second) // 10:19:59
+	if _, err := b.OpeningKey(ctx, "app-1", kA.Period); err != nil {
+		t.Errorf("window key before its destroy time: %v", err)
+	}
+	d.advance(time.Second) // 10:20:00
+	for i, k := range []*keyring.Keyring{a, b, d.process(win)} {
+		if _, err := k.OpeningKey(ctx, "app-1", kA.Period); !errors.Is(err, keyring.ErrKeyDestroyed) {
+			t.Errorf("process %d opens the 10:15 window key at 10:20: %v, want ErrKeyDestroyed", i, err)
+		}
+	}
+	if _, err := a.DestroyExpired(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(t).Get(ctx, "app-1", kA.Period); !errors.Is(err, keyring.ErrKeyNotFound) {
+		t.Errorf("the 10:15 window key is still in the key store after DestroyExpired: %v", err)
+	}
+
+	// Erasure on b reaches a: every window of the app is destroyed.
+	if _, err := b.EraseApp(ctx, "app-1"); err != nil {
+		t.Fatal(err)
+	}
+	d.advance(keyring.DefaultPollInterval)
+	for _, v := range []int64{kB.Period, kC.Period} {
+		if _, err := a.OpeningKey(ctx, "app-1", v); !errors.Is(err, keyring.ErrKeyDestroyed) {
+			t.Errorf("after an erasure elsewhere, a opens window version %d: %v", v, err)
+		}
+	}
+	if k := key(a, "app-1", t0.Add(24*time.Hour+30*time.Second)); k.Period == kC.Period {
+		t.Errorf("after the erasure a seals under the erased version %d", k.Period)
 	}
 }
