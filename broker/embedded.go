@@ -47,18 +47,21 @@ type EmbeddedConfig struct {
 // in DataDir instead:
 //
 //   - topics.json: every topic with its partition count and configs;
-//   - records/: one CRC-framed file per partition (0600), appended as records are committed
-//     (read_committed). Records of veil's own sealed or redacted topics (encrypted.*, redacted.*,
-//     veil.deadletter, veil.audit) are kept whole. Every other offset is kept as a gap, without
-//     its record: transaction markers, aborted records, and the records of any other topic (an
-//     integration topic holds decrypted deliveries: they never reach the disk);
+//   - records/: one CRC-framed file per partition (0600), appended as records arrive (read
+//     uncommitted: a transaction's records are tagged with their producer, its markers kept).
+//     Records of veil's own sealed or redacted topics (encrypted.*, redacted.*, veil.deadletter,
+//     veil.audit) are kept whole. Every other offset is kept as a gap, without its record: the
+//     records of any other topic (an integration topic holds decrypted deliveries: they never
+//     reach the disk) and records deleted before the keeper read them;
+//   - txns.log: a commit intent per transaction (producer, partitions, the group offsets it
+//     committed), written before the broker commits it; see txnlog.go;
 //   - raw/ and rawkeys/ (only with a KMS): the records of raw ledger topics, each sealed with
 //     AES-256-GCM (bound to topic, partition and offset) under a data key per RawWindow that the
 //     KMS wraps. A raw file is deleted once its window is older than its topic's retention.ms, a
 //     key once its window is older than the longest raw retention: past the TTL nothing can open
 //     them. Without the KMS the files reveal nothing;
 //   - offsets.json: the committed offsets of every consumer group (on raw topics only with a
-//     KMS), saved every 100 ms, never ahead of the kept records (see below).
+//     KMS), saved every 100 ms, never ahead of the kept records.
 //
 // On start the topics are recreated and written back so that every offset is what it was: kept
 // records are produced back at their offsets with their keys, headers and timestamps, gaps become
@@ -72,12 +75,14 @@ type EmbeddedConfig struct {
 //     one, raw topics live in memory only and are recreated empty by EnsureTopics.
 //   - Records of other topics (integration topics) are gone after a restart; their offsets are
 //     not reused, so their consumers resume at the next new record.
+//   - Transactions are restored whole: a transaction's records and the group offsets it
+//     committed come back together (committed if a commit marker or its intent says so), so a
+//     consume-transform-produce loop neither loses nor repeats output across a kill -9.
 //   - A graceful Close writes everything. After a crash (kill -9) the files hold what was
-//     written up to the crash (a torn tail is dropped): records committed or acknowledged in the
-//     last milliseconds may be missing, and group offsets may be up to 100 ms old. The offsets are
-//     saved only once the records they cover are in the files, so a restart never skips input
-//     whose output is missing; input whose offsets were not saved is processed again, and its
-//     output (kept before the crash) can then appear twice.
+//     written up to the crash (a torn tail is dropped): records acknowledged in the last
+//     milliseconds, before the keeper read them, may be missing, and offsets committed outside
+//     transactions may be up to 100 ms old (their consumers read a few records again). Files are
+//     not fsynced per record: a power cut can lose what the operating system had not written.
 type Embedded struct {
 	cluster *kfake.Cluster
 	addrs   []string
