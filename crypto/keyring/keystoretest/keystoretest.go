@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmslocal"
@@ -45,6 +47,7 @@ func Run(t *testing.T, open Opener) {
 		{"ErasureReachesEveryKeyring", testErasure},
 		{"SharedSecretAgrees", testSharedSecret},
 		{"WindowKeysDieWithTheirData", testWindows},
+		{"OfflineAttackAfterTTL", testOfflineAttack},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -558,5 +561,127 @@ func testWindows(t *testing.T, open func(*testing.T) keyring.KeyStore) {
 	}
 	if k := key(a, "app-1", t0.Add(24*time.Hour+30*time.Second)); k.Period == kC.Period {
 		t.Errorf("after the erasure a seals under the erased version %d", k.Period)
+	}
+}
+
+// testOfflineAttack is the attacker's view of key windows: every sealed record survives (a store
+// row not yet deleted, a backup, a token in a topic), the attacker holds a snapshot of the key
+// store and may call the KMS, and opens records with an opener that ignores expiry. With windows
+// of 1 minute, a snapshot taken once an entry's expiry + window + grace has passed (and the
+// janitor has run) opens nothing; one taken before the TTL opens everything (so the attack is
+// real). With one key per 24 h period, the same attack still opens every entry long after its TTL:
+// the measured recoverable lifetimes are logged.
+func testOfflineAttack(t *testing.T, open func(*testing.T) keyring.KeyStore) {
+	for _, mode := range []struct {
+		name   string
+		window time.Duration
+	}{{"1m windows", time.Minute}, {"24h periods", 0}} {
+		t.Run(mode.name, func(t *testing.T) {
+			d := newDeployment(t, open)
+			k := d.process(func(c *keyring.Config) { c.Window = mode.window })
+			type sealed struct {
+				rec *envelope.Record
+				tok envelope.Token
+			}
+			var all []sealed
+			// Entries of the 1 h and the 24 h ledgers, sealed over two minutes, with TTLs cut to
+			// 2 and 5 minutes (the injected clock stands for a TTL of any length).
+			for i := range 24 {
+				ttl := 2 * time.Minute
+				if i%2 == 1 {
+					ttl = 5 * time.Minute
+				}
+				ak, err := k.SealingKeyFor(ctx, "app-1", d.clock().Add(ttl).Truncate(time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ref envelope.RefID
+				_, _ = rand.Read(ref[:])
+				rec, toks, err := envelope.SealWith(ak, rand.Reader, envelope.Header{App: "app-1", Ledger: "event", Ref: ref, Expiry: d.clock().Add(ttl).Truncate(time.Second)},
+					[]envelope.Field{{Path: "data.text", Value: []byte(fmt.Sprintf(`"secret %d"`, i))}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				all = append(all, sealed{rec, toks[0]})
+				d.advance(5 * time.Second)
+			}
+			// attack opens every record it can with the key store as it is now and the KMS,
+			// ignoring expiry (it opens "as of" a second before each record's expiry).
+			attack := func() int {
+				snapshot, err := open(t).List(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wrapped := map[int64]keyring.WrappedKey{}
+				for _, wk := range snapshot {
+					if wk.App == "app-1" && !wk.Erased && !wk.Pending() {
+						wrapped[wk.Period] = wk
+					}
+				}
+				n := 0
+				for _, s := range all {
+					wk, ok := wrapped[s.rec.Period]
+					if !ok {
+						continue
+					}
+					out, err := d.kms.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: wk.Ciphertext, EncryptionContext: keyring.EncryptionContext(wk.App, wk.Period)})
+					if err != nil {
+						continue
+					}
+					ak, err := envelope.NewAppKey(wk.App, wk.Period, out.Plaintext)
+					clear(out.Plaintext)
+					if err != nil {
+						continue
+					}
+					if _, err := envelope.OpenWith(ak, s.rec, s.tok, s.rec.Expiry.Add(-time.Second)); err == nil {
+						n++
+					}
+				}
+				return n
+			}
+			if got := attack(); got != len(all) {
+				t.Fatalf("before the TTL the offline opener recovered %d of %d values, want all (the attack must work)", got, len(all))
+			}
+			var lastExpiry time.Time
+			for _, s := range all {
+				if s.rec.Expiry.After(lastExpiry) {
+					lastExpiry = s.rec.Expiry
+				}
+			}
+			setClock := func(t0 time.Time) {
+				d.mu.Lock()
+				d.now = t0
+				d.mu.Unlock()
+				if _, err := k.DestroyExpired(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if mode.window == 0 {
+				// One key per 24 h period: a day after the TTL everything still opens offline.
+				setClock(lastExpiry.Add(24 * time.Hour))
+				got := attack()
+				t.Logf("%s: 24 h after the last expiry the offline opener recovers %d of %d values (keys live until period end + 24 h + 5 min); KMS GenerateDataKey calls: %d",
+					mode.name, got, len(all), d.calls[keyring.OpGenerateDataKey])
+				if got != len(all) {
+					t.Errorf("24 h periods: %d of %d recovered a day after the TTL; the comparison is wrong", got, len(all))
+				}
+				return
+			}
+			// Walk the clock past the last expiry 30 s at a time, running the janitor as a running
+			// veil does, and note when the last value stops being recoverable.
+			recoverable := time.Duration(-1)
+			for step := time.Duration(0); step <= mode.window+keyring.WindowGrace+time.Minute; step += 30 * time.Second {
+				setClock(lastExpiry.Add(step))
+				if attack() == 0 {
+					recoverable = step
+					break
+				}
+			}
+			t.Logf("%s: the last value became unrecoverable %v after its expiry (window + grace = %v); KMS GenerateDataKey calls for 24 entries: %d",
+				mode.name, recoverable, mode.window+keyring.WindowGrace, d.calls[keyring.OpGenerateDataKey])
+			if recoverable < 0 || recoverable > mode.window+keyring.WindowGrace {
+				t.Errorf("values still recoverable %v after the last expiry, want none after window + grace", mode.window+keyring.WindowGrace+time.Minute)
+			}
+		})
 	}
 }
