@@ -2,11 +2,14 @@ package console_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/veil-project/veil/console"
 	"github.com/veil-project/veil/reveal"
 )
 
@@ -171,5 +174,48 @@ func TestStoreDown(t *testing.T) {
 	form := url.Values{"csrf": {csrf}, "l": {link.Get("l")}, "p": {link.Get("p")}, "o": {link.Get("o")}, "f": {"all"}}
 	if code, body, _ := post(t, alice, e.srv.URL, "/console/reveal", form); code != http.StatusServiceUnavailable || strings.Contains(body, "canary-4711") {
 		t.Errorf("reveal with the store down = %d, want 503", code)
+	}
+}
+
+// TestBrokerDown: with the broker hung (connections accepted, never answered), the Logs, Dead letters and Audit pages answer 503 within
+// the request timeout instead of hanging.
+func TestBrokerDown(t *testing.T) {
+	e := newEnvWith(t, func(c *console.Config) { c.RequestTimeout = 2 * time.Second })
+	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello", e.clock.now()))
+	alice, _ := e.signIn(t, "alice")
+	// A broker that accepts connections and never answers (a hung host), on the same address.
+	addr := e.cluster.ListenAddrs()[0]
+	e.cluster.Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot take over the broker's address: %v", err)
+	}
+	defer ln.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	for _, page := range []string{"/console/logs", "/console/deadletters"} {
+		done := make(chan int, 1)
+		go func() { code, _, _ := get(t, alice, e.srv.URL, page); done <- code }()
+		select {
+		case code := <-done:
+			if code != http.StatusServiceUnavailable {
+				t.Errorf("%s with the broker down = %d, want 503", page, code)
+			}
+		case <-time.After(8 * time.Second):
+			t.Fatalf("%s with the broker hung: no answer in 8 s (request timeout 2 s)", page)
+		}
 	}
 }

@@ -70,6 +70,9 @@ type Config struct {
 	// Slack is how far record time may lag behind entry time when a time range is searched
 	// (default 1h).
 	Slack time.Duration
+	// RequestTimeout bounds the broker, store and reveal work of one page (default 15s): with
+	// the broker or the store down a page answers 503 instead of hanging.
+	RequestTimeout time.Duration
 	// FutureSkew is how far in the future the pipeline accepts an entry's ts (limits.future_skew,
 	// default 5m): no record was written earlier than its ts minus this.
 	FutureSkew time.Duration
@@ -108,6 +111,9 @@ func New(cfg Config) (*Console, error) {
 	}
 	if cfg.Slack <= 0 {
 		cfg.Slack = time.Hour
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 15 * time.Second
 	}
 	if cfg.FutureSkew <= 0 {
 		cfg.FutureSkew = 5 * time.Minute
@@ -310,7 +316,9 @@ func (c *Console) withSession(w http.ResponseWriter, r *http.Request, post bool,
 		c.fail(w, r, http.StatusMethodNotAllowed, "use GET")
 		return
 	}
-	h(w, r, &request{p: p, sess: ss, id: newRequestID()})
+	ctx, cancel := context.WithTimeout(r.Context(), c.cfg.RequestTimeout)
+	defer cancel()
+	h(w, r.WithContext(ctx), &request{p: p, sess: ss, id: newRequestID()})
 }
 
 func newRequestID() string {

@@ -71,6 +71,11 @@ func (s *swappable) Lookup(k reveal.APIKey) (reveal.Principal, bool) { return s.
 var testLedgers = []string{"event", "log"}
 
 func newEnv(t testing.TB, apiOpts ...func(*reveal.ServerConfig)) *env {
+	return newEnvWith(t, nil, apiOpts...)
+}
+
+// newEnvWith is newEnv with a hook on the console's config.
+func newEnvWith(t testing.TB, conOpt func(*console.Config), apiOpts ...func(*reveal.ServerConfig)) *env {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, broker.EncryptedTopic("event")),
 		kfake.SeedTopics(1, broker.EncryptedTopic("log"), broker.DeadLetterTopic, broker.AuditTopic))
@@ -151,10 +156,14 @@ func newEnv(t testing.TB, apiOpts ...func(*reveal.ServerConfig)) *env {
 	rd := ops.NewReadiness("broker", "keys", "store")
 	rd.Set("broker", true, "")
 	rd.Set("keys", true, "")
-	con, err := console.New(console.Config{
+	conCfg := console.Config{
 		Principals: ps, Revealer: api, Log: lg, Store: st, Ledgers: testLedgers,
 		Keys: kr, Metrics: m, Readiness: rd, Now: clk.now, Logger: logger,
-	})
+	}
+	if conOpt != nil {
+		conOpt(&conCfg)
+	}
+	con, err := console.New(conCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

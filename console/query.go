@@ -137,7 +137,14 @@ const (
 // Search answers q from the encrypted topics: per partition it lists the offsets whose record
 // time can hold a match and walks back from the newest in chunks until the partition gave Limit
 // matches, so the cost follows the page and the selectivity of the filter, not the topic size.
+//
+// It returns when ctx ends even if the broker has not answered (a hung broker): the reads still in
+// flight end on the client's own timeouts.
 func (l *Log) Search(ctx context.Context, q Query) (Page, error) {
+	return await(ctx, func() (Page, error) { return l.search(ctx, q) })
+}
+
+func (l *Log) search(ctx context.Context, q Query) (Page, error) {
 	ledgers := q.Ledgers
 	if q.Ledger != "" {
 		ledgers = []string{q.Ledger}
@@ -238,6 +245,18 @@ func walkBack[T any](ctx context.Context, l *Log, s span, limit int, budget int6
 // Tail returns up to limit records of topic that keep accepts, newest first (by record time),
 // reading at most budget records; partial reports that the budget ran out.
 func (l *Log) Tail(ctx context.Context, topic string, limit int, budget int64, keep func(*kgo.Record) bool) ([]*kgo.Record, bool, error) {
+	type tail struct {
+		recs    []*kgo.Record
+		partial bool
+	}
+	t, err := await(ctx, func() (tail, error) {
+		recs, partial, err := l.tail(ctx, topic, limit, budget, keep)
+		return tail{recs, partial}, err
+	})
+	return t.recs, t.partial, err
+}
+
+func (l *Log) tail(ctx context.Context, topic string, limit int, budget int64, keep func(*kgo.Record) bool) ([]*kgo.Record, bool, error) {
 	spans, err := l.spans(ctx, []string{topic}, -1, -1)
 	if err != nil {
 		return nil, false, err
@@ -331,6 +350,18 @@ func plainJSON(s string) bool {
 // Get returns the entry at (ledger, partition, offset), or false if there is none (or it is not
 // committed).
 func (l *Log) Get(ctx context.Context, ledger string, partition int32, offset int64) (Item, bool, error) {
+	type got struct {
+		it Item
+		ok bool
+	}
+	g, err := await(ctx, func() (got, error) {
+		it, ok, err := l.get(ctx, ledger, partition, offset)
+		return got{it, ok}, err
+	})
+	return g.it, g.ok, err
+}
+
+func (l *Log) get(ctx context.Context, ledger string, partition int32, offset int64) (Item, bool, error) {
 	topic := broker.EncryptedTopic(ledger)
 	meta, err := l.topics(ctx, []string{topic})
 	if err != nil {
@@ -348,4 +379,25 @@ func (l *Log) Get(ctx context.Context, ledger string, partition int32, offset in
 	q := Query{Filter: Filter{Visible: func(string) bool { return true }}}
 	it, ok := match(&q, ledger, recs[0])
 	return it, ok, nil
+}
+
+// await runs f and returns its result, or ctx's error as soon as ctx ends: a broker that accepts
+// connections and never answers must not hold a page (kgo's handshake does not watch ctx).
+func await[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := f()
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, fmt.Errorf("reading the topics: %w", ctx.Err())
+	}
 }
