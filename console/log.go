@@ -45,7 +45,7 @@ const fetchBytes = 1 << 20
 
 // NewLog connects to brokers; opts (TLS, SASL) are appended.
 func NewLog(brokers []string, opts ...kgo.Opt) (*Log, error) {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID("veil-console")}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting console reader: %w", err)
 	}
