@@ -174,7 +174,7 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 		return nil, &refusedError{err}
 	}
 	s.closers = append(s.closers, closeKS)
-	s.keys, err = keyring.New(keyring.Config{KMS: kms, KeyID: keyID, Store: ks, OnKMSCall: s.obs.kmsCall, PollInterval: cfg.Keys.PollInterval, Window: cfg.Keys.Window})
+	s.keys, err = keyring.New(keyring.Config{KMS: kms, KeyID: keyID, Store: ks, OnKMSCall: s.obs.kmsCall, PollInterval: cfg.Keys.PollInterval, Window: cfg.Keys.Window, Prefetch: true})
 	if err != nil {
 		return nil, fmt.Errorf("creating keyring: %w", err)
 	}

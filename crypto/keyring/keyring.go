@@ -69,6 +69,9 @@ type Config struct {
 	// windows of this length (whole minutes, at least MinWindow), each key destroyed WindowGrace
 	// after its window closes. Zero keeps one key per app per 24 h period.
 	Window time.Duration
+	// Prefetch, with Window set, generates the key of the next window in the background as soon
+	// as a window is first used, so sealing does not wait on the KMS when a window opens.
+	Prefetch bool
 	// PollInterval is how often, by Clock, the Keyring reads the store's change counter (see
 	// KeyStore.Changes) before handing out a key; default DefaultPollInterval. It bounds how long
 	// a rotation or an erasure done by another process goes unnoticed here.
@@ -106,6 +109,12 @@ type Keyring struct {
 	flights singleflight.Group
 	gens    genTable // newest known generation per app (rotate.go)
 	wins    winTable // generation per expiry window (window.go)
+
+	// Background prefetches of window keys: cancelled and waited for by Close.
+	bg         sync.WaitGroup
+	bgCtx      context.Context
+	bgCancel   context.CancelFunc
+	prefetches sync.Map // winKey → struct{}: prefetches in flight
 	changes changeState
 
 	mu     sync.Mutex // makes check-then-add on the cache atomic, and orders it with Close
@@ -143,6 +152,7 @@ func New(cfg Config) (*Keyring, error) {
 		cfg.CacheTTL = DefaultCacheTTL
 	}
 	k := &Keyring{cfg: cfg}
+	k.bgCtx, k.bgCancel = context.WithCancel(context.Background())
 	k.cache = expirable.NewLRU(cfg.CacheSize, func(_ cacheKey, e *entry) {
 		e.raw.zero()
 		k.evictions.Add(1)
@@ -448,13 +458,19 @@ func (k *Keyring) Stats() Stats {
 	}
 }
 
-// Close drops and zeroes every cached key; later calls return ErrClosed. It is idempotent.
+// Close stops background prefetches and waits for them, then drops and zeroes every cached key;
+// later calls return ErrClosed. It is idempotent.
 func (k *Keyring) Close() error {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	if k.closed.Swap(true) {
+		k.mu.Unlock()
 		return nil
 	}
+	k.mu.Unlock()
+	k.bgCancel()
+	k.bg.Wait()
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	k.cache.Purge()
 	return nil
 }

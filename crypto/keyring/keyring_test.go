@@ -554,3 +554,33 @@ func TestStaleClaimIsTakenOver(t *testing.T) {
 		t.Errorf("GenerateDataKey calls = %d, want 1", got)
 	}
 }
+
+// TestWindowPrefetch: using a window readies the next window's key in the background, so the first
+// entry of the next window is sealed without a KMS call on its path.
+func TestWindowPrefetch(t *testing.T) {
+	e := newEnv(t)
+	k := e.keyring(func(c *keyring.Config) { c.Window = 15 * time.Minute; c.Prefetch = true })
+	if _, err := k.SealingKeyFor(ctx, "app-1", t0.Add(5*time.Minute)); err != nil { // window to 10:15
+		t.Fatal(err)
+	}
+	next := keyring.KeyVersion(-t0.Add(30*time.Minute).Unix()/60, 0) // window to 10:30
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := e.store().Get(ctx, "app-1", next); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the next window's key was never prefetched")
+		}
+	}
+	before := e.kms.generates.Load()
+	key, err := k.SealingKeyFor(ctx, "app-1", t0.Add(20*time.Minute))
+	if err != nil || key.Period != next {
+		t.Fatalf("SealingKeyFor(10:20) = %v, %v, want version %d", key, err, next)
+	}
+	if got := e.kms.generates.Load() - before; got != 0 {
+		t.Errorf("sealing in the prefetched window called GenerateDataKey %d times, want 0", got)
+	}
+	if err := k.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -122,6 +122,9 @@ func (k *Keyring) SealingKeyFor(ctx context.Context, app string, expiry time.Tim
 		key, ok, err := k.cached(app, v)
 		if !ok && err == nil {
 			key, err = k.load(ctx, app, v, true)
+			if err == nil && k.cfg.Prefetch {
+				k.prefetch(winKey{app, wk.end + int64(k.cfg.Window/time.Minute)})
+			}
 		}
 		if err == nil || !isDestroyed(err) {
 			return key, err
@@ -193,4 +196,35 @@ func (k *Keyring) rotateWindows(ctx context.Context, app string) (int, error) {
 	}
 	k.wins.reset(app, now)
 	return n, nil
+}
+
+// prefetch makes sure the key of window next exists and is cached, in the background: called when
+// a window's key is first loaded, it readies the following window's before any entry needs it.
+func (k *Keyring) prefetch(next winKey) {
+	if _, busy := k.prefetches.LoadOrStore(next, struct{}{}); busy {
+		return
+	}
+	// Under mu, so that Close (which sets closed under mu, then waits) never misses one.
+	k.mu.Lock()
+	if k.closed.Load() {
+		k.mu.Unlock()
+		k.prefetches.Delete(next)
+		return
+	}
+	k.bg.Add(1)
+	k.mu.Unlock()
+	go func() {
+		defer k.bg.Done()
+		defer k.prefetches.Delete(next)
+		ctx, cancel := context.WithTimeout(k.bgCtx, flightTimeout)
+		defer cancel()
+		v, err := k.windowVersion(ctx, next)
+		if err != nil {
+			return
+		}
+		if _, ok, err := k.cached(next.app, v); ok || err != nil {
+			return
+		}
+		_, _ = k.load(ctx, next.app, v, true)
+	}()
 }
