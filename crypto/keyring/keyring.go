@@ -115,7 +115,7 @@ type Keyring struct {
 	bgCtx      context.Context
 	bgCancel   context.CancelFunc
 	prefetches sync.Map // winKey → struct{}: prefetches in flight
-	changes changeState
+	changes    changeState
 
 	mu     sync.Mutex // makes check-then-add on the cache atomic, and orders it with Close
 	closed atomic.Bool
