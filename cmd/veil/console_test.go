@@ -61,6 +61,31 @@ func checkConsoleLink(t *testing.T, demoOut string) {
 	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/console/logs" || !strings.Contains(string(body), demoPrincipalName+" (support)") {
 		t.Fatalf("console link: %d at %s, want the Logs page signed in as %s", resp.StatusCode, resp.Request.URL.Path, demoPrincipalName)
 	}
+	// The demo's own traffic, as the real pipeline wrote it: sealed values shown as ★★★★★ with a
+	// Reveal, and one of them revealed through the console (audited by the reveal API's path).
+	page := string(body)
+	form := regexp.MustCompile(`(?s)<form method="post" action="/console/reveal" class="inline">(.*?)</form>`).FindStringSubmatch(page)
+	if !strings.Contains(page, "★★★★★") || form == nil {
+		t.Fatalf("the demo's Logs page shows no sealed value with a Reveal:\n%.2000s", page)
+	}
+	values := url.Values{}
+	for _, m := range regexp.MustCompile(`name="(\w+)" value="([^"]*)"`).FindAllStringSubmatch(form[1], -1) {
+		values.Set(m[1], strings.ReplaceAll(m[2], "&amp;", "&"))
+	}
+	u := resp.Request.URL.ResolveReference(&url.URL{Path: "/console/reveal"})
+	req, _ := http.NewRequest(http.MethodPost, u.String(), strings.NewReader(values.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", u.Scheme+"://"+u.Host)
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "revealed; audited") {
+		t.Fatalf("revealing a demo value in the console: %d\n%.2000s", resp.StatusCode, body)
+	}
+
 	resp, err = browser().Get(link)
 	if err != nil {
 		t.Fatal(err)
