@@ -25,6 +25,7 @@ type partitionLog struct {
 func snapshotPartition(t *testing.T, addrs []string, topic string, p int32) partitionLog {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(), // the last offset below the LSO may be a marker: read up to it
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().AtStart()}}))
 	if err != nil {
 		t.Fatal(err)
@@ -48,15 +49,24 @@ func snapshotPartition(t *testing.T, addrs []string, topic string, p int32) part
 	e, _ := ends.Lookup(topic, p)
 	l, _ := lsos.Lookup(topic, p)
 	pl.start, pl.end, pl.lastOff = s.Offset, e.Offset, l.Offset
-	for {
-		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	// Read until the last offset below the LSO was seen (a record, a marker), not until a poll
+	// comes back empty: under load an empty poll proves nothing.
+	seen := pl.start - 1
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for seen < pl.lastOff-1 && ctx.Err() == nil {
 		fs := cl.PollFetches(ctx)
-		cancel()
-		if fs.NumRecords() == 0 {
-			return pl
-		}
-		fs.EachRecord(func(r *kgo.Record) { pl.values[r.Offset] = string(r.Value) })
+		fs.EachRecord(func(r *kgo.Record) {
+			seen = max(seen, r.Offset)
+			if !r.Attrs.IsControl() {
+				pl.values[r.Offset] = string(r.Value)
+			}
+		})
 	}
+	if seen < pl.lastOff-1 {
+		t.Fatalf("%s/%d: read up to %d of %d in 20 s", topic, p, seen, pl.lastOff)
+	}
+	return pl
 }
 
 // resumeFrom reads, from offset at, what a consumer that stored at as its next offset gets.
