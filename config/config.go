@@ -154,7 +154,7 @@ type KeyStore struct {
 	RedisPrefix   string        `yaml:"redis_prefix"`   // empty: veil:keys:
 	DynamoDBTable string        `yaml:"dynamodb_table"` // empty: <store.dynamodb.table>-keys
 	PollInterval  time.Duration `yaml:"poll_interval"`  // 0: 2s
-	Window        time.Duration `yaml:"window"`         // 0: one key per app per 24 h period
+	Window        time.Duration `yaml:"window"`         // default 15m; 0: one key per app per 24 h period
 }
 
 // KeyStoreKind returns the key store in use: keys.store, or else the backend of store.kind
@@ -342,6 +342,7 @@ func Default() *Config {
 		DataDir:   "./veil-data",
 		KMS:       KMS{Provider: "local"},
 		Store:     Store{Kind: "badger"},
+		Keys:      KeyStore{Window: 15 * time.Minute},
 		Limits:    Limits{MaxEntryBytes: 1 << 20, MaxDepth: 32, FutureSkew: 5 * time.Minute},
 		Analytics: Analytics{Enabled: true, Group: "veil-analytics", FlushInterval: 60 * time.Second, MaxRows: 50_000},
 		Blob:      Blob{LinkTTL: 15 * time.Minute},
