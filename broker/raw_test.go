@@ -201,3 +201,53 @@ func TestEmbeddedRawKeptSealed(t *testing.T) {
 		})
 	}
 }
+
+// A sealed raw record altered on disk (its frame CRC fixed up, so it does not read as a torn
+// tail) fails the start: nothing is restored from a directory that is not what veil wrote, and
+// the error reveals nothing.
+func TestEmbeddedRawTamperFailsClosed(t *testing.T) {
+	ctx := t.Context()
+	kms := testKMS(t, 5)
+	dir := t.TempDir()
+	e, err := startRaw(t, dir, kms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := EnsureTopics(ctx, kadm.NewClient(cl), testLedgers[:1], 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: RawTopic("event"), Value: []byte("CANARY-tamper")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kp := &keeper{dir: dir}
+	ws, _ := kp.rawFiles(tp{RawTopic("event"), 0})
+	if len(ws) != 1 {
+		t.Fatalf("raw windows %v, want one", ws)
+	}
+	path := kp.rawPath(tp{RawTopic("event"), 0}, ws[0])
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 1 // the last byte of the GCM tag
+	payload := b[8:]
+	copy(b, frame(payload, b[:8+len(payload)]))
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = startRaw(t, dir, kms)
+	if err == nil || strings.Contains(err.Error(), "CANARY") {
+		t.Fatalf("start on a tampered raw file = %v, want an error that reveals nothing", err)
+	}
+	if !strings.Contains(err.Error(), "opening raw record") {
+		t.Errorf("start on a tampered raw file = %v, want the record's authentication to fail", err)
+	}
+}
