@@ -37,6 +37,7 @@ func TestDefaults(t *testing.T) {
 	}{
 		{"kafka.brokers", len(c.Kafka.Brokers), 0},
 		{"kafka.group", c.Kafka.Group, "veil"},
+		{"keys.window", c.Keys.Window, 15 * time.Minute},
 		{"kafka.transactional_id", c.Kafka.TransactionalID, "veil-" + host},
 		{"kafka.embedded.addr", c.Kafka.Embedded.Addr, "127.0.0.1:9092"},
 		{"kafka.embedded.partitions", c.Kafka.Embedded.Partitions, 3},

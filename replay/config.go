@@ -172,14 +172,20 @@ func (c *Config) validate() error {
 }
 
 // ErasedApps builds Config.Erased from a keyring's key list: for every app with an erased key,
-// the end of the latest period such a key covers.
+// the end of the latest period such a key covers. For a key of an expiry window that is the
+// window's end: every record sealed under it has a timestamp before its expiry, so before that
+// end (an over-approximation, on the side of skipping).
 func ErasedApps(keys []keyring.KeyInfo) map[string]time.Time {
 	out := make(map[string]time.Time)
 	for _, k := range keys {
 		if k.State != keyring.StateErased {
 			continue
 		}
-		if end := keyring.PeriodStart(k.Period + 1); end.After(out[k.App]) {
+		end := keyring.PeriodStart(k.Period + 1)
+		if !k.WindowEnd.IsZero() {
+			end = k.WindowEnd
+		}
+		if end.After(out[k.App]) {
 			out[k.App] = end
 		}
 	}

@@ -240,8 +240,18 @@ func keysRotate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return fmt.Errorf("rotating %s: %w", a, err)
 		}
 		p, g := keyring.SplitVersion(v)
+		within := cmp.Or(cfg.Keys.PollInterval, keyring.DefaultPollInterval)
+		if end, ok := keyring.IsWindowVersion(v); ok {
+			fmt.Fprintf(stdout, "rotated %s: every open window with a key has a new one (latest: window to %s, version %d, generation %d); running processes switch within %s\n",
+				a, end.Format(time.RFC3339), v, g, within)
+			continue
+		}
+		if cfg.Keys.Window > 0 {
+			fmt.Fprintf(stdout, "rotated %s: no open window had a key yet; new windows get fresh keys\n", a)
+			continue
+		}
 		fmt.Fprintf(stdout, "rotated %s: version %d (period %d, generation %d); running processes switch within %s\n",
-			a, v, p, g, cmp.Or(cfg.Keys.PollInterval, keyring.DefaultPollInterval))
+			a, v, p, g, within)
 	}
 	return nil
 }

@@ -175,6 +175,17 @@ func (k *Keyring) Rotate(ctx context.Context, app string) (int64, error) {
 	if k.closed.Load() {
 		return 0, ErrClosed
 	}
+	if k.cfg.Window > 0 {
+		// Nothing is sealed under period keys any more: only the windows move on.
+		v, _, err := k.rotateWindows(ctx, app)
+		if err != nil {
+			return v, err
+		}
+		if err := k.cfg.Store.NoteChange(ctx); err != nil {
+			return v, fmt.Errorf("rotated, announcing it to other processes (they switch within %s anyway): %w", k.pollInterval(), err)
+		}
+		return v, nil
+	}
 	now := k.cfg.Clock()
 	p := PeriodOf(now)
 	gen, err := k.newestGen(ctx, app, p, 0)
@@ -195,11 +206,6 @@ func (k *Keyring) Rotate(ctx context.Context, app string) (int64, error) {
 		return 0, fmt.Errorf("rotating key: %w", err)
 	}
 	k.gens.set(app, genState{period: p, gen: next, checked: now})
-	if k.cfg.Window > 0 {
-		if _, err := k.rotateWindows(ctx, app); err != nil {
-			return v, err
-		}
-	}
 	if err := k.cfg.Store.NoteChange(ctx); err != nil {
 		return v, fmt.Errorf("rotated, announcing it to other processes (they switch within %s anyway): %w", k.refreshInterval(), err)
 	}

@@ -166,11 +166,12 @@ func (k *Keyring) windowVersion(ctx context.Context, wk winKey) (int64, error) {
 
 // rotateWindows gives every window of app that is still open and already has a key a new
 // generation, so nothing is sealed under a key that existed before the rotation; windows that
-// have no key yet get a fresh one when first needed anyway. It returns how many it rotated.
-func (k *Keyring) rotateWindows(ctx context.Context, app string) (int, error) {
+// have no key yet get a fresh one when first needed anyway. It returns the version of the new
+// key of the latest window it rotated (0 if none had a key) and how many it rotated.
+func (k *Keyring) rotateWindows(ctx context.Context, app string) (int64, int, error) {
 	keys, err := k.cfg.Store.List(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("listing keys: %w", err)
+		return 0, 0, fmt.Errorf("listing keys: %w", err)
 	}
 	now := k.cfg.Clock()
 	newest := map[int64]int{} // window period → newest stored generation
@@ -185,17 +186,22 @@ func (k *Keyring) rotateWindows(ctx context.Context, app string) (int, error) {
 		}
 	}
 	n := 0
+	var last int64
 	for p, g := range newest {
 		if g == MaxGeneration {
 			continue
 		}
-		if _, err := k.load(ctx, app, KeyVersion(p, g+1), true); err != nil && !isDestroyed(err) {
-			return n, fmt.Errorf("rotating window key: %w", err)
+		v := KeyVersion(p, g+1)
+		if _, err := k.load(ctx, app, v, true); err != nil && !isDestroyed(err) {
+			return last, n, fmt.Errorf("rotating window key: %w", err)
+		}
+		if last == 0 || p < PeriodOfVersion(last) { // a later window has a lower (negated) period
+			last = v
 		}
 		n++
 	}
 	k.wins.reset(app, now)
-	return n, nil
+	return last, n, nil
 }
 
 // prefetch makes sure the key of window next exists and is cached, in the background: called when
