@@ -3,6 +3,7 @@ package shredproof_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/broker"
 
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/crypto/keyring"
@@ -185,12 +190,14 @@ func readRows(t *testing.T, es []entry, open func(func() time.Time) (store.Store
 	return out
 }
 
-// snapshot is what an attacker holds: rows of the store, the key store's records (tombstones and
-// keys past their DestroyAt not deleted yet included) and a copy of the KMS root.
+// snapshot is what an attacker holds: the tokens of every encrypted topic, rows of the store, the
+// key store's records (tombstones and keys past their DestroyAt not deleted yet included) and a
+// copy of the KMS root.
 type snapshot struct {
-	rows map[[16]byte][]byte
-	keys []keyring.WrappedKey
-	kms  keyring.KMS
+	tokens []envelope.Token
+	rows   map[[16]byte][]byte
+	keys   []keyring.WrappedKey
+	kms    keyring.KMS
 }
 
 // offlineOpen opens tok from rec bytes with nothing but the snapshot: it looks the record's key
@@ -233,6 +240,7 @@ func TestNothingOpensAfterTTL(t *testing.T) {
 			t0 := time.Now().UTC().Truncate(time.Minute).Add(7 * time.Second)
 			clk := &clock{now: t0}
 			st, ks := b.open(t, clk.Now)
+			topics := newTopics(t)
 			rootPath := filepath.Join(t.TempDir(), "root.key")
 			root, err := kmslocal.Open(rootPath)
 			if err != nil {
@@ -259,6 +267,7 @@ func TestNothingOpensAfterTTL(t *testing.T) {
 						t.Fatal(err)
 					}
 					e.token = toks[0]
+					topics.produce(t, e)
 					if err := st.Put(ctx, []store.Item{{App: e.app, Ref: e.ref, Expiry: e.expiry, Value: e.record}}); err != nil {
 						t.Fatal(err)
 					}
@@ -284,13 +293,19 @@ func TestNothingOpensAfterTTL(t *testing.T) {
 				s := snapshot{keys: keys, kms: attackerKMS}
 				if rows {
 					s.rows = b.rows(t, es)
+					s.tokens = topics.tokens(t, len(es))
 				}
 				return s
 			}
+			values := make(map[[16]byte]string)
+			for _, e := range es {
+				values[e.ref] = e.value
+			}
+			// recover opens every token of the topics' snapshot with the row its ref names.
 			recover := func(s snapshot) int {
 				n := 0
-				for _, e := range es {
-					if v, ok := offlineOpen(s, s.rows[e.ref], e.token); ok && v == e.value {
+				for _, tok := range s.tokens {
+					if v, ok := offlineOpen(s, s.rows[tok.Ref], tok); ok && v == values[tok.Ref] {
 						n++
 					}
 				}
@@ -299,8 +314,8 @@ func TestNothingOpensAfterTTL(t *testing.T) {
 
 			// Before the TTL: every value comes back (the opener works; the test can fail).
 			before := take(true)
-			if len(before.rows) != len(es) {
-				t.Fatalf("snapshot before the TTL holds %d rows, want %d", len(before.rows), len(es))
+			if len(before.rows) != len(es) || len(before.tokens) != len(es) {
+				t.Fatalf("snapshot before the TTL holds %d rows and %d tokens, want %d", len(before.rows), len(before.tokens), len(es))
 			}
 			if n := recover(before); n != len(es) {
 				t.Fatalf("offline opener on a snapshot before the TTL recovered %d of %d values, want all", n, len(es))
@@ -363,6 +378,9 @@ func TestNothingOpensAfterTTL(t *testing.T) {
 			// At the last expiry + window + grace + janitor: the whole snapshot (every row, the key
 			// store, the KMS root) opens nothing, although the rows are all still there.
 			after := take(true)
+			if len(after.tokens) != len(es) {
+				t.Fatalf("encrypted topics hold %d tokens after the TTL, want %d (retention outlives the TTL)", len(after.tokens), len(es))
+			}
 			if len(after.rows) != len(es) {
 				t.Logf("%s: %d of %d rows still held by the store after the TTL", b.name, len(after.rows), len(es))
 			}
@@ -405,4 +423,73 @@ func copyDir(from, to string) error {
 		}
 		return out.Close()
 	})
+}
+
+// topicsT is a Kafka cluster (kfake) holding the encrypted topics: each sealed entry is produced as
+// the pipeline's encrypted output carries it, its value replaced by its token; retention outlives
+// the TTL.
+type topicsT struct {
+	cl *kgo.Client
+	cf *kfake.Cluster
+}
+
+func newTopics(t *testing.T) *topicsT {
+	t.Helper()
+	var names []string
+	for _, l := range ledgers {
+		names = append(names, broker.EncryptedTopic(l.name))
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, names...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &topicsT{cl: cl, cf: c}
+}
+
+func (tp *topicsT) produce(t *testing.T, e entry) {
+	t.Helper()
+	v, _ := json.Marshal(map[string]any{"app_id": e.app, "ledger": e.ledger, "data": map[string]string{"text": e.token.Encode()}})
+	if err := tp.cl.ProduceSync(ctx, &kgo.Record{Topic: broker.EncryptedTopic(e.ledger), Value: v}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tokens reads every encrypted topic from the start (a copy of the topics) and returns the tokens
+// they carry.
+func (tp *topicsT) tokens(t *testing.T, want int) []envelope.Token {
+	t.Helper()
+	var names []string
+	for _, l := range ledgers {
+		names = append(names, broker.EncryptedTopic(l.name))
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(tp.cf.ListenAddrs()...), kgo.ConsumeTopics(names...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var out []envelope.Token
+	for len(out) < want && rctx.Err() == nil {
+		cl.PollFetches(rctx).EachRecord(func(r *kgo.Record) {
+			var m struct {
+				Data struct {
+					Text string `json:"text"`
+				} `json:"data"`
+			}
+			if json.Unmarshal(r.Value, &m) != nil || !envelope.IsToken(m.Data.Text) {
+				return
+			}
+			if tok, err := envelope.ParseToken(m.Data.Text); err == nil {
+				out = append(out, tok)
+			}
+		})
+	}
+	return out
 }
