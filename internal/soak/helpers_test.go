@@ -181,6 +181,7 @@ type veilConfig struct {
 	Brokers      []string
 	DataDir      string
 	RedisAddr    string // empty: the embedded Badger store
+	KeysStore    string // keys.store; empty: the store's backend
 	Metrics      string // listen.metrics
 	API          string // listen.api with dev.plain_http; empty: API off
 	KMSEndpoint  string // kms.provider aws at this endpoint; empty: local root key
@@ -202,6 +203,9 @@ func (c veilConfig) yaml() string {
 	}
 	if c.RedisAddr != "" {
 		fmt.Fprintf(&b, "store:\n  kind: redis\n  redis: {addr: %q}\n", c.RedisAddr)
+	}
+	if c.KeysStore != "" {
+		fmt.Fprintf(&b, "keys:\n  store: %s\n", c.KeysStore)
 	}
 	if c.KMSEndpoint != "" {
 		fmt.Fprintf(&b, "kms:\n  provider: aws\n  key_id: soak-key\n  aws: {region: us-east-1, endpoint: %q}\n", c.KMSEndpoint)
