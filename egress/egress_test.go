@@ -17,6 +17,7 @@ import (
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/egress"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/reveal"
@@ -109,7 +110,7 @@ func TestDeliveryByKind(t *testing.T) {
 					t.Errorf("%s: key = %q, want %q", got.ID, r.Key, rawKey[got.ID])
 				}
 				src := encrypted[got.ID]
-				if g, w := string(headerOf(r, pipeline.HeaderSource)), string(headerOf(src, pipeline.HeaderSource)); g != w || g == "" {
+				if g, w := string(testkit.Header(r, pipeline.HeaderSource)), string(testkit.Header(src, pipeline.HeaderSource)); g != w || g == "" {
 					t.Errorf("%s: header %s = %q, want %q", got.ID, pipeline.HeaderSource, g, w)
 				}
 				if bytes.Contains(r.Value, []byte(envelope.TokenPrefix)) {
@@ -209,12 +210,12 @@ func TestExpiredTokensRedacted(t *testing.T) {
 			httpTokens = countTokens(e.Data)
 		}
 	}
-	exp, err := time.Parse(time.RFC3339, string(headerOf(enc[0], pipeline.HeaderExpiry)))
+	exp, err := time.Parse(time.RFC3339, string(testkit.Header(enc[0], pipeline.HeaderExpiry)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range enc {
-		if e, _ := time.Parse(time.RFC3339, string(headerOf(r, pipeline.HeaderExpiry))); decode(t, r).Ledger == "event" {
+		if e, _ := time.Parse(time.RFC3339, string(testkit.Header(r, pipeline.HeaderExpiry))); decode(t, r).Ledger == "event" {
 			exp = e
 		}
 	}

@@ -12,16 +12,14 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
-	"github.com/veil-project/veil/crypto/keyring"
-	"github.com/veil-project/veil/crypto/kmslocal"
 	"github.com/veil-project/veil/egress"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/pipeline/sample"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
 	"github.com/veil-project/veil/sinks/store"
-	"github.com/veil-project/veil/sinks/store/badgerstore"
 )
 
 // harness is the pipeline and egress on real components: kfake, the local KMS, the file key
@@ -35,41 +33,13 @@ type harness struct {
 	tr     *pipeline.Transformer
 }
 
-func allTopics() []string {
-	var ts []string
-	for _, l := range ledgers.All() {
-		ts = append(ts, broker.RawTopic(l.Name), broker.EncryptedTopic(l.Name), broker.RedactedTopic(l.Name))
-	}
-	return append(ts, broker.DeadLetterTopic, broker.AuditTopic)
-}
-
 // newHarness builds the components; table nil means the default ledger TTLs.
 func newHarness(t *testing.T, table *ledgers.Table) *harness {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(3), kfake.SeedTopics(3, allTopics()...))
-	if err != nil {
-		t.Fatalf("starting kfake: %v", err)
-	}
-	t.Cleanup(c.Close)
+	c := testkit.Kafka(t, kfake.DefaultNumPartitions(3), kfake.SeedTopics(3, testkit.AllTopics()...))
 	dir := t.TempDir()
-	kms, err := kmslocal.Open(dir + "/root.key")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks, err := keyring.NewFileKeyStore(dir + "/keys")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: "local", Store: ks})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kr.Close() })
-	st, err := badgerstore.Open(dir + "/store")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close(context.Background()) })
+	kr, _ := testkit.LocalKeys(t, dir, testkit.Keys{})
+	st := testkit.Badger(t, dir)
 	if table == nil {
 		table = ledgers.DefaultTable()
 	}
@@ -129,42 +99,13 @@ func (h *harness) background(what string, run func(context.Context) error, close
 	return stop
 }
 
-func (h *harness) produce(recs ...*kgo.Record) {
-	h.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.addrs...))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		h.t.Fatalf("producing: %v", err)
-	}
-}
+func (h *harness) produce(recs ...*kgo.Record) { h.t.Helper(); testkit.Produce(h.t, h.addrs, recs...) }
 
 // consume reads topics with read_committed until want records arrived or the deadline passed,
 // then reads a little longer to catch records beyond want (duplicates).
 func (h *harness) consume(want int, timeout time.Duration, topics ...string) []*kgo.Record {
 	h.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.addrs...), kgo.ConsumeTopics(topics...),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var out []*kgo.Record
-	for len(out) < want {
-		f := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			break
-		}
-		out = append(out, f.Records()...)
-	}
-	gctx, gcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer gcancel()
-	out = append(out, cl.PollFetches(gctx).Records()...)
-	return out
+	return testkit.Consume(h.t, h.addrs, want, timeout, 300*time.Millisecond, topics...)
 }
 
 // sampleRecords returns n raw records of sample traffic (every ledger, apps app-1 and app-2,
@@ -194,15 +135,6 @@ func encryptedTopics() []string {
 		ts = append(ts, broker.EncryptedTopic(l.Name))
 	}
 	return ts
-}
-
-func headerOf(r *kgo.Record, key string) []byte {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return h.Value
-		}
-	}
-	return nil
 }
 
 func decode(t *testing.T, r *kgo.Record) *schemas.Entry {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/egress"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
@@ -230,7 +231,7 @@ func TestWebhookDelivery(t *testing.T) {
 			break
 		}
 	}
-	againKey := egress.IdempotencyKey(in.Name, string(headerOf(again, pipeline.HeaderSource)), decode(t, again).ID)
+	againKey := egress.IdempotencyKey(in.Name, string(testkit.Header(again, pipeline.HeaderSource)), decode(t, again).ID)
 	hook.mu.Lock()
 	sentBefore := len(hook.bodies[againKey])
 	hook.mu.Unlock()

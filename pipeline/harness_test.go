@@ -11,16 +11,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/crypto/keyring"
-	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
 	"github.com/veil-project/veil/sinks/store"
-	"github.com/veil-project/veil/sinks/store/badgerstore"
 )
 
 // harness is a whole pipeline on real components: kfake, the local KMS, the file key store and Badger.
@@ -35,46 +33,15 @@ type harness struct {
 	dataDir string
 }
 
-func allTopics() []string {
-	var ts []string
-	for _, l := range ledgers.All() {
-		ts = append(ts, broker.RawTopic(l.Name), broker.EncryptedTopic(l.Name), broker.RedactedTopic(l.Name))
-	}
-	return append(ts, broker.DeadLetterTopic, broker.AuditTopic)
-}
-
 func newHarness(t *testing.T) *harness { return newHarnessWith(t, nil, "") }
 
 // newHarnessWith uses kms (wrapping under keyID) instead of the local root key when kms is non-nil.
 func newHarnessWith(t *testing.T, kms keyring.KMS, keyID string) *harness {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, allTopics()...))
-	if err != nil {
-		t.Fatalf("starting kfake: %v", err)
-	}
-	t.Cleanup(c.Close)
+	c := testkit.Kafka(t, kfake.SeedTopics(3, testkit.AllTopics()...))
 	dir := t.TempDir()
-	if kms == nil {
-		local, err := kmslocal.Open(dir + "/root.key")
-		if err != nil {
-			t.Fatal(err)
-		}
-		kms, keyID = local, "local"
-	}
-	ks, err := keyring.NewFileKeyStore(dir + "/keys")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: keyID, Store: ks})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kr.Close() })
-	st, err := badgerstore.Open(dir + "/store")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close(context.Background()) })
+	kr, _ := testkit.LocalKeys(t, dir, testkit.Keys{KMS: kms, KeyID: keyID})
+	st := testkit.Badger(t, dir)
 	sealer := envelope.NewSealer(kr)
 	table, err := ledgers.NewTable(nil)
 	if err != nil {
@@ -120,51 +87,16 @@ func (h *harness) run(cfg pipeline.Config) (stop func()) {
 	return func() { cancel(); wg.Wait(); p.Close() }
 }
 
-func (h *harness) produce(recs ...*kgo.Record) {
-	h.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.addrs...))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		h.t.Fatalf("producing: %v", err)
-	}
-}
+func (h *harness) produce(recs ...*kgo.Record) { h.t.Helper(); testkit.Produce(h.t, h.addrs, recs...) }
 
-// consume reads topics with read_committed until want records arrived or the deadline passed.
+// consume reads topics with read_committed until want records arrived or the deadline passed,
+// then reads 300 ms longer to catch duplicates beyond want.
 func (h *harness) consume(want int, timeout time.Duration, topics ...string) []*kgo.Record {
 	h.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.addrs...), kgo.ConsumeTopics(topics...),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var out []*kgo.Record
-	for len(out) < want {
-		f := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			break
-		}
-		out = append(out, f.Records()...)
-	}
-	// A short grace read catches duplicates beyond want.
-	gctx, gcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer gcancel()
-	out = append(out, cl.PollFetches(gctx).Records()...)
-	return out
+	return testkit.Consume(h.t, h.addrs, want, timeout, 300*time.Millisecond, topics...)
 }
 
-func outputTopics() []string {
-	var ts []string
-	for _, l := range ledgers.All() {
-		ts = append(ts, broker.EncryptedTopic(l.Name), broker.RedactedTopic(l.Name))
-	}
-	return ts
-}
+func outputTopics() []string { return testkit.OutputTopics() }
 
 func containsAny(b []byte, markers []string) string {
 	for _, m := range markers {

@@ -1,0 +1,141 @@
+// Package testkit is the setup veil's tests share: a kfake cluster with veil's topics, a local
+// key stack (local KMS root key, file key store, keyring), a Badger store, and read_committed
+// produce/consume helpers. It is for tests only: no non-test file imports it (TestOnlyTestsImport
+// enforces it). It imports the packages it sets up, so only external test packages (package
+// x_test) of those packages can use it.
+package testkit
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/ledgers"
+	"github.com/veil-project/veil/sinks/store/badgerstore"
+)
+
+// AllTopics are the raw, encrypted and redacted topics of every ledger, the dead-letter topic and
+// the audit topic.
+func AllTopics() []string {
+	var ts []string
+	for _, l := range ledgers.All() {
+		ts = append(ts, broker.RawTopic(l.Name), broker.EncryptedTopic(l.Name), broker.RedactedTopic(l.Name))
+	}
+	return append(ts, broker.DeadLetterTopic, broker.AuditTopic)
+}
+
+// OutputTopics are the encrypted and redacted topics of every ledger.
+func OutputTopics() []string {
+	var ts []string
+	for _, l := range ledgers.All() {
+		ts = append(ts, broker.EncryptedTopic(l.Name), broker.RedactedTopic(l.Name))
+	}
+	return ts
+}
+
+// Kafka starts a one-broker kfake cluster with opts (for example kfake.SeedTopics), closed when
+// the test ends.
+func Kafka(t testing.TB, opts ...kfake.Opt) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1)}, opts...)...)
+	if err != nil {
+		t.Fatalf("starting kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// Keys configures LocalKeys; the zero value is the local KMS under key id "local" and time.Now.
+type Keys struct {
+	KMS   keyring.KMS      // wraps the data keys; nil: the local KMS with its root key in dir/root.key
+	KeyID string           // the KMS key id; "" with KMS nil: "local"
+	Clock func() time.Time // the keyring's clock; nil: time.Now
+}
+
+// LocalKeys opens a keyring on a file key store in dir/keys, closed when the test ends. local is
+// the local KMS it opened, nil when cfg.KMS was given.
+func LocalKeys(t testing.TB, dir string, cfg Keys) (kr *keyring.Keyring, local *kmslocal.Provider) {
+	t.Helper()
+	if cfg.KMS == nil {
+		p, err := kmslocal.Open(filepath.Join(dir, "root.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		local, cfg.KMS = p, p
+		if cfg.KeyID == "" {
+			cfg.KeyID = "local"
+		}
+	}
+	ks, err := keyring.NewFileKeyStore(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err = keyring.New(keyring.Config{KMS: cfg.KMS, KeyID: cfg.KeyID, Store: ks, Clock: cfg.Clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kr.Close() })
+	return kr, local
+}
+
+// Badger opens a Badger store in dir/store, closed when the test ends.
+func Badger(t testing.TB, dir string, opts ...badgerstore.Option) *badgerstore.Store {
+	t.Helper()
+	st, err := badgerstore.Open(filepath.Join(dir, "store"), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(context.Background()) })
+	return st
+}
+
+// Produce writes recs synchronously with a fresh client and fails the test on any error.
+func Produce(t testing.TB, addrs []string, recs ...*kgo.Record) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatalf("producing: %v", err)
+	}
+}
+
+// Consume reads topics from the start with read_committed until want records arrived or timeout
+// passed, then polls once more for up to grace to catch records beyond want (duplicates).
+func Consume(t testing.TB, addrs []string, want int, timeout, grace time.Duration, topics ...string) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topics...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < want && ctx.Err() == nil {
+		out = append(out, cl.PollFetches(ctx).Records()...)
+	}
+	gctx, gcancel := context.WithTimeout(context.Background(), grace)
+	defer gcancel()
+	return append(out, cl.PollFetches(gctx).Records()...)
+}
+
+// Header returns the value of the record's header key, nil when it has none.
+func Header(r *kgo.Record, key string) []byte {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return h.Value
+		}
+	}
+	return nil
+}
