@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,6 +23,7 @@ import (
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/ops"
 	"github.com/veil-project/veil/pipeline"
@@ -77,32 +77,12 @@ func newEnv(t testing.TB, apiOpts ...func(*reveal.ServerConfig)) *env {
 // newEnvWith is newEnv with a hook on the console's config.
 func newEnvWith(t testing.TB, conOpt func(*console.Config), apiOpts ...func(*reveal.ServerConfig)) *env {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, broker.EncryptedTopic("event")),
+	c := testkit.Kafka(t, kfake.SeedTopics(2, broker.EncryptedTopic("event")),
 		kfake.SeedTopics(1, broker.EncryptedTopic("log"), broker.DeadLetterTopic, broker.AuditTopic))
-	if err != nil {
-		t.Fatalf("starting kfake: %v", err)
-	}
-	t.Cleanup(c.Close)
 	dir := t.TempDir()
-	kms, err := kmslocal.Open(filepath.Join(dir, "root.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks, err := keyring.NewFileKeyStore(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	clk := &clock{}
-	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: kmslocal.DefaultKeyID, Store: ks, Clock: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kr.Close() })
-	st, err := badgerstore.Open(filepath.Join(dir, "store"), badgerstore.WithClock(clk.now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close(context.Background()) })
+	kr, _ := testkit.LocalKeys(t, dir, testkit.Keys{KeyID: kmslocal.DefaultKeyID, Clock: clk.now})
+	st := testkit.Badger(t, dir, badgerstore.WithClock(clk.now))
 	sealer := envelope.NewSealer(kr, envelope.WithClock(clk.now))
 	aud, err := reveal.DialKafkaAuditor(c.ListenAddrs())
 	if err != nil {

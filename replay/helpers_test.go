@@ -3,7 +3,6 @@ package replay_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,13 +15,13 @@ import (
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/replay"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
 	"github.com/veil-project/veil/sinks/store"
-	"github.com/veil-project/veil/sinks/store/badgerstore"
 )
 
 var ctx = context.Background()
@@ -44,39 +43,15 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	var topics []string
-	for _, l := range ledgers.All() {
-		topics = append(topics, broker.RawTopic(l.Name), broker.EncryptedTopic(l.Name), broker.RedactedTopic(l.Name))
-	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, append(topics, broker.DeadLetterTopic, broker.AuditTopic)...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := testkit.Kafka(t, kfake.SeedTopics(2, testkit.AllTopics()...))
 	return newEnvOn(t, c.ListenAddrs(), t.TempDir())
 }
 
 // newEnvOn is an env on the broker at addrs, keeping its keys and store in dir.
 func newEnvOn(t *testing.T, addrs []string, dir string) *env {
 	t.Helper()
-	kms, err := kmslocal.Open(filepath.Join(dir, "root.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks, err := keyring.NewFileKeyStore(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: "local", Store: ks})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kr.Close() })
-	st, err := badgerstore.Open(filepath.Join(dir, "store"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close(context.Background()) })
+	kr, kms := testkit.LocalKeys(t, dir, testkit.Keys{})
+	st := testkit.Badger(t, dir)
 	sealer := envelope.NewSealer(kr)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
 	if err != nil {

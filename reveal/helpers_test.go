@@ -23,8 +23,8 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
-	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/sinks/store"
 	"github.com/veil-project/veil/sinks/store/badgerstore"
@@ -51,31 +51,11 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, broker.AuditTopic))
-	if err != nil {
-		t.Fatalf("starting kfake: %v", err)
-	}
-	t.Cleanup(c.Close)
+	c := testkit.Kafka(t, kfake.SeedTopics(1, broker.AuditTopic))
 	dir := t.TempDir()
-	kms, err := kmslocal.Open(filepath.Join(dir, "root.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks, err := keyring.NewFileKeyStore(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	clk := &clock{}
-	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: kmslocal.DefaultKeyID, Store: ks, Clock: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kr.Close() })
-	st, err := badgerstore.Open(filepath.Join(dir, "store"), badgerstore.WithClock(clk.now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close(context.Background()) })
+	kr, _ := testkit.LocalKeys(t, dir, testkit.Keys{KeyID: kmslocal.DefaultKeyID, Clock: clk.now})
+	st := testkit.Badger(t, dir, badgerstore.WithClock(clk.now))
 	sealer := envelope.NewSealer(kr, envelope.WithClock(clk.now))
 	aud, err := reveal.DialKafkaAuditor(c.ListenAddrs())
 	if err != nil {
