@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/pipeline/sample"
@@ -214,32 +215,14 @@ func warnings(path string, n int) string {
 
 func consumeAll(t *testing.T, addrs []string, want int, timeout time.Duration) []*kgo.Record {
 	t.Helper()
-	var topics []string
-	for _, l := range ledgers.All() {
-		topics = append(topics, broker.EncryptedTopic(l.Name), broker.RedactedTopic(l.Name))
-	}
-	return consumeTopics(t, addrs, want, timeout, topics...)
+	return consumeTopics(t, addrs, want, timeout, testkit.OutputTopics()...)
 }
 
 // consumeTopics reads topics with read_committed until want records arrived or timeout passed,
 // then one more second for stragglers (duplicates).
 func consumeTopics(t *testing.T, addrs []string, want int, timeout time.Duration, topics ...string) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topics...),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var out []*kgo.Record
-	for len(out) < want && ctx.Err() == nil {
-		out = append(out, cl.PollFetches(ctx).Records()...)
-	}
-	gctx, gcancel := context.WithTimeout(context.Background(), time.Second)
-	defer gcancel()
-	return append(out, cl.PollFetches(gctx).Records()...)
+	return testkit.Consume(t, addrs, want, timeout, time.Second, topics...)
 }
 
 // scanForCanaries reads every file under roots and fails on any canary marker.

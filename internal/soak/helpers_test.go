@@ -25,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/pipeline/sample"
@@ -384,33 +385,13 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool, last 
 }
 
 // outputTopics are the encrypted and redacted topics of every ledger.
-func outputTopics() []string {
-	var topics []string
-	for _, l := range ledgers.All() {
-		topics = append(topics, broker.EncryptedTopic(l.Name), broker.RedactedTopic(l.Name))
-	}
-	return topics
-}
+func outputTopics() []string { return testkit.OutputTopics() }
 
 // consumeTopics reads topics with read_committed until want records arrived or timeout passed,
 // then one more second for stragglers (duplicates).
 func consumeTopics(t *testing.T, addrs []string, want int, timeout time.Duration, topics ...string) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topics...),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var out []*kgo.Record
-	for len(out) < want && ctx.Err() == nil {
-		out = append(out, cl.PollFetches(ctx).Records()...)
-	}
-	gctx, gcancel := context.WithTimeout(context.Background(), time.Second)
-	defer gcancel()
-	return append(out, cl.PollFetches(gctx).Records()...)
+	return testkit.Consume(t, addrs, want, timeout, time.Second, topics...)
 }
 
 func header(r *kgo.Record, key string) string {
