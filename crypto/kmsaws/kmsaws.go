@@ -4,15 +4,14 @@ package kmsaws
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/veil-project/veil/crypto/keyring"
+
+	"github.com/veil-project/veil/internal/awsload"
 )
 
 var _ keyring.ReEncrypter = (*kms.Client)(nil)
@@ -36,25 +35,14 @@ type Config struct {
 // shared configuration.
 func New(ctx context.Context, cfg Config) (*kms.Client, error) {
 	var opts []func(*config.LoadOptions) error
-	if cfg.Region != "" {
-		opts = append(opts, config.WithRegion(cfg.Region))
-	}
-	if cfg.AccessKeyID != "" {
-		if cfg.SecretAccessKey == "" {
-			return nil, errors.New("loading AWS config: access key id without secret access key")
-		}
-		opts = append(opts, config.WithCredentialsProvider(
-			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)))
-	}
 	if cfg.MaxAttempts > 0 {
 		opts = append(opts, config.WithRetryMaxAttempts(cfg.MaxAttempts))
 	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	awsCfg, err := awsload.Load(ctx, awsload.Settings{
+		Region: cfg.Region, AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey, SessionToken: cfg.SessionToken,
+	}, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("loading AWS config: %w", err)
-	}
-	if awsCfg.Region == "" {
-		return nil, errors.New("loading AWS config: no region configured")
+		return nil, err
 	}
 	return kms.NewFromConfig(awsCfg, func(o *kms.Options) {
 		if cfg.Endpoint != "" {

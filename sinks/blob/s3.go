@@ -14,10 +14,11 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/veil-project/veil/internal/awsload"
 )
 
 // S3ClientConfig selects the S3 endpoint and credentials. Zero values fall back to the SDK's
@@ -39,26 +40,14 @@ type S3ClientConfig struct {
 // where S3 requires them: objects are AEAD ciphertext, authenticated end to end already, and
 // several S3-compatible servers do not support the newer checksum headers.
 func NewS3Client(ctx context.Context, cfg S3ClientConfig) (*s3.Client, error) {
-	opts := []func(*config.LoadOptions) error{
+	awsCfg, err := awsload.Load(ctx, awsload.Settings{
+		Region: cfg.Region, AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey, SessionToken: cfg.SessionToken,
+	},
 		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
 		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
-	}
-	if cfg.Region != "" {
-		opts = append(opts, config.WithRegion(cfg.Region))
-	}
-	if cfg.AccessKeyID != "" {
-		if cfg.SecretAccessKey == "" {
-			return nil, errors.New("loading AWS config: access key id without secret access key")
-		}
-		opts = append(opts, config.WithCredentialsProvider(
-			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)))
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	)
 	if err != nil {
-		return nil, fmt.Errorf("loading AWS config: %w", err)
-	}
-	if awsCfg.Region == "" {
-		return nil, errors.New("loading AWS config: no region configured")
+		return nil, err
 	}
 	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if cfg.Endpoint != "" {

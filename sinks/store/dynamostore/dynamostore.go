@@ -28,12 +28,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/veil-project/veil/sinks/store"
+
+	"github.com/veil-project/veil/internal/awsload"
 )
 
 // Attribute names of the item layout.
@@ -174,22 +175,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			// writing does not open and close connections.
 			tr.MaxIdleConnsPerHost = 4 * opts.Inflight
 		}))}
-	if opts.Region != "" {
-		loadOpts = append(loadOpts, config.WithRegion(opts.Region))
-	}
-	if opts.AccessKeyID != "" {
-		if opts.SecretAccessKey == "" {
-			return nil, errors.New("opening dynamodb store: access key id without secret access key")
-		}
-		loadOpts = append(loadOpts, config.WithCredentialsProvider(
-			credentials.NewStaticCredentialsProvider(opts.AccessKeyID, opts.SecretAccessKey, "")))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	cfg, err := awsload.Load(ctx, awsload.Settings{Region: opts.Region, AccessKeyID: opts.AccessKeyID, SecretAccessKey: opts.SecretAccessKey}, loadOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("opening dynamodb store: loading AWS config: %w", err)
-	}
-	if cfg.Region == "" {
-		return nil, errors.New("opening dynamodb store: no region configured")
+		return nil, fmt.Errorf("opening dynamodb store: %w", err)
 	}
 	s.db = dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
 		if opts.Endpoint != "" {
