@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/veil-project/veil/internal/atomicfile"
 	"github.com/veil-project/veil/names"
 	"github.com/veil-project/veil/sinks/store"
 )
@@ -235,27 +236,7 @@ func writeFile(path string, ps []Principal) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating principals directory: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".principals-*")
-	if err != nil {
-		return fmt.Errorf("writing principals file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing principals file: %w", err)
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing principals file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing principals file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing principals file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("writing principals file: %w", err)
 	}
 	return nil

@@ -1,0 +1,58 @@
+package atomicfile_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/veil-project/veil/internal/atomicfile"
+)
+
+func TestWriteFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "state.json")
+	for _, tc := range []struct {
+		name string
+		data string
+		perm os.FileMode
+	}{
+		{"create", "first", 0o600},
+		{"replace", "second, longer than the first", 0o600},
+		{"replace shorter, other mode", "3", 0o640},
+	} {
+		if err := atomicfile.WriteFile(p, []byte(tc.data), tc.perm); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil || string(b) != tc.data {
+			t.Fatalf("%s: read %q, %v, want %q", tc.name, b, err, tc.data)
+		}
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm() != tc.perm {
+			t.Fatalf("%s: mode %v, %v, want %v", tc.name, fi.Mode().Perm(), err, tc.perm)
+		}
+	}
+	if es, _ := os.ReadDir(dir); len(es) != 1 {
+		t.Fatalf("directory holds %d entries, want only the file (no temporary left)", len(es))
+	}
+}
+
+// TestWriteFileFailsCleanly: a write that cannot rename (the target is a non-empty directory)
+// fails, leaves the target as it was and leaves no temporary file.
+func TestWriteFileFailsCleanly(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "target")
+	if err := os.MkdirAll(filepath.Join(p, "child"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := atomicfile.WriteFile(p, []byte("x"), 0o600); err == nil {
+		t.Fatal("WriteFile over a non-empty directory succeeded")
+	}
+	es, _ := os.ReadDir(dir)
+	if len(es) != 1 || es[0].Name() != "target" || !es[0].IsDir() {
+		t.Fatalf("directory after a failed write: %v, want only target/", es)
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, "missing", "f"), []byte("x"), 0o600); err == nil {
+		t.Fatal("WriteFile into a missing directory succeeded")
+	}
+}
