@@ -17,8 +17,8 @@ import (
 // cursors, other tenants' names in other casings, static path tricks, methods.
 func TestAbuse(t *testing.T) {
 	e := newEnv(t)
-	e.publish(say("e-a", "app-a", "t-1", "u-1", "secret of a", e.clock.now()),
-		say("e-b", "app-b", "t-2", "u-2", "secret of b", e.clock.now()))
+	e.publish(say("e-a", "app-a", "t-1", "u-1", "secret of a", e.clock.Now()),
+		say("e-b", "app-b", "t-2", "u-2", "secret of b", e.clock.Now()))
 
 	t.Run("forged session cookie", func(t *testing.T) {
 		c := e.client()
@@ -143,7 +143,7 @@ func TestAbuse(t *testing.T) {
 // TestRevealRateLimited: console reveals draw on the principal's reveal API rate limit.
 func TestRevealRateLimited(t *testing.T) {
 	e := newEnv(t, func(c *reveal.ServerConfig) { c.RatePerSecond, c.Burst = 0.001, 1 })
-	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", e.clock.now()))
+	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", e.clock.Now()))
 	alice, csrf := e.signIn(t, "alice")
 	_, body, _ := get(t, alice, e.srv.URL, "/console/logs")
 	link := entryLink(t, body, "e-1")
@@ -163,7 +163,7 @@ func TestRevealRateLimited(t *testing.T) {
 // guessing which values are live, and a reveal opens nothing.
 func TestStoreDown(t *testing.T) {
 	e := newEnv(t)
-	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", e.clock.now()))
+	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", e.clock.Now()))
 	alice, csrf := e.signIn(t, "alice")
 	_, body, _ := get(t, alice, e.srv.URL, "/console/logs")
 	link := entryLink(t, body, "e-1")
@@ -181,7 +181,7 @@ func TestStoreDown(t *testing.T) {
 // the request timeout instead of hanging.
 func TestBrokerDown(t *testing.T) {
 	e := newEnvWith(t, func(c *console.Config) { c.RequestTimeout = 2 * time.Second })
-	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello", e.clock.now()))
+	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello", e.clock.Now()))
 	alice, _ := e.signIn(t, "alice")
 	// A broker that accepts connections and never answers (a hung host), on the same address.
 	addr := e.cluster.ListenAddrs()[0]

@@ -34,7 +34,7 @@ func BenchmarkLogsPage(b *testing.B) {
 	}
 	e := newEnv(b)
 	ctx := context.Background()
-	now := e.clock.now()
+	now := e.clock.Now()
 	start := now.Add(-24 * time.Hour).Truncate(time.Second)
 
 	// Real tokens: seal a few entries of app-a and reuse their tokens (tokens are copyable).

@@ -87,7 +87,7 @@ func TestBrowser(t *testing.T) {
 	exe := chromium(t)
 	shots := artifacts(t)
 	e := newEnv(t)
-	now := e.clock.now()
+	now := e.clock.Now()
 	hostile := `<script>document.title='pwned'</script><img src=x onerror="document.title='pwned'">`
 	bot := say("e-hostile-clear", "app-a", "t-h", "u-9", hostile, now.Add(-3*time.Minute))
 	bot.Thread["mode"] = "bot" // not sensitive: its text is shown as is
@@ -253,7 +253,7 @@ func TestBrowser(t *testing.T) {
 	}
 
 	// Past the TTL (injected clock): ★★★★★ with the reason, no Reveal.
-	e.clock.advance(25 * time.Hour)
+	e.clock.Advance(25 * time.Hour)
 	signIn("alice") // the session idled out meanwhile
 	body = text("main")
 	reveals := count("button.reveal, button.reveal-all")
@@ -263,7 +263,7 @@ func TestBrowser(t *testing.T) {
 	run("expired screenshot", shot("08-expired"))
 
 	// After erasure (keys destroyed, rows deleted), back within the TTL.
-	e.clock.advance(-25 * time.Hour)
+	e.clock.Advance(-25 * time.Hour)
 	signIn("alice")
 	reveals = count("button.reveal")
 	if reveals == 0 {

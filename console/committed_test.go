@@ -21,7 +21,7 @@ func TestReadCommitted(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	encrypted := func(id string) *kgo.Record {
-		raw, _ := json.Marshal(say(id, "app-a", "t-1", "u-1", "text of "+id, e.clock.now()))
+		raw, _ := json.Marshal(say(id, "app-a", "t-1", "u-1", "text of "+id, e.clock.Now()))
 		out, err := e.tr.Transform(ctx, pipeline.Source{Topic: broker.RawTopic("event"), Offset: e.offset.Add(1)}, []byte("t-1"), raw)
 		if err != nil || out.Encrypted == nil {
 			t.Fatalf("transforming %s: %v", id, err)
@@ -80,7 +80,7 @@ func TestReadCommitted(t *testing.T) {
 // before its ts, and one processed late (within Slack) after the range's end: both are found.
 func TestTimeRangeBounds(t *testing.T) {
 	e := newEnv(t)
-	now := e.clock.now()
+	now := e.clock.Now()
 	e.publish(say("e-future", "app-a", "t-1", "u-1", "x", now.Add(3*time.Minute)),
 		say("e-late", "app-a", "t-1", "u-1", "x", now.Add(-40*time.Minute)),
 		say("e-outside", "app-a", "t-1", "u-1", "x", now.Add(-2*time.Hour)))

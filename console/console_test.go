@@ -89,7 +89,7 @@ func entryLink(t *testing.T, body, id string) url.Values {
 
 func TestSignInSessionAndSignOut(t *testing.T) {
 	e := newEnv(t)
-	now := e.clock.now()
+	now := e.clock.Now()
 	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", now))
 
 	c := e.client()
@@ -149,7 +149,7 @@ func TestSignInSessionAndSignOut(t *testing.T) {
 
 	// Idle expiry: a session unused for the idle timeout is gone.
 	c2, _ := e.signIn(t, "alice")
-	e.clock.advance(16 * time.Minute)
+	e.clock.Advance(16 * time.Minute)
 	if code, _, _ := get(t, c2, e.srv.URL, "/console/logs"); code != http.StatusSeeOther {
 		t.Errorf("logs after 16 idle minutes = %d, want 303 to sign-in", code)
 	}
@@ -157,7 +157,7 @@ func TestSignInSessionAndSignOut(t *testing.T) {
 
 func TestAppIsolation(t *testing.T) {
 	e := newEnv(t)
-	now := e.clock.now()
+	now := e.clock.Now()
 	e.publish(say("e-a", "app-a", "t-1", "u-1", "secret of a", now), say("e-b", "app-b", "t-2", "u-2", "secret of b", now))
 	root, _ := e.signIn(t, "root")
 	_, body, _ := get(t, root, e.srv.URL, "/console/logs")
@@ -190,7 +190,7 @@ func TestAppIsolation(t *testing.T) {
 
 func TestRevealIsAuditedOnce(t *testing.T) {
 	e := newEnv(t)
-	now := e.clock.now()
+	now := e.clock.Now()
 	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", now))
 	alice, csrf := e.signIn(t, "alice")
 	_, body, _ := get(t, alice, e.srv.URL, "/console/logs")
@@ -237,13 +237,13 @@ func TestRevealIsAuditedOnce(t *testing.T) {
 
 func TestExpiredAndErased(t *testing.T) {
 	e := newEnv(t)
-	now := e.clock.now()
+	now := e.clock.Now()
 	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", now))
 	alice, csrf := e.signIn(t, "alice")
 	_, body, _ := get(t, alice, e.srv.URL, "/console/logs")
 	link := entryLink(t, body, "e-1")
 
-	e.clock.advance(24*time.Hour + time.Minute)
+	e.clock.Advance(24*time.Hour + time.Minute)
 	alice, csrf = e.signIn(t, "alice") // the old session idled out
 	_, body, _ = get(t, alice, e.srv.URL, "/console/logs")
 	if !strings.Contains(body, console.Redacted) || !strings.Contains(body, "past its TTL") || strings.Contains(body, `class="reveal"`) {
@@ -258,8 +258,8 @@ func TestExpiredAndErased(t *testing.T) {
 	}
 
 	// Erasure: keys destroyed, rows deleted.
-	e.clock.advance(-24*time.Hour - time.Minute)
-	e.publish(say("e-2", "app-a", "t-1", "u-1", "second canary-4712", e.clock.now()))
+	e.clock.Advance(-24*time.Hour - time.Minute)
+	e.publish(say("e-2", "app-a", "t-1", "u-1", "second canary-4712", e.clock.Now()))
 	alice, _ = e.signIn(t, "alice")
 	_, body, _ = get(t, alice, e.srv.URL, "/console/logs?thread=t-1")
 	if !strings.Contains(body, `class="reveal"`) {
@@ -280,7 +280,7 @@ func TestExpiredAndErased(t *testing.T) {
 
 func TestCrossSitePostRefused(t *testing.T) {
 	e := newEnv(t)
-	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", e.clock.now()))
+	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", e.clock.Now()))
 	alice, csrf := e.signIn(t, "alice")
 	_, body, _ := get(t, alice, e.srv.URL, "/console/logs")
 	link := entryLink(t, body, "e-1")
@@ -318,7 +318,7 @@ func TestCrossSitePostRefused(t *testing.T) {
 
 func TestHostileEntryIsEscaped(t *testing.T) {
 	e := newEnv(t)
-	now := e.clock.now()
+	now := e.clock.Now()
 	hostile := `<script>document.title='pwned'</script><img src=x onerror="document.title='pwned'">`
 	bot := say("e-h", "app-a", "t-<b>x</b>", "u-1", hostile, now)
 	bot.Thread["mode"] = "bot" // not sensitive: shown in the clear
@@ -341,7 +341,7 @@ func TestHostileEntryIsEscaped(t *testing.T) {
 
 func TestFiltersAndPaging(t *testing.T) {
 	e := newEnv(t)
-	base := e.clock.now().Add(-30 * time.Minute)
+	base := e.clock.Now().Add(-30 * time.Minute)
 	var batch []any
 	for i := range 130 {
 		en := say("e-"+itoa(i), "app-a", "t-"+itoa(i%3), "u-"+itoa(i%5), "text", base.Add(time.Duration(i)*10*time.Second))
@@ -424,7 +424,7 @@ func TestFiltersAndPaging(t *testing.T) {
 
 func TestDeadLettersAndStatus(t *testing.T) {
 	e := newEnv(t)
-	e.publish([]byte(`{"id": "broken`), say("e-1", "app-a", "t-1", "u-1", "hi", e.clock.now()))
+	e.publish([]byte(`{"id": "broken`), say("e-1", "app-a", "t-1", "u-1", "hi", e.clock.Now()))
 	root, _ := e.signIn(t, "root")
 	code, body, _ := get(t, root, e.srv.URL, "/console/deadletters")
 	if code != 200 || !strings.Contains(body, "malformed_json") || !strings.Contains(body, "ledger.event/0/1") {

@@ -33,18 +33,11 @@ import (
 	"github.com/veil-project/veil/sinks/store/badgerstore"
 )
 
-// clock is a settable clock shared by the keyring, the sealer, the store, the reveal API and
-// the console.
-type clock struct{ off atomic.Int64 }
-
-func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
-func (c *clock) advance(d time.Duration) { c.off.Add(int64(d)) }
-
 // env is veil's reveal side and the console on real components: kfake, the local KMS, the file
 // key store, Badger, the real pipeline transformer and the real reveal API.
 type env struct {
 	t       testing.TB
-	clock   *clock
+	clock   *testkit.Clock
 	cluster *kfake.Cluster
 	kr      *keyring.Keyring
 	store   store.Store
@@ -80,10 +73,10 @@ func newEnvWith(t testing.TB, conOpt func(*console.Config), apiOpts ...func(*rev
 	c := testkit.Kafka(t, kfake.SeedTopics(2, broker.EncryptedTopic("event")),
 		kfake.SeedTopics(1, broker.EncryptedTopic("log"), broker.DeadLetterTopic, broker.AuditTopic))
 	dir := t.TempDir()
-	clk := &clock{}
-	kr, _ := testkit.LocalKeys(t, dir, testkit.Keys{KeyID: kmslocal.DefaultKeyID, Clock: clk.now})
-	st := testkit.Badger(t, dir, badgerstore.WithClock(clk.now))
-	sealer := envelope.NewSealer(kr, envelope.WithClock(clk.now))
+	clk := &testkit.Clock{}
+	kr, _ := testkit.LocalKeys(t, dir, testkit.Keys{KeyID: kmslocal.DefaultKeyID, Clock: clk.Now})
+	st := testkit.Badger(t, dir, badgerstore.WithClock(clk.Now))
+	sealer := envelope.NewSealer(kr, envelope.WithClock(clk.Now))
 	aud, err := reveal.DialKafkaAuditor(c.ListenAddrs())
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +111,7 @@ func newEnvWith(t testing.TB, conOpt func(*console.Config), apiOpts ...func(*rev
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	apiCfg := reveal.ServerConfig{Logger: logger,
 		Addr: "127.0.0.1:0", PlainHTTP: true, Opener: &reveal.Opener{Store: st, Sealer: sealer},
-		Principals: ps, Auditor: aud, Now: clk.now,
+		Principals: ps, Auditor: aud, Now: clk.Now,
 	}
 	for _, o := range apiOpts {
 		o(&apiCfg)
@@ -138,7 +131,7 @@ func newEnvWith(t testing.TB, conOpt func(*console.Config), apiOpts ...func(*rev
 	rd.Set("keys", true, "")
 	conCfg := console.Config{
 		Principals: ps, Revealer: api, Log: lg, Store: st, Ledgers: testLedgers,
-		Keys: kr, Metrics: m, Readiness: rd, Now: clk.now, Logger: logger,
+		Keys: kr, Metrics: m, Readiness: rd, Now: clk.Now, Logger: logger,
 	}
 	if conOpt != nil {
 		conOpt(&conCfg)
@@ -157,7 +150,7 @@ func newEnvWith(t testing.TB, conOpt func(*console.Config), apiOpts ...func(*rev
 	t.Cleanup(prod.Close)
 	apps := map[string]ledgers.AppSettings{"app-a": ledgers.DefaultAppSettings, "app-b": ledgers.DefaultAppSettings}
 	tr := &pipeline.Transformer{
-		Registry: schemas.DefaultRegistry(), Ledgers: ledgers.DefaultTable(), Sealer: sealer, Clock: clk.now,
+		Registry: schemas.DefaultRegistry(), Ledgers: ledgers.DefaultTable(), Sealer: sealer, Clock: clk.Now,
 		Apps: func(app string) (ledgers.AppSettings, bool) { s, ok := apps[app]; return s, ok },
 	}
 	return &env{t: t, clock: clk, cluster: c, kr: kr, store: st, tr: tr, prod: prod, con: con, srv: srv, keys: keys,

@@ -212,8 +212,8 @@ func TestSignedLinkReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := blob.New(blob.Config{Objects: objects, Store: e.store, Sealer: e.sealer, Now: e.clock.now,
-		Audit: reveal.LinkAudit(e.auditor, e.clock.now)})
+	svc, err := blob.New(blob.Config{Objects: objects, Store: e.store, Sealer: e.sealer, Now: e.clock.Now,
+		Audit: reveal.LinkAudit(e.auditor, e.clock.Now)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestSignedLinkReplay(t *testing.T) {
 	seal := func(app string, ref byte) envelope.Token {
 		var r envelope.RefID
 		r[0] = ref
-		tok, item, _, err := svc.Seal(context.Background(), app, "blob", r, e.clock.now().Add(24*time.Hour).Truncate(time.Second), bytes.NewReader(media))
+		tok, item, _, err := svc.Seal(context.Background(), app, "blob", r, e.clock.Now().Add(24*time.Hour).Truncate(time.Second), bytes.NewReader(media))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,7 +268,7 @@ func TestSignedLinkReplay(t *testing.T) {
 			t.Fatalf("replay %d before expiry = %d, %d bytes; want 200 and the media", i, code, len(got))
 		}
 	}
-	e.clock.advance(61 * time.Second)
+	e.clock.Advance(61 * time.Second)
 	if code, _ := fetch(urlA); code != http.StatusGone {
 		t.Errorf("replay after expiry = %d, want 410", code)
 	}

@@ -58,7 +58,7 @@ func FuzzRevealRequest(f *testing.F) {
 	own := e.seal("app-1", time.Hour, secretValue, `{"a":[1,2]}`)
 	other := e.seal("app-2", time.Hour, secretValue)[0].Encode()
 	gone := e.seal("app-1", time.Second, secretValue)[0].Encode()
-	e.clock.advance(2 * time.Second)
+	e.clock.Advance(2 * time.Second)
 	body := func(toks ...string) []byte {
 		b, _ := json.Marshal(map[string][]string{"tokens": toks})
 		return b

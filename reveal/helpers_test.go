@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,17 +29,11 @@ import (
 	"github.com/veil-project/veil/sinks/store/badgerstore"
 )
 
-// clock is a settable clock shared by the keyring, the sealer and the store.
-type clock struct{ off atomic.Int64 }
-
-func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
-func (c *clock) advance(d time.Duration) { c.off.Add(int64(d)) }
-
 // env is the reveal side of veil on real components: kfake, the local KMS, the file key store and
 // Badger.
 type env struct {
 	t       testing.TB
-	clock   *clock
+	clock   *testkit.Clock
 	cluster *kfake.Cluster
 	addrs   []string
 	store   store.Store
@@ -53,10 +46,10 @@ func newEnv(t testing.TB) *env {
 	t.Helper()
 	c := testkit.Kafka(t, kfake.SeedTopics(1, broker.AuditTopic))
 	dir := t.TempDir()
-	clk := &clock{}
-	kr, _ := testkit.LocalKeys(t, dir, testkit.Keys{KeyID: kmslocal.DefaultKeyID, Clock: clk.now})
-	st := testkit.Badger(t, dir, badgerstore.WithClock(clk.now))
-	sealer := envelope.NewSealer(kr, envelope.WithClock(clk.now))
+	clk := &testkit.Clock{}
+	kr, _ := testkit.LocalKeys(t, dir, testkit.Keys{KeyID: kmslocal.DefaultKeyID, Clock: clk.Now})
+	st := testkit.Badger(t, dir, badgerstore.WithClock(clk.Now))
+	sealer := envelope.NewSealer(kr, envelope.WithClock(clk.Now))
 	aud, err := reveal.DialKafkaAuditor(c.ListenAddrs())
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +67,7 @@ func (e *env) seal(app string, ttl time.Duration, values ...string) []envelope.T
 	e.t.Helper()
 	var ref envelope.RefID
 	rand.Read(ref[:])
-	expiry := e.clock.now().Add(ttl)
+	expiry := e.clock.Now().Add(ttl)
 	fields := make([]envelope.Field, len(values))
 	for i, v := range values {
 		fields[i] = envelope.Field{Path: "f" + string(rune('a'+i)), Value: []byte(v)}

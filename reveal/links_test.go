@@ -26,8 +26,8 @@ func TestBlobLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := blob.New(blob.Config{Objects: objects, Store: e.store, Sealer: e.sealer, Now: e.clock.now,
-		Audit: reveal.LinkAudit(e.auditor, e.clock.now)})
+	svc, err := blob.New(blob.Config{Objects: objects, Store: e.store, Sealer: e.sealer, Now: e.clock.Now,
+		Audit: reveal.LinkAudit(e.auditor, e.clock.Now)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestBlobLinks(t *testing.T) {
 	if code, _ := get(base + tampered); code != http.StatusForbidden {
 		t.Errorf("tampered link = %d, want 403", code)
 	}
-	e.clock.advance(16 * time.Minute)
+	e.clock.Advance(16 * time.Minute)
 	if code, _ := get(base + link.URL); code != http.StatusGone {
 		t.Errorf("expired link = %d, want 410", code)
 	}

@@ -51,8 +51,8 @@ func TestOpenAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := blob.New(blob.Config{Objects: objects, Store: e.store, Sealer: e.sealer, Now: e.clock.now,
-		Audit: reveal.LinkAudit(e.auditor, e.clock.now)})
+	svc, err := blob.New(blob.Config{Objects: objects, Store: e.store, Sealer: e.sealer, Now: e.clock.Now,
+		Audit: reveal.LinkAudit(e.auditor, e.clock.Now)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestOpenAPI(t *testing.T) {
 	other := newPrincipal(t, "support-b", reveal.KindSupport, false, "app-b")
 	ps := principalSet(t, support, other)
 	expiring := e.seal("app-a", time.Minute, `"soon gone"`)[0]
-	e.clock.advance(2 * time.Minute)
+	e.clock.Advance(2 * time.Minute)
 	okTok := e.seal("app-a", time.Hour, `{"email":"jane@example.com"}`)[0]
 	deniedTok := e.seal("app-b", time.Hour, `"other app"`)[0]
 	base := e.serve(reveal.ServerConfig{Principals: ps, Blobs: svc})
@@ -82,8 +82,8 @@ func TestOpenAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadAudit.Close(context.Background())
-	deadSvc, err := blob.New(blob.Config{Objects: objects, Store: e.store, Sealer: e.sealer, Now: e.clock.now,
-		Audit: reveal.LinkAudit(deadAudit, e.clock.now)})
+	deadSvc, err := blob.New(blob.Config{Objects: objects, Store: e.store, Sealer: e.sealer, Now: e.clock.Now,
+		Audit: reveal.LinkAudit(deadAudit, e.clock.Now)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestOpenAPI(t *testing.T) {
 		many[i] = okTok.Encode()
 	}
 	expiredLink := signed(svc, time.Second)
-	e.clock.advance(2 * time.Second)
+	e.clock.Advance(2 * time.Second)
 
 	type scenario struct {
 		name string

@@ -76,7 +76,7 @@ func TestAccessMatrix(t *testing.T) {
 		}
 	}
 	check(0)
-	e.clock.advance(2 * time.Hour)
+	e.clock.Advance(2 * time.Hour)
 	check(1)
 	for _, p := range ps {
 		t.Run(p.Name, func(t *testing.T) {
@@ -603,12 +603,12 @@ func TestRevealDoesNotExtendTTL(t *testing.T) {
 	tok := e.seal("app-1", 10*time.Second, secretValue)[0].Encode()
 	c := &reveal.Client{BaseURL: url, Key: p.key}
 	for _, step := range []time.Duration{0, 5 * time.Second, 3 * time.Second} {
-		e.clock.advance(step)
+		e.clock.Advance(step)
 		if res, err := c.Reveal(context.Background(), []string{tok}); err != nil || res[0].Status != reveal.StatusOK {
 			t.Fatalf("Reveal before TTL = %v, %v; want ok", res, err)
 		}
 	}
-	e.clock.advance(3 * time.Second) // 11s after sealing
+	e.clock.Advance(3 * time.Second) // 11s after sealing
 	res, err := c.Reveal(context.Background(), []string{tok})
 	if err != nil || res[0].Status != reveal.StatusExpired {
 		t.Fatalf("Reveal after TTL = %v, %v; want expired", res, err)

@@ -307,19 +307,7 @@ func tail(path string, n int) string {
 }
 
 // warnings returns up to n WARN or ERROR lines of a veil log (they carry no values).
-func warnings(path string, n int) string {
-	b, _ := os.ReadFile(path)
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
-			out = append(out, line)
-			if len(out) == n {
-				break
-			}
-		}
-	}
-	return strings.Join(out, "\n")
-}
+func warnings(path string, n int) string { return testkit.Warnings(path, n) }
 
 // readyz returns /readyz's status code and its failing condition names.
 func readyz(addr string) (int, []string) {

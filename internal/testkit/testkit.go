@@ -7,7 +7,10 @@ package testkit
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,4 +141,30 @@ func Header(r *kgo.Record, key string) []byte {
 		}
 	}
 	return nil
+}
+
+// Clock is a settable clock a test shares between the keyring, the sealer, the store and the
+// servers: Now is the wall clock moved by every Advance so far. The zero value is the wall clock.
+type Clock struct{ off atomic.Int64 }
+
+// Now returns the time with every Advance applied.
+func (c *Clock) Now() time.Time { return time.Now().Add(time.Duration(c.off.Load())) }
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) { c.off.Add(int64(d)) }
+
+// Warnings returns up to n WARN or ERROR lines of the slog JSON log at path (veil's warnings carry
+// no values), joined by newlines; "" when the file cannot be read.
+func Warnings(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
+			out = append(out, line)
+			if len(out) == n {
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }
