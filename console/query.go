@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 )
 
@@ -42,10 +43,11 @@ func (c Cursor) String() string {
 	return fmt.Sprintf("%d.%s.%d.%d", c.TS, c.Ledger, c.Partition, c.Offset)
 }
 
-// ParseCursor decodes Cursor.String.
+// ParseCursor decodes Cursor.String. The ledger must be one of the ledgers table's: a cursor is
+// only ever made from a listed record, and the table is the one place ledger names are defined.
 func ParseCursor(s string) (Cursor, bool) {
 	p := strings.Split(s, ".")
-	if len(p) != 4 || !validLedger(p[1]) {
+	if len(p) != 4 || !knownLedger(p[1]) {
 		return Cursor{}, false
 	}
 	ts, e1 := strconv.ParseInt(p[0], 10, 64)
@@ -55,19 +57,6 @@ func ParseCursor(s string) (Cursor, bool) {
 		return Cursor{}, false
 	}
 	return Cursor{TS: ts, Ledger: p[1], Partition: int32(pa), Offset: off}, true
-}
-
-func validLedger(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // compare orders cursors as the listing does: newest first.
@@ -401,3 +390,5 @@ func await[T any](ctx context.Context, f func() (T, error)) (T, error) {
 		return zero, fmt.Errorf("reading the topics: %w", ctx.Err())
 	}
 }
+
+func knownLedger(s string) bool { _, ok := ledgers.Lookup(s); return ok }
