@@ -208,15 +208,7 @@ func TestRemovedPrincipalStopsWorking(t *testing.T) {
 // is erased, and once the media record is gone from the store.
 func TestSignedLinkReplay(t *testing.T) {
 	e := newEnv(t)
-	objects, err := blob.NewDir(filepath.Join(t.TempDir(), "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := blob.New(blob.Config{Objects: objects, Store: e.store, Sealer: e.sealer, Now: e.clock.Now,
-		Audit: reveal.LinkAudit(e.auditor, e.clock.Now)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, _ := e.blobService()
 	media := bytes.Repeat([]byte("CANARY-replay "), 1000)
 	seal := func(app string, ref byte) envelope.Token {
 		var r envelope.RefID

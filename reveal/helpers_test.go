@@ -25,6 +25,7 @@ import (
 	"github.com/veil-project/veil/crypto/kmslocal"
 	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/reveal"
+	"github.com/veil-project/veil/sinks/blob"
 	"github.com/veil-project/veil/sinks/store"
 	"github.com/veil-project/veil/sinks/store/badgerstore"
 )
@@ -229,4 +230,20 @@ func writeCert(t testing.TB) (certFile, keyFile string, pool *x509.CertPool) {
 	pool = x509.NewCertPool()
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
+}
+
+// blobService is a blob service on a fresh blob directory, on the env's store, sealer and clock,
+// auditing link issues and fetches to the env's auditor.
+func (e *env) blobService() (*blob.Service, *blob.Dir) {
+	e.t.Helper()
+	objects, err := blob.NewDir(filepath.Join(e.t.TempDir(), "blobs"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	svc, err := blob.New(blob.Config{Objects: objects, Store: e.store, Sealer: e.sealer, Now: e.clock.Now,
+		Audit: reveal.LinkAudit(e.auditor, e.clock.Now)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return svc, objects
 }

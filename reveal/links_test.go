@@ -6,14 +6,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/reveal"
-	"github.com/veil-project/veil/sinks/blob"
 	"github.com/veil-project/veil/sinks/store"
 )
 
@@ -22,15 +20,7 @@ import (
 // token never reveals its DEK through /v1/reveal; issuing and fetching are audited without values.
 func TestBlobLinks(t *testing.T) {
 	e := newEnv(t)
-	objects, err := blob.NewDir(filepath.Join(t.TempDir(), "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := blob.New(blob.Config{Objects: objects, Store: e.store, Sealer: e.sealer, Now: e.clock.Now,
-		Audit: reveal.LinkAudit(e.auditor, e.clock.Now)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, _ := e.blobService()
 	media := bytes.Repeat([]byte("CANARY-media "), 10000)
 	var ref envelope.RefID
 	ref[0] = 7

@@ -10,7 +10,6 @@ import (
 	"go/token"
 	"io"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,15 +46,7 @@ func TestOpenAPI(t *testing.T) {
 
 	// Real components: kfake audit, local KMS, Badger, a blob directory.
 	e := newEnv(t)
-	objects, err := blob.NewDir(filepath.Join(t.TempDir(), "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := blob.New(blob.Config{Objects: objects, Store: e.store, Sealer: e.sealer, Now: e.clock.Now,
-		Audit: reveal.LinkAudit(e.auditor, e.clock.Now)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, objects := e.blobService()
 	var ref envelope.RefID
 	ref[0] = 9
 	mediaTok, item, _, err := svc.Seal(context.Background(), "app-a", "blob", ref, time.Now().Add(24*time.Hour).Truncate(time.Second), strings.NewReader("media bytes"))
