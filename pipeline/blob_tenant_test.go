@@ -24,20 +24,7 @@ import (
 // it. (Before, app-2's entry sealed app-1's file under app-2's key and deleted app-1's copy.)
 func TestBlobStagingBoundToApp(t *testing.T) {
 	h := newHarness(t)
-	objects, err := blob.NewDir(filepath.Join(h.dataDir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	staging := filepath.Join(h.dataDir, "staging")
-	for _, d := range []string{"app-1", "app-2"} {
-		if err := os.MkdirAll(filepath.Join(staging, d), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	svc, err := blob.New(blob.Config{Objects: objects, Store: h.store, Sealer: h.sealer, StagingDir: staging})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, staging := h.blobService("app-1", "app-2")
 	defer svc.Close(context.Background())
 	tr := *h.tr
 	tr.Blobs = svc

@@ -27,18 +27,7 @@ import (
 // no plaintext reaches the blob directory; a missing staged object is dead-lettered.
 func TestBlobMediaSealedToBlobStore(t *testing.T) {
 	h := newHarness(t)
-	objects, err := blob.NewDir(filepath.Join(h.dataDir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	staging := filepath.Join(h.dataDir, "staging")
-	if err := os.MkdirAll(filepath.Join(staging, "app-1"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := blob.New(blob.Config{Objects: objects, Store: h.store, Sealer: h.sealer, StagingDir: staging})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, staging := h.blobService("app-1")
 	defer svc.Close(context.Background())
 	tr := *h.tr
 	tr.Blobs = svc
@@ -122,14 +111,7 @@ func TestBlobMediaSealedToBlobStore(t *testing.T) {
 // DEK); media are read only through the blob service.
 func TestBlobTokenNotRevealable(t *testing.T) {
 	h := newHarness(t)
-	objects, err := blob.NewDir(filepath.Join(h.dataDir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := blob.New(blob.Config{Objects: objects, Store: h.store, Sealer: h.sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, _ := h.blobService()
 	ref := pipeline.RefFor("app-1", "b1", pipeline.Source{Topic: "ledger.blob"})
 	tok, item, _, err := svc.Seal(context.Background(), "app-1", "blob", ref, time.Now().Add(time.Hour), strings.NewReader("media"))
 	if err != nil {

@@ -3,6 +3,8 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
+	"github.com/veil-project/veil/sinks/blob"
 	"github.com/veil-project/veil/sinks/store"
 )
 
@@ -114,4 +117,28 @@ func hasPrefixAny(s string, ps ...string) bool {
 		}
 	}
 	return false
+}
+
+// blobService is a blob service on h's store and sealer with its objects in dataDir/blobs; with
+// apps, its staging directory is dataDir/staging holding an empty directory per app (staging is
+// "" without apps: no staging). The caller closes it.
+func (h *harness) blobService(apps ...string) (svc *blob.Service, staging string) {
+	h.t.Helper()
+	objects, err := blob.NewDir(filepath.Join(h.dataDir, "blobs"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if len(apps) > 0 {
+		staging = filepath.Join(h.dataDir, "staging")
+	}
+	for _, d := range apps {
+		if err := os.MkdirAll(filepath.Join(staging, d), 0o700); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	svc, err = blob.New(blob.Config{Objects: objects, Store: h.store, Sealer: h.sealer, StagingDir: staging})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return svc, staging
 }
