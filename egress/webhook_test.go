@@ -141,22 +141,7 @@ func (h *hookServer) delivered() int {
 }
 
 // syncLog collects the stages' logs.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type syncLog = testkit.Buffer
 
 // TestWebhookDelivery: a decrypting integration receives every entry over HTTPS, decrypted and
 // signed, exactly once by idempotency key — across 503s, a dropped connection and a restart in

@@ -9,29 +9,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/veil-project/veil/crypto/kmslocal"
+
+	"github.com/veil-project/veil/internal/testkit"
 )
 
 // syncBuffer is a log sink safe for the service's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.Buffer
 
 // TestRootKeyOutsideDataDir: the local root key lives outside the data directory by default, so a
 // copy of the data directory opens nothing; a root key an earlier version left in the data

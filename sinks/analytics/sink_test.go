@@ -1,14 +1,12 @@
 package analytics_test
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,8 @@ import (
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/schemas"
 	"github.com/veil-project/veil/sinks/analytics"
+
+	"github.com/veil-project/veil/internal/testkit"
 )
 
 var hour0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
@@ -251,22 +251,7 @@ func TestSinkWriteErrorHoldsCommit(t *testing.T) {
 }
 
 // syncBuffer is a log destination safe for the sink's goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.Buffer
 
 // A row that still holds a token is refused and logged by position and field, never by value;
 // an undecodable record is skipped; both are committed past so they never stall the partition.

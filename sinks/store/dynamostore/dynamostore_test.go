@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,6 +26,8 @@ import (
 	"github.com/veil-project/veil/internal/testsvc"
 	"github.com/veil-project/veil/sinks/store"
 	"github.com/veil-project/veil/sinks/store/storetest"
+
+	"github.com/veil-project/veil/internal/testkit"
 )
 
 // dynalite accepts any credentials; these only make the SDK sign its requests.
@@ -436,19 +437,4 @@ func BenchmarkPut(b *testing.B) {
 	storetest.Bench(b, s)
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+type syncBuf = testkit.Buffer
