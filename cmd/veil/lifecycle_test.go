@@ -70,22 +70,47 @@ func (l *lifecycle) config() *config.Config {
 	return cfg
 }
 
+// open opens the key environment and the store of cfg, as veil run would; done closes both.
+func (l *lifecycle) open(ctx context.Context, cfg *config.Config) (env *keyEnv, st store.Store, done func()) {
+	l.t.Helper()
+	env, err := openKeyEnv(ctx, cfg)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	st, err = openStore(ctx, cfg, newLogger(os.Stderr, "error"))
+	if err != nil {
+		env.close()
+		l.t.Fatal(err)
+	}
+	return env, st, func() { st.Close(ctx); env.close() }
+}
+
+// produceSays produces n sensitive say entries of app-1 on ledger event, one at a time, with ids
+// prefix0, prefix1, … and event time ts.
+func (l *lifecycle) produceSays(prefix string, n int, ts time.Time) {
+	l.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(l.addrs...))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer cl.Close()
+	for i := range n {
+		v := fmt.Sprintf(`{"id":"%s%d","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":%q,"thread":{"mode":"agent"},"data":{"text":"hi %d"}}`,
+			prefix, i, ts.UTC().Format(time.RFC3339), i)
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: broker.RawTopic("event"), Value: []byte(v)}).FirstErr(); err != nil {
+			l.t.Fatal(err)
+		}
+	}
+}
+
 // tokens seals one say entry per app through the pipeline's transformer, stores it as veil run
 // would, and returns the token of each app's entry.
 func (l *lifecycle) seal(apps ...string) map[string]string {
 	l.t.Helper()
 	ctx := context.Background()
 	cfg := l.config()
-	env, err := openKeyEnv(ctx, cfg)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	defer env.close()
-	st, err := openStore(ctx, cfg, newLogger(os.Stderr, "error"))
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	defer st.Close(ctx)
+	env, st, done := l.open(ctx, cfg)
+	defer done()
 	table, _ := cfg.LedgerTable()
 	tr := &pipeline.Transformer{Registry: schemas.DefaultRegistry(), Ledgers: table, Apps: cfg.AppSettings, Sealer: envelope.NewSealer(env.kr)}
 	out := map[string]string{}
@@ -112,16 +137,8 @@ func (l *lifecycle) reveal(token string) (string, reveal.Status) {
 	l.t.Helper()
 	ctx := context.Background()
 	cfg := l.config()
-	env, err := openKeyEnv(ctx, cfg)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	defer env.close()
-	st, err := openStore(ctx, cfg, newLogger(os.Stderr, "error"))
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	defer st.Close(ctx)
+	env, st, done := l.open(ctx, cfg)
+	defer done()
 	v, status, err := (&reveal.Opener{Store: st, Sealer: envelope.NewSealer(env.kr)}).Open(ctx, token)
 	if err != nil {
 		l.t.Fatalf("Open = %v", err)
@@ -273,19 +290,8 @@ func TestKeysUsage(t *testing.T) {
 
 func TestReplayCommand(t *testing.T) {
 	l := newLifecycle(t)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(l.addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	now := time.Now()
-	for i := range 6 {
-		v := fmt.Sprintf(`{"id":"r%d","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":%q,"thread":{"mode":"agent"},"data":{"text":"hi %d"}}`,
-			i, now.UTC().Format(time.RFC3339), i)
-		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: broker.RawTopic("event"), Value: []byte(v)}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l.produceSays("r", 6, now)
 	// As if veil had processed them and the outputs were lost: replay covers what veil committed.
 	commitPipelineGroup(t, l.addrs, "veil", broker.RawTopic("event"))
 	from := now.Add(-time.Hour).UTC().Format(time.RFC3339)

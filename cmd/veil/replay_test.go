@@ -265,19 +265,8 @@ func TestReplayRaces(t *testing.T) {
 // target while the embedded store is locked.
 func TestReplayCommandOperatorPaths(t *testing.T) {
 	l := newLifecycle(t)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(l.addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	now := time.Now()
-	for i := range 4 {
-		v := fmt.Sprintf(`{"id":"o%d","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":%q,"thread":{"mode":"agent"},"data":{"text":"hi %d"}}`,
-			i, now.UTC().Format(time.RFC3339), i)
-		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: broker.RawTopic("event"), Value: []byte(v)}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l.produceSays("o", 4, now)
 	commitPipelineGroup(t, l.addrs, "veil", broker.RawTopic("event"))
 	from := now.Add(-time.Hour).UTC().Format(time.RFC3339)
 
