@@ -52,8 +52,9 @@ integrations:
 			done <- exitCode(err, io.Discard)
 			return
 		}
-		defer svc.close(context.Background())
-		done <- exitCode(svc.serve(ctx), io.Discard)
+		code := exitCode(svc.serve(ctx), io.Discard)
+		svc.close(context.Background()) // before done: the test's TempDir goes right after
+		done <- code
 	}()
 
 	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))

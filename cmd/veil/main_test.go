@@ -87,9 +87,12 @@ func TestRunServesHealthAndMetrics(t *testing.T) {
 			done <- exitCode(err, io.Discard)
 			return
 		}
-		defer svc.close(context.Background())
 		svc.printWhere(&stdout)
-		done <- exitCode(svc.serve(ctx), io.Discard)
+		code := exitCode(svc.serve(ctx), io.Discard)
+		// Closed before done is sent: the test's TempDir is removed right after it reads done,
+		// and a store still closing in it made the removal fail ("directory not empty").
+		svc.close(context.Background())
+		done <- code
 	}()
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + metrics + path)
