@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,23 +38,8 @@ integrations:
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan int, 1)
 	var stderr bytes.Buffer
-	go func() {
-		c, err := parseConfig("run", []string{"-config", cfg}, io.Discard, nil)
-		if err != nil {
-			done <- exitCode(err, io.Discard)
-			return
-		}
-		svc, err := start(ctx, c, &stderr)
-		if err != nil {
-			done <- exitCode(err, io.Discard)
-			return
-		}
-		code := exitCode(svc.serve(ctx), io.Discard)
-		svc.close(context.Background()) // before done: the test's TempDir goes right after
-		done <- code
-	}()
+	done := runInProcess(ctx, cfg, nil, &stderr)
 
 	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
 	if err != nil {

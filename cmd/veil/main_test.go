@@ -55,6 +55,33 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// runInProcess runs `veil run -config cfg` in this process until ctx is cancelled, printing its
+// banner to where (when not nil) and its logs to logs. The channel gets the exit code once the
+// service is closed: a test's TempDir is removed right after it reads the code, and a store still
+// closing in it made that removal fail ("directory not empty").
+func runInProcess(ctx context.Context, cfg string, where, logs io.Writer) <-chan int {
+	done := make(chan int, 1)
+	go func() {
+		c, err := parseConfig("run", []string{"-config", cfg}, io.Discard, nil)
+		if err != nil {
+			done <- exitCode(err, io.Discard)
+			return
+		}
+		svc, err := start(ctx, c, logs)
+		if err != nil {
+			done <- exitCode(err, io.Discard)
+			return
+		}
+		if where != nil {
+			svc.printWhere(where)
+		}
+		code := exitCode(svc.serve(ctx), io.Discard)
+		svc.close(context.Background())
+		done <- code
+	}()
+	return done
+}
+
 func freeAddr(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -73,27 +100,8 @@ func TestRunServesHealthAndMetrics(t *testing.T) {
 	cfg := filepath.Join(dir, "veil.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("kafka:\n  brokers: [%s]\ndata_dir: %s\napps: {app-1: {}}\nanalytics: {flush_interval: 1s}\nlisten:\n  metrics: %s\n", addrs[0], filepath.Join(dir, "data"), metrics)), 0o600)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
 	var stdout, stderr bytes.Buffer
-	go func() {
-		cfgArgs := []string{"-config", cfg}
-		s, err := parseConfig("run", cfgArgs, io.Discard, nil)
-		if err != nil {
-			done <- exitCode(err, io.Discard)
-			return
-		}
-		svc, err := start(ctx, s, &stderr)
-		if err != nil {
-			done <- exitCode(err, io.Discard)
-			return
-		}
-		svc.printWhere(&stdout)
-		code := exitCode(svc.serve(ctx), io.Discard)
-		// Closed before done is sent: the test's TempDir is removed right after it reads done,
-		// and a store still closing in it made the removal fail ("directory not empty").
-		svc.close(context.Background())
-		done <- code
-	}()
+	done := runInProcess(ctx, cfg, &stdout, &stderr)
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + metrics + path)
 		if err != nil {

@@ -62,22 +62,7 @@ integrations:
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var logs syncBuffer
-	done := make(chan error, 1)
-	go func() {
-		c, err := parseConfig("run", []string{"-config", cfgPath}, io.Discard, nil)
-		if err != nil {
-			done <- err
-			return
-		}
-		svc, err := start(ctx, c, &logs)
-		if err != nil {
-			done <- err
-			return
-		}
-		err = svc.serve(ctx)
-		svc.close(context.Background())
-		done <- err
-	}()
+	done := runInProcess(ctx, cfgPath, nil, &logs)
 
 	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
 	if err != nil {
@@ -94,14 +79,14 @@ integrations:
 		if !bytes.Contains(b, []byte(`"text":"SECRET-webhook-1"`)) || bytes.Contains(b, []byte("veil:v1:")) {
 			t.Errorf("webhook received %s, want the decrypted text and no token", b)
 		}
-	case err := <-done:
-		t.Fatalf("veil run stopped: %v\n%s", err, logs.String())
+	case code := <-done:
+		t.Fatalf("veil run stopped with exit %d\n%s", code, logs.String())
 	case <-time.After(60 * time.Second):
 		t.Fatalf("the webhook received nothing; log:\n%s", logs.String())
 	}
 	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("serve: %v", err)
+	if code := <-done; code != exitOK {
+		t.Errorf("veil run exited %d, want %d", code, exitOK)
 	}
 	if strings.Contains(logs.String(), "SECRET") {
 		t.Errorf("plaintext in the log")
