@@ -282,7 +282,7 @@ func (v *veil) close() {
 		v.st.Close(context.Background())
 	}
 	if v.kr != nil {
-		v.kr.Close()
+		v.kr.Close(context.Background())
 	}
 	os.RemoveAll(v.dir)
 }

@@ -122,7 +122,7 @@ func newEnvWith(t testing.TB, conOpt func(*console.Config), apiOpts ...func(*rev
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(lg.Close)
+	t.Cleanup(func() { lg.Close(context.Background()) })
 	m := ops.NewMetrics()
 	rd := ops.NewReadiness("broker", "keys", "store")
 	rd.Set("broker", true, "")

@@ -22,6 +22,8 @@ type Log struct {
 	adm *kadm.Client
 	dec kgo.Decompressor
 
+	closeOnce sync.Once
+
 	mu     sync.Mutex
 	meta   map[string]topicMeta
 	metaAt time.Time
@@ -52,8 +54,12 @@ func NewLog(brokers []string, opts ...kgo.Opt) (*Log, error) {
 	return &Log{cl: cl, adm: kadm.NewClient(cl), dec: kgo.DefaultDecompressor()}, nil
 }
 
-// Close closes the client. It is idempotent.
-func (l *Log) Close() { l.cl.Close() }
+// Close closes the client, waiting for its requests in flight to end. It is idempotent and
+// always returns nil; ctx is not consulted.
+func (l *Log) Close(context.Context) error {
+	l.closeOnce.Do(l.cl.Close)
+	return nil
+}
 
 // topics returns the metadata of the existing topics among names; missing topics are left out.
 func (l *Log) topics(ctx context.Context, names []string) (map[string]topicMeta, error) {

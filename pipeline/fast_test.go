@@ -33,7 +33,7 @@ func newTestTransformer(t *testing.T) *Transformer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { kr.Close() })
+	t.Cleanup(func() { kr.Close(context.Background()) })
 	table, err := ledgers.NewTable(nil)
 	if err != nil {
 		t.Fatal(err)

@@ -80,7 +80,7 @@ func benchTransformer(b *testing.B) *pipeline.Transformer {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { kr.Close() })
+	b.Cleanup(func() { kr.Close(context.Background()) })
 	table, err := ledgers.NewTable(nil)
 	if err != nil {
 		b.Fatal(err)

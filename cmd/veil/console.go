@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"time"
@@ -25,7 +24,7 @@ func (s *service) mountConsole(srv *reveal.Server, principals reveal.Authenticat
 	if err != nil {
 		return nil, err
 	}
-	s.closers = append(s.closers, func(context.Context) error { lg.Close(); return nil })
+	s.closers = append(s.closers, lg.Close)
 	cfg := console.Config{
 		Principals: principals, Revealer: srv, Log: lg, Store: s.store, Ledgers: names,
 		Secure: !s.cfg.Dev.PlainHTTP, Logger: s.log, FutureSkew: s.cfg.Limits.FutureSkew,

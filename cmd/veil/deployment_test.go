@@ -69,7 +69,7 @@ func TestRefusesToSealBesideAnotherKeyStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { k.Close() })
+		t.Cleanup(func() { k.Close(context.Background()) })
 		return k
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -139,7 +139,7 @@ func openKeyEnv(ctx context.Context, cfg *config.Config) (*keyEnv, error) {
 }
 
 func (e *keyEnv) close() {
-	e.kr.Close()
+	_ = e.kr.Close(context.Background())
 	_ = e.shut(context.Background())
 }
 

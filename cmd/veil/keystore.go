@@ -34,7 +34,7 @@ func openKeyStore(ctx context.Context, cfg *config.Config) (keyring.KeyStore, fu
 		if err != nil {
 			return nil, nil, fmt.Errorf("opening Redis key store: %w", err)
 		}
-		return ks, func(context.Context) error { return ks.Close() }, nil
+		return ks, ks.Close, nil
 	case "dynamodb":
 		d := cfg.Store.DynamoDB
 		ks, err := dynamokeys.Open(ctx, dynamokeys.Options{Table: cfg.KeyTable(), Region: d.Region, Endpoint: d.Endpoint, CreateTable: d.CreateTable})

@@ -52,7 +52,7 @@ func TestWatchTracksBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer keys.Close()
+	defer keys.Close(context.Background())
 	o := newObserver()
 	o.Dependency("broker", true)
 	ctx, cancel := context.WithCancel(context.Background())

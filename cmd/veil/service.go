@@ -181,7 +181,7 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 	// Closers capture the component, not s: the error returns below set s to nil before the
 	// deferred close runs them.
 	keys := s.keys
-	s.closers = append(s.closers, func(context.Context) error { return keys.Close() })
+	s.closers = append(s.closers, keys.Close)
 
 	s.sealer = envelope.NewSealer(s.keys)
 	s.opener = &reveal.Opener{Store: s.store, Sealer: s.sealer}

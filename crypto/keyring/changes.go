@@ -44,8 +44,11 @@ func (k *Keyring) sync(ctx context.Context) error {
 		}
 	}
 	ch := k.flights.DoChan("c", func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
-		defer cancel()
+		fctx, done, err := k.startFlight(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
 		return nil, k.pollChanges(fctx, now)
 	})
 	select {

@@ -96,6 +96,6 @@ func (e *env) keyring(mod ...func(*keyring.Config)) *keyring.Keyring {
 	if err != nil {
 		e.t.Fatalf("keyring.New = %v", err)
 	}
-	e.t.Cleanup(func() { k.Close() })
+	e.t.Cleanup(func() { k.Close(context.Background()) })
 	return k
 }

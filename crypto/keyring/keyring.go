@@ -42,6 +42,23 @@ const (
 // from any single caller's context, so one caller giving up does not fail the others.
 const flightTimeout = 30 * time.Second
 
+// startFlight begins one shared round (a singleflight function, which runs in a goroutine of its
+// own): its context keeps ctx's values but not its cancellation (see flightTimeout), and Close
+// cancels it and waits for done. It returns ErrClosed once Close has begun.
+func (k *Keyring) startFlight(ctx context.Context) (fctx context.Context, done func(), err error) {
+	// Under mu, so that Close (which sets closed under mu, then waits) never misses one.
+	k.mu.Lock()
+	if k.closed.Load() {
+		k.mu.Unlock()
+		return nil, nil, ErrClosed
+	}
+	k.bg.Add(1)
+	k.mu.Unlock()
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
+	stop := context.AfterFunc(k.bgCtx, cancel)
+	return fctx, func() { stop(); cancel(); k.bg.Done() }, nil
+}
+
 // KMS operation names passed to Config.OnKMSCall.
 const (
 	OpGenerateDataKey = "GenerateDataKey"
@@ -102,7 +119,8 @@ type entry struct {
 // Keyring hands out app KEKs; it implements envelope.Keys. It is safe for concurrent use.
 //
 // The expirable cache runs one cleanup goroutine per Keyring that golang-lru/v2 offers no way to
-// stop; Close empties the cache but that goroutine stays.
+// stop; Close empties the cache but that goroutine stays (a ticker that holds no key: the only
+// goroutine of a Keyring that Close does not wait for).
 type Keyring struct {
 	cfg     Config
 	cache   *expirable.LRU[cacheKey, *entry]
@@ -110,7 +128,8 @@ type Keyring struct {
 	gens    genTable // newest known generation per app (rotate.go)
 	wins    winTable // generation per expiry window (window.go)
 
-	// Background prefetches of window keys: cancelled and waited for by Close.
+	// Background prefetches of window keys and shared KMS rounds (startFlight): cancelled and
+	// waited for by Close.
 	bg         sync.WaitGroup
 	bgCtx      context.Context
 	bgCancel   context.CancelFunc
@@ -253,8 +272,11 @@ func (k *Keyring) load(ctx context.Context, app string, p int64, generate bool) 
 	}
 	name += strconv.FormatInt(p, 10) + "/" + app
 	ch := k.flights.DoChan(name, func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
-		defer cancel()
+		fctx, done, err := k.startFlight(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
 		return k.fetch(fctx, app, p, generate)
 	})
 	select {
@@ -458,9 +480,10 @@ func (k *Keyring) Stats() Stats {
 	}
 }
 
-// Close stops background prefetches and waits for them, then drops and zeroes every cached key;
-// later calls return ErrClosed. It is idempotent.
-func (k *Keyring) Close() error {
+// Close stops background prefetches and shared KMS rounds in flight and waits for them, then drops and zeroes every cached key;
+// later calls return ErrClosed. It is idempotent: a second call returns nil. ctx is not
+// consulted: cancelled prefetches return promptly, and the keys must be zeroed whatever ctx says.
+func (k *Keyring) Close(context.Context) error {
 	k.mu.Lock()
 	if k.closed.Swap(true) {
 		k.mu.Unlock()

@@ -310,7 +310,7 @@ func TestCacheEvictionZeroesKEK(t *testing.T) {
 	}
 
 	kekC, _ := k.CachedKEK("c", p0)
-	if err := k.Close(); err != nil {
+	if err := k.Close(context.Background()); err != nil {
 		t.Fatalf("Close = %v", err)
 	}
 	if !bytes.Equal(kekC, make([]byte, keyring.KEKSize)) {
@@ -319,7 +319,7 @@ func TestCacheEvictionZeroesKEK(t *testing.T) {
 	if _, err := k.SealingKey(ctx, "c"); !errors.Is(err, keyring.ErrClosed) {
 		t.Errorf("SealingKey after Close = %v, want ErrClosed", err)
 	}
-	if err := k.Close(); err != nil {
+	if err := k.Close(context.Background()); err != nil {
 		t.Errorf("second Close = %v", err)
 	}
 }
@@ -580,7 +580,7 @@ func TestWindowPrefetch(t *testing.T) {
 	if got := e.kms.generates.Load() - before; got != 0 {
 		t.Errorf("sealing in the prefetched window called GenerateDataKey %d times, want 0", got)
 	}
-	if err := k.Close(); err != nil {
+	if err := k.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -90,8 +90,11 @@ func (k *Keyring) sealingVersion(ctx context.Context, app string) (int64, error)
 		return KeyVersion(p, g.gen), nil
 	}
 	ch := k.flights.DoChan("g/"+app, func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
-		defer cancel()
+		fctx, done, err := k.startFlight(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
 		return k.probe(fctx, app, p, now)
 	})
 	select {

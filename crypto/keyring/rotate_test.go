@@ -2,6 +2,7 @@ package keyring_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -295,7 +296,7 @@ func TestRewrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer k2.Close()
+	defer k2.Close(context.Background())
 	for _, r := range []struct {
 		name string
 		got  func() (string, error)

@@ -143,8 +143,11 @@ func (k *Keyring) windowVersion(ctx context.Context, wk winKey) (int64, error) {
 		return KeyVersion(-wk.end, g.gen), nil
 	}
 	ch := k.flights.DoChan(fmt.Sprintf("w/%d/%s", wk.end, wk.app), func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
-		defer cancel()
+		fctx, done, err := k.startFlight(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
 		gen, err := k.newestGen(fctx, wk.app, -wk.end, 0)
 		if err != nil {
 			return nil, err

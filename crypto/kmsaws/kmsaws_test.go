@@ -188,7 +188,7 @@ func TestKeyringEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { k.Close() })
+			t.Cleanup(func() { k.Close(context.Background()) })
 			return k
 		}
 		key, err := newKeyring(b.alias).SealingKey(ctx, "app-1")
@@ -247,7 +247,7 @@ func TestDisabledKeyIsAnOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer k.Close()
+	defer k.Close(context.Background())
 	_, err = k.SealingKey(ctx, "app-1")
 	if apiCode(err) != "DisabledException" || !keyring.IsTransient(err) {
 		t.Errorf("SealingKey under a disabled key = %v (code %q), want a transient DisabledException", err, apiCode(err))
@@ -303,7 +303,7 @@ func TestKeyringOnAWSClient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { k.Close() })
+		t.Cleanup(func() { k.Close(context.Background()) })
 		return k
 	}
 

@@ -126,7 +126,7 @@ func backends(t *testing.T) []backend {
 				if err != nil {
 					t.Fatal(err)
 				}
-				t.Cleanup(func() { ks.Close() })
+				t.Cleanup(func() { ks.Close(context.Background()) })
 				return st, ks
 			},
 			rows: func(t *testing.T, es []entry) map[[16]byte][]byte {
@@ -250,7 +250,7 @@ func TestNothingOpensAfterTTL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { kr.Close() })
+			t.Cleanup(func() { kr.Close(context.Background()) })
 			sealer := envelope.NewSealer(kr, envelope.WithClock(clk.Now))
 
 			var es []entry

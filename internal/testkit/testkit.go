@@ -86,7 +86,7 @@ func LocalKeys(t testing.TB, dir string, cfg Keys) (kr *keyring.Keyring, local *
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { kr.Close() })
+	t.Cleanup(func() { kr.Close(context.Background()) })
 	return kr, local
 }
 

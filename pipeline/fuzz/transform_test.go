@@ -53,7 +53,7 @@ func FuzzTransform(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(func() { kr.Close() })
+	f.Cleanup(func() { kr.Close(context.Background()) })
 	sealer := envelope.NewSealer(kr, envelope.WithClock(clock))
 	table, err := ledgers.NewTable(nil)
 	if err != nil {

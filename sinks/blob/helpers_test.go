@@ -62,7 +62,7 @@ func newEnv(t testing.TB, objects Objects, mod ...func(*Config)) *env {
 	if err != nil {
 		t.Fatalf("keyring.New = %v", err)
 	}
-	t.Cleanup(func() { kr.Close() })
+	t.Cleanup(func() { kr.Close(context.Background()) })
 	st, err := badgerstore.Open(filepath.Join(dir, "store"), badgerstore.WithClock(c.Now))
 	if err != nil {
 		t.Fatalf("badgerstore.Open = %v", err)

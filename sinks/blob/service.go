@@ -11,6 +11,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/veil-project/veil/crypto/envelope"
@@ -65,6 +66,9 @@ type Service struct {
 	staging *stagingDir
 	links   *linkSealer
 	now     func() time.Time
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // New returns a Service for cfg.
@@ -101,12 +105,15 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Close releases the staging directory handle. It is idempotent.
-func (s *Service) Close(ctx context.Context) error {
-	if s.staging != nil {
-		return s.staging.close()
-	}
-	return nil
+// Close releases the staging directory handle. It starts no goroutine to wait for (Sweep runs
+// in its caller's). It is idempotent: later calls return the first call's result.
+func (s *Service) Close(context.Context) error {
+	s.closeOnce.Do(func() {
+		if s.staging != nil {
+			s.closeErr = s.staging.close()
+		}
+	})
+	return s.closeErr
 }
 
 // ObjectKey is where the ciphertext of (app, ref) expiring at expiry lives:

@@ -303,7 +303,7 @@ func (d *deployment) process(mod ...func(*keyring.Config)) *keyring.Keyring {
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	d.t.Cleanup(func() { k.Close() })
+	d.t.Cleanup(func() { k.Close(context.Background()) })
 	return k
 }
 

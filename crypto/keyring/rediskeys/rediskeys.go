@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -62,6 +63,9 @@ func (o Options) LogValue() slog.Value {
 type Store struct {
 	c      *redis.Client
 	prefix string
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ keyring.KeyStore = (*Store)(nil)
@@ -86,8 +90,16 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return &Store{c: c, prefix: opts.Prefix}, nil
 }
 
-// Close closes the connection pool.
-func (s *Store) Close() error { return s.c.Close() }
+// Close closes the connection pool, waiting for its connections to close. It is idempotent:
+// later calls return the first call's result. ctx is not consulted.
+func (s *Store) Close(context.Context) error {
+	s.closeOnce.Do(func() {
+		if err := s.c.Close(); err != nil {
+			s.closeErr = fmt.Errorf("closing redis key store: %w", err)
+		}
+	})
+	return s.closeErr
+}
 
 func (s *Store) key(app string, v int64) string {
 	return s.prefix + "{" + app + "}:" + strconv.FormatInt(v, 10)
