@@ -34,12 +34,13 @@ func apiURL(cfg *config.Config) string {
 	return "https://" + cfg.Listen.API
 }
 
-// startAPI serves the reveal API on listen.api until ctx is done or stop is called; stop waits
-// for the shutdown. Every reveal is audited to veil.audit through its own producer.
-func (s *service) startAPI(ctx context.Context) (stop func(), err error) {
+// openAPI opens the reveal API on listen.api and adds its actors to g (stage edge): the server,
+// the console's sampler and the principals-file watcher. Every reveal is audited to veil.audit
+// through its own producer, closed with the service.
+func (s *service) openAPI(ctx context.Context, g *group) error {
 	aud, err := reveal.DialKafkaAuditor(s.brokers, s.kopts...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.closers = append(s.closers, aud.Close)
 	if s.setLinkAudit != nil {
@@ -50,7 +51,7 @@ func (s *service) startAPI(ctx context.Context) (stop func(), err error) {
 		s.log.Error("principals file", "path", path, "err", err)
 	})
 	if err != nil {
-		return nil, &configError{err}
+		return &configError{err}
 	}
 	srv, err := reveal.NewServer(reveal.ServerConfig{
 		Addr: s.cfg.Listen.API, CertFile: s.cfg.TLS.CertFile, KeyFile: s.cfg.TLS.KeyFile,
@@ -58,34 +59,27 @@ func (s *service) startAPI(ctx context.Context) (stop func(), err error) {
 		RatePerSecond: float64(s.cfg.Reveal.RatePerSecond), Burst: s.cfg.Reveal.Burst, Blobs: s.blobs,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	con, err := s.mountConsole(srv, pf)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.console.Store(con)
 	ln, err := srv.Listen()
 	if errors.Is(err, reveal.ErrPlainHTTP) {
-		return nil, &configError{err}
+		return &configError{err}
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	actx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(actx, ln); err != nil {
-			s.log.Error("reveal API stopped", "err", err)
-		}
-	}()
-	watched := make(chan struct{})
-	go func() { defer close(watched); s.watchPrincipals(actx, pf, time.Second) }()
-	sampled := make(chan struct{})
-	go func() { defer close(sampled); con.Run(actx, 0) }()
+	g.add(stageEdge, "reveal API", func(ctx context.Context) error { return srv.Serve(ctx, ln) })
+	g.add(stageEdge, "principals watcher", loop(func(ctx context.Context) { s.watchPrincipals(ctx, pf, time.Second) }))
+	if s.obs != nil { // the console samples metrics only when it has them
+		g.add(stageEdge, "console sampler", loop(func(ctx context.Context) { con.Run(ctx, 0) }))
+	}
 	s.log.Info("reveal API listening", "url", apiURL(s.cfg), "principals", path, "console", apiURL(s.cfg)+"/console/")
-	return func() { cancel(); <-done; <-watched; <-sampled }, nil
+	return nil
 }
 
 // cmdServe serves the reveal API alone: store, keys and audit, no stream processor.
@@ -102,12 +96,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer s.close(context.Background())
-	stop, err := s.startAPI(ctx)
-	if err != nil {
+	g := newGroup(s.log)
+	if err := s.openAPI(ctx, g); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "veil reveal API on %s/v1/reveal (principals %s)\n", apiURL(cfg), principalsPath(cfg))
-	<-ctx.Done()
-	stop()
-	return nil
+	return g.run(ctx)
 }

@@ -129,8 +129,9 @@ func (s *service) linkSecret(ctx context.Context) ([]byte, error) {
 			// /readyz answers while veil waits; serve starts the real operations server later.
 			if ln, lerr := listen(addr); lerr == nil {
 				srv := s.obs.server(addr)
-				go func() { _ = srv.Serve(ln) }()
-				stop = func() { _ = srv.Close() }
+				served := make(chan struct{})
+				go func() { defer close(served); _ = srv.Serve(ln) }()
+				stop = func() { _ = srv.Close(); <-served }
 			}
 		}
 		select {

@@ -68,19 +68,38 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		defer os.Remove(filepath.Join(cfg.DataDir, demoInfoFile))
 	}
 
+	// The sample waits for the pipeline: it gives up as soon as serve returns (a component
+	// failed), and the service closes only after serve returned, whatever ends the demo.
 	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	waitCtx, stopWaiting := context.WithCancel(ctx)
+	defer stopWaiting()
 	done := make(chan error, 1)
-	go func() { done <- s.serve(runCtx) }()
-
-	id, original, err := s.publishSample(ctx, n)
-	if err != nil {
+	go func() {
+		err := s.serve(runCtx)
+		stopWaiting()
+		done <- err
+	}()
+	served := false
+	stop := func(err error) error {
+		cancel()
+		if !served {
+			served = true
+			if serr := <-done; serr != nil {
+				return serr
+			}
+		}
 		return err
 	}
-	fmt.Fprintf(stdout, "\npublished %d sample entries on every ledger; waiting for entry %s …\n", n, id)
-	enc, red, err := s.await(ctx, id, 60*time.Second)
+	defer stop(nil)
+
+	id, original, err := s.publishSample(waitCtx, n)
 	if err != nil {
-		return err
+		return stop(err)
+	}
+	fmt.Fprintf(stdout, "\npublished %d sample entries on every ledger; waiting for entry %s …\n", n, id)
+	enc, red, err := s.await(waitCtx, id, 60*time.Second)
+	if err != nil {
+		return stop(err)
 	}
 	fmt.Fprintf(stdout, "\n── original (ledger.event, plaintext; kept on disk only sealed) ──\n%s\n", indent(original))
 	fmt.Fprintf(stdout, "\n── encrypted (encrypted.event: veil:v1: tokens, revealable until the TTL) ──\n%s\n", indent(enc))
@@ -89,10 +108,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		section(stdout, demoView{s: s, tls: demoTLS, key: key, token: firstToken(enc), exiting: exit})
 	}
 	if exit {
-		cancel()
-		return <-done
+		return stop(nil)
 	}
 	fmt.Fprintf(stdout, "\nveil keeps running; Ctrl-C stops it.\n")
+	served = true
 	return <-done
 }
 

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"slices"
-	"sync"
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/config"
@@ -58,9 +55,15 @@ func webhookConfig(name string, in config.Integration) (egress.WebhookConfig, er
 	return w, nil
 }
 
+// egressStage is the stage of one integration.
+type egressStage struct {
+	name string
+	*egress.Stage
+}
+
 // newEgress builds one egress stage per configured integration, in name order.
-func (s *service) newEgress() ([]*egress.Stage, error) {
-	var stages []*egress.Stage
+func (s *service) newEgress() ([]egressStage, error) {
+	var stages []egressStage
 	partitions := 0 // the cluster's default
 	if s.cfg.EmbeddedBroker() {
 		partitions = s.cfg.Kafka.Embedded.Partitions
@@ -97,43 +100,9 @@ func (s *service) newEgress() ([]*egress.Stage, error) {
 			}
 			return nil, fmt.Errorf("creating egress stage of integration %s: %w", name, err)
 		}
-		stages = append(stages, st)
+		stages = append(stages, egressStage{name, st})
 	}
 	return stages, nil
-}
-
-// runEgress runs stages until ctx ends or stop is called; stop waits for them, closes them and
-// returns their errors. It is idempotent.
-func (s *service) runEgress(ctx context.Context, stages []*egress.Stage) (stop func() error) {
-	ctx, cancel := context.WithCancel(ctx)
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	for _, st := range stages {
-		wg.Go(func() {
-			if err := st.Run(ctx); err != nil {
-				s.log.Error("egress stage stopped", "err", err)
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		})
-	}
-	var once sync.Once
-	return func() error {
-		once.Do(func() {
-			cancel()
-			wg.Wait()
-			for _, st := range stages {
-				st.Close()
-			}
-		})
-		mu.Lock()
-		defer mu.Unlock()
-		return errors.Join(errs...)
-	}
 }
 
 // egressObserver feeds the stages' batches into metrics and their dependency reports into

@@ -15,6 +15,7 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/reveal"
 )
 
@@ -85,5 +86,75 @@ integrations:
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("veil run did not stop")
+	}
+}
+
+// TestRunStopsWhenAnEgressStageFails: an egress stage whose transactional producer is fenced (a
+// second producer took its transactional id) fails fatally; veil run then stops every other
+// component and exits 1 with the stage named in the log, instead of running on without the
+// integration (before the run group it logged the error and ran on until SIGTERM).
+func TestRunStopsWhenAnEgressStageFails(t *testing.T) {
+	addrs := externalBroker(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "veil.yaml")
+	yaml := fmt.Sprintf(`kafka: {brokers: [%s], transactional_id: veil-fence}
+data_dir: %s
+apps: {app-1: {}}
+analytics: {enabled: false}
+listen: {metrics: ""}
+integrations:
+  desk: {kind: other, ledgers: [event], topic: out.desk}
+`, addrs[0], filepath.Join(dir, "data"))
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs testkit.Buffer
+	done := runInProcess(ctx, cfg, nil, &logs)
+
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	produce := func(id string) {
+		t.Helper()
+		entry := `{"id":"` + id + `","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` +
+			time.Now().UTC().Format(time.RFC3339) + `","thread":{"mode":"agent"},"data":{"text":"hello"}}`
+		if err := prod.ProduceSync(ctx, &kgo.Record{Topic: broker.RawTopic("event"), Key: []byte("t1"), Value: []byte(entry)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The stage has its producer id once it delivered an entry: fence it only then.
+	produce("e1")
+	if out := consumeTopics(t, addrs, 1, 30*time.Second, "out.desk"); len(out) != 1 {
+		t.Fatalf("out.desk: %d records, want 1; log:\n%s", len(out), logs.String())
+	}
+	fence, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.TransactionalID("veil-fence-egress-desk"), kgo.DefaultProduceTopic("out.desk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fence.Close()
+	if err := fence.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fence.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fence.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	produce("e2")
+	select {
+	case got := <-done:
+		if got != exitFailure {
+			t.Errorf("veil run exited %d, want %d", got, exitFailure)
+		}
+		if l := logs.String(); !strings.Contains(l, `"component":"egress stage desk"`) || !strings.Contains(l, "a component stopped; stopping veil") {
+			t.Errorf("the log does not name the failed stage:\n%s", l)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("veil run kept running after its egress stage failed; log:\n%s", logs.String())
 	}
 }

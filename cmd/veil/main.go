@@ -1,8 +1,15 @@
 // Command veil keeps sensitive conversation data out of everything but an encrypted store.
 //
-// Exit codes: 0 success; 1 runtime failure; 2 bad usage; 3 invalid configuration; 4 a dependency
-// refused to start (for example a raw topic that keeps plaintext longer than its TTL); 5 veil
-// reveal answered, but not every token was ok.
+// Exit codes: 0 success; 1 runtime failure (also a component of veil run, serve or demo that
+// stopped on its own: see group); 2 bad usage; 3 invalid configuration; 4 a dependency refused to
+// start (for example a raw topic that keeps plaintext longer than its TTL); 5 veil reveal
+// answered, but not every token was ok.
+//
+// Lifecycle: every long-lived component has Close(ctx) error, idempotent, returning only once
+// its own goroutines returned. A command builds its components (start), runs their actors under
+// one group (group.run: any actor that returns stops the others, stage by stage, within
+// shutdownTimeout), and closes the components in reverse order of creation (service.close), so
+// nothing closes under a running actor and the stores close last.
 package main
 
 import (

@@ -105,11 +105,19 @@ func TestPrincipalsAndReveal(t *testing.T) {
 	if err := s.store.Put(ctx, []store.Item{{App: "app-1", Ref: ref, Expiry: rec.Expiry, Value: rb}}); err != nil {
 		t.Fatal(err)
 	}
-	stop, err := s.startAPI(ctx)
-	if err != nil {
+	g := newGroup(s.log)
+	if err := s.openAPI(ctx, g); err != nil {
 		t.Fatal(err)
 	}
-	defer stop()
+	gctx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- g.run(gctx) }()
+	defer func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("reveal API group = %v", err)
+		}
+	}()
 
 	tok := toks[0].Encode()
 	code, out, errOut = run("reveal", "--url", "http://"+api, tok, "veil:v1:nope")

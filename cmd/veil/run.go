@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -35,67 +34,60 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return s.serve(ctx)
 }
 
-// serve runs the processor and the operations server until ctx is cancelled.
+// serve runs every actor of veil run under one group (see group) until ctx is cancelled or one
+// of them stops: the processor, the egress stages, the analytics sink, the reveal API with its
+// console and principals watcher, the operations server, the key janitor and the watchers. It
+// returns once they all returned; the caller closes the components after it (service.close).
 func (s *service) serve(ctx context.Context) error {
-	var opsSrv *http.Server
+	g := newGroup(s.log)
 	if addr := s.cfg.Listen.Metrics; addr != "" {
-		opsSrv = s.obs.server(addr)
 		ln, err := listen(addr)
 		if err != nil {
 			return fmt.Errorf("listening on %s: %w", addr, err)
 		}
-		go func() { _ = opsSrv.Serve(ln) }()
+		defer ln.Close() // when serve fails before the group runs; the server closes it otherwise
+		g.add(stageHousekeeping, "operations server", serveHTTP(s.obs.server(addr), ln))
 	}
 	s.probe(ctx)
-	wctx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	go keyJanitor(wctx, s.keys, s.log, keyJanitorInterval(s.cfg))
+	g.add(stageHousekeeping, "key janitor", loop(func(ctx context.Context) {
+		keyJanitor(ctx, s.keys, s.log, keyJanitorInterval(s.cfg))
+	}))
 	if cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.brokers...)}, s.kopts...)...); err == nil {
-		defer cl.Close()
-		go s.obs.watch(wctx, kadm.NewClient(cl), s.cfg.Kafka.Group, s.keys, 10*time.Second)
-		go s.watchKeyStores(wctx, kadm.NewClient(cl), s.cfg.Kafka.Group, s.ksID, keyStoreWatchInterval)
+		defer cl.Close() // after the group: the watchers use it
+		adm := kadm.NewClient(cl)
+		g.add(stageHousekeeping, "lag watcher", loop(func(ctx context.Context) {
+			s.obs.watch(ctx, adm, s.cfg.Kafka.Group, s.keys, 10*time.Second)
+		}))
+		g.add(stageHousekeeping, "key-store watcher", loop(func(ctx context.Context) {
+			s.watchKeyStores(ctx, adm, s.cfg.Kafka.Group, s.ksID, keyStoreWatchInterval)
+		}))
 	}
 	sink, err := s.newAnalytics(ctx)
 	if err != nil {
 		return err
 	}
-	sinkDone := make(chan error, 1)
 	if sink != nil {
 		defer sink.Close()
-		go func() { sinkDone <- sink.Run(wctx) }()
-	} else {
-		sinkDone <- nil
+		g.add(stageOutput, "analytics sink", sink.Run)
 	}
 	stages, err := s.newEgress()
 	if err != nil {
 		return err
 	}
-	stopEgress := s.runEgress(wctx, stages)
-	defer stopEgress()
-	stopAPI := func() {}
+	for _, st := range stages {
+		defer st.Close()
+		g.add(stageOutput, "egress stage "+st.name, st.Run)
+	}
 	if apiConfigured(s.cfg) {
-		var err error
-		if stopAPI, err = s.startAPI(ctx); err != nil {
+		if err := s.openAPI(ctx, g); err != nil {
 			return err
 		}
 	} else {
 		s.log.Warn("reveal API disabled: set tls.cert_file and tls.key_file, or dev.plain_http on a loopback listen.api")
 	}
-	defer stopAPI()
+	g.add(stageInput, "processor", s.proc.Run)
 	s.log.Info("veil running", "brokers", strings.Join(s.brokers, ","), "data_dir", s.cfg.DataDir)
-	err = s.proc.Run(ctx)
-	stopWatch()
-	if serr := <-sinkDone; serr != nil && err == nil {
-		err = fmt.Errorf("analytics sink: %w", serr)
-	}
-	if eerr := stopEgress(); eerr != nil && err == nil {
-		err = fmt.Errorf("egress: %w", eerr)
-	}
-	if opsSrv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = opsSrv.Shutdown(sctx)
-	}
+	err = g.run(ctx)
 	s.log.Info("veil stopped")
 	return err
 }
