@@ -51,7 +51,7 @@ func SealWith(key *AppKey, rand io.Reader, h Header, fields []Field) (*Record, [
 
 	s := getScratch()
 	defer putScratch(s)
-	if _, err := io.ReadFull(rand, s.rnd[:]); err != nil {
+	if err := s.readRand(rand); err != nil {
 		return nil, nil, fmt.Errorf("sealing: reading randomness: %w", err)
 	}
 	dek := s.rnd[:keySize]
@@ -129,25 +129,38 @@ func checkSeal(h *Header, fields []Field) error {
 }
 
 // sealed is the record and tokens of one Seal. Entries rarely have more than a few sensitive
-// fields, so up to inlineFields of them share one allocation with the record.
+// fields, so up to four of them share one allocation with the record, sized to the field count:
+// three fields (the common case) fit the 512-byte size class, below which the runtime keeps no
+// per-object malloc header; a fixed room for four cost 704 bytes and about 100 ns more per Seal.
 type sealed struct {
 	rec  *Record
 	toks []Token
 }
 
-const inlineFields = 4
-
-type sealedInline struct {
+type sealedN[F, T any] struct {
 	rec    Record
-	fields [inlineFields]SealedField
-	toks   [inlineFields]Token
+	fields F
+	toks   T
 }
 
 func newSealed(n int) sealed {
-	if n <= inlineFields {
-		a := new(sealedInline)
-		a.rec.Fields = a.fields[:n:n]
-		return sealed{rec: &a.rec, toks: a.toks[:n:n]}
+	switch n {
+	case 1:
+		a := new(sealedN[[1]SealedField, [1]Token])
+		a.rec.Fields = a.fields[:]
+		return sealed{rec: &a.rec, toks: a.toks[:]}
+	case 2:
+		a := new(sealedN[[2]SealedField, [2]Token])
+		a.rec.Fields = a.fields[:]
+		return sealed{rec: &a.rec, toks: a.toks[:]}
+	case 3:
+		a := new(sealedN[[3]SealedField, [3]Token])
+		a.rec.Fields = a.fields[:]
+		return sealed{rec: &a.rec, toks: a.toks[:]}
+	case 4:
+		a := new(sealedN[[4]SealedField, [4]Token])
+		a.rec.Fields = a.fields[:]
+		return sealed{rec: &a.rec, toks: a.toks[:]}
 	}
 	rec := &Record{Fields: make([]SealedField, n)}
 	return sealed{rec: rec, toks: make([]Token, n)}

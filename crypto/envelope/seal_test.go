@@ -175,3 +175,33 @@ func TestSealDoesNotLeakValuesInErrors(t *testing.T) {
 		t.Fatalf("SealWith(duplicate) error = %v, want an error naming no value or path", err)
 	}
 }
+
+// TestSealBulkRand seals through crypto/rand's Reader (drawn in bulk per scratch) across several
+// refills: every DEK-masking ref KEK and wrap nonce must be new, and the scratch must hold no
+// randomness a call has already used.
+func TestSealBulkRand(t *testing.T) {
+	key := testKey(t)
+	seen := make(map[[keySize]byte]bool)
+	nonces := make(map[string]bool)
+	for i := range 5 * randBulkSize / (2*keySize + nonceSize) {
+		rec, toks, err := SealWith(key, systemRand, testHeader(), testFields(1, 10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[toks[0].RefKEK] || nonces[string(rec.WrappedDEK[:nonceSize])] {
+			t.Fatalf("seal %d reused a ref KEK or a wrap nonce", i)
+		}
+		seen[toks[0].RefKEK], nonces[string(rec.WrappedDEK[:nonceSize])] = true, true
+		if _, err := OpenWith(key, rec, toks[0], testNow); err != nil {
+			t.Fatalf("seal %d: OpenWith = %v", i, err)
+		}
+	}
+	s := getScratch()
+	defer putScratch(s)
+	if err := s.readRand(systemRand); err != nil {
+		t.Fatal(err)
+	}
+	if used := s.bulk[:s.used]; !bytes.Equal(used, make([]byte, len(used))) {
+		t.Errorf("scratch keeps %d bytes of randomness already handed out", len(used))
+	}
+}

@@ -2,6 +2,8 @@ package envelope
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -151,5 +153,51 @@ func TestNewAppKeyRejects(t *testing.T) {
 				t.Fatalf("NewAppKey = (%v, %v), want ErrInvalidInput", k, err)
 			}
 		})
+	}
+}
+
+// TestAppendBase64URL compares the token encoder with encoding/base64 on every length up to
+// twice a token's (random, all-zero and all-one bytes), and on a run of every 12-bit value in
+// order, which puts each one in every lookup position of the encoder's 6-byte step.
+func TestAppendBase64URL(t *testing.T) {
+	var all []byte
+	for shift := 0; shift < 4; shift++ {
+		all = all[:0]
+		for i := range 1<<12 + shift {
+			v := i - shift
+			if v < 0 {
+				v = 0
+			}
+			// Two 12-bit values per 3 bytes; shifting the start moves each value to another
+			// position of the 48-bit step.
+			if i%2 == 0 {
+				all = append(all, byte(v>>4), byte(v<<4))
+			} else {
+				all[len(all)-1] |= byte(v >> 8)
+				all = append(all, byte(v))
+			}
+		}
+		got := appendBase64URL(nil, all)
+		if want := base64.RawURLEncoding.AppendEncode(nil, all); !bytes.Equal(got, want) {
+			t.Fatalf("appendBase64URL(every 12-bit value, shift %d) differs from encoding/base64", shift)
+		}
+	}
+	for n := 0; n <= 2*tokenMaxRawLen; n++ {
+		for _, fill := range []string{"random", "zeros", "ones"} {
+			src := make([]byte, n)
+			switch fill {
+			case "random":
+				rand.Read(src)
+			case "ones":
+				for i := range src {
+					src[i] = 0xff
+				}
+			}
+			got := appendBase64URL([]byte("p:"), src)
+			want := base64.RawURLEncoding.AppendEncode([]byte("p:"), src)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("appendBase64URL(%d %s bytes) = %q, want %q", n, fill, got, want)
+			}
+		}
 	}
 }
