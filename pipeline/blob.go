@@ -16,36 +16,40 @@ import (
 
 const blobType = "meya.blob.entry"
 
-var (
-	pathContent = schemas.MustParsePath("data.content")
-	pathObject  = schemas.MustParsePath("data.object")
-)
+// The media members of a blob entry, in the order they are moved.
+var mediaPaths = [...]string{"data.content", "data.object"}
 
 // sealMedia moves the media of a sensitive blob entry into the blob store: inline content
 // (base64 in data.content) or a staged object (data.object: <app_id>/path under the staging
 // directory, or s3://bucket/<app_id>/key; a reference outside the entry's own app root is
-// dead-lettered). Each is encrypted under its own DEK and replaced in the entry by the token
-// of that DEK, which the normal sealing then leaves untouched. The staging copy is deleted only
-// after the transaction commits, so an aborted batch can seal it again.
-func (t *Transformer) sealMedia(ctx context.Context, e *schemas.Entry, ledger string, src Source, expiry time.Time, out *Output) error {
+// dead-lettered). Each is encrypted under its own DEK and replaced in the entry (w.media) by the
+// token of that DEK, which the normal sealing then leaves untouched. The staging copy is deleted
+// only after the transaction commits, so an aborted batch can seal it again.
+func (t *Transformer) sealMedia(ctx context.Context, w *work, value []byte, ledger string, src Source, expiry time.Time, out *Output) error {
+	sc := &w.scan
+	e := &sc.Entry
 	var staged []string
-	for _, p := range []schemas.Path{pathContent, pathObject} {
-		v, ok := e.Get(p)
+	for _, p := range mediaPaths {
+		i, ok := sc.Find(p)
 		if !ok {
 			continue
 		}
-		s, isStr := v.(string)
-		if !isStr {
-			return &permanentError{reason: schemas.ReasonInvalidField, field: p.String()}
+		n := sc.Node(i)
+		if n.Kind != '"' {
+			return &permanentError{reason: schemas.ReasonInvalidField, field: p}
+		}
+		s, ok := stringAt(value, schemas.Span{Start: n.Start, End: n.End})
+		if !ok {
+			return &permanentError{reason: schemas.ReasonInvalidField, field: p}
 		}
 		if envelope.IsToken(s) {
 			continue
 		}
 		var media io.Reader
-		if p.String() == pathContent.String() {
+		if p == mediaPaths[0] {
 			raw, err := base64.StdEncoding.DecodeString(s)
 			if err != nil {
-				return &permanentError{reason: schemas.ReasonInvalidField, field: p.String()}
+				return &permanentError{reason: schemas.ReasonInvalidField, field: p}
 			}
 			media = bytes.NewReader(raw)
 			defer clear(raw)
@@ -53,7 +57,7 @@ func (t *Transformer) sealMedia(ctx context.Context, e *schemas.Entry, ledger st
 			rc, err := t.Blobs.OpenStaging(ctx, e.AppID, s)
 			if err != nil {
 				if errors.Is(err, blob.ErrStagingRefused) || errors.Is(err, blob.ErrStagingNotFound) {
-					return &permanentError{reason: schemas.ReasonInvalidField, field: p.String()}
+					return &permanentError{reason: schemas.ReasonInvalidField, field: p}
 				}
 				return Transient(fmt.Errorf("opening staged media: %w", err))
 			}
@@ -61,15 +65,15 @@ func (t *Transformer) sealMedia(ctx context.Context, e *schemas.Entry, ledger st
 			media = rc
 			staged = append(staged, s)
 		}
-		ref := refFor(ctx, e.AppID, e.ID+"#"+p.String(), src)
+		ref := refFor(ctx, e.AppID, e.ID+"#"+p, src)
 		tok, item, _, err := t.Blobs.Seal(ctx, e.AppID, ledger, ref, expiry, media)
 		if errors.Is(err, envelope.ErrInvalidInput) || errors.Is(err, blob.ErrInvalidInput) {
-			return &permanentError{reason: schemas.ReasonInvalidField, field: p.String()}
+			return &permanentError{reason: schemas.ReasonInvalidField, field: p}
 		}
 		if err != nil {
 			return Transient(fmt.Errorf("sealing media: %w", err))
 		}
-		e.Set(p, tok.Encode())
+		w.media = append(w.media, mediaToken{node: i, tok: tok.Encode()})
 		out.Media = append(out.Media, item)
 	}
 	if len(staged) > 0 {

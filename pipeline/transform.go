@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -94,7 +93,7 @@ type Source struct {
 	Offset    int64
 }
 
-func (s Source) String() string { return fmt.Sprintf("%s/%d/%d", s.Topic, s.Partition, s.Offset) }
+func (s Source) String() string { return string(appendSource(nil, s)) }
 
 func (t *Transformer) now() time.Time {
 	if t.Clock != nil {
@@ -140,191 +139,10 @@ func sourceLedger(table *ledgers.Table, src Source) string {
 	return ""
 }
 
-func (t *Transformer) transform(ctx context.Context, src Source, key, value []byte) (Output, error) {
-	if out, ok, err := t.transformFast(ctx, src, key, value); ok {
-		return out, err
-	}
-	e, err := schemas.Decode(value, t.Limits)
-	if err != nil {
-		var de *schemas.DecodeError
-		if errors.As(err, &de) {
-			return Output{}, &permanentError{reason: de.Reason, field: de.Field}
-		}
-		return Output{}, &permanentError{reason: schemas.ReasonMalformedJSON}
-	}
-	var out Output
-	led, ok := t.Ledgers.Lookup(e.Ledger)
-	if !ok {
-		return out, &permanentError{reason: schemas.ReasonUnknownLedger, field: "ledger"}
-	}
-	out.Ledger = led.Name
-	if want := broker.RawTopic(led.Name); src.Topic != "" && src.Topic != want {
-		return out, &permanentError{reason: schemas.ReasonInvalidField, field: "ledger"}
-	}
-	if info, known := t.Registry.Lookup(e.Type); known && !slices.Contains(info.Ledgers, led.Name) {
-		return out, &permanentError{reason: schemas.ReasonTypeLedger, field: "type"}
-	}
-	if e.AppID == DeadLetterApp {
-		// Reserved: entries sealed under it would sit among the dead letters (and their readers).
-		return out, &permanentError{reason: schemas.ReasonInvalidField, field: "app_id"}
-	}
-	settings, ok := t.Apps(e.AppID)
-	if !ok {
-		return out, &permanentError{reason: schemas.ReasonUnknownApp, field: "app_id"}
-	}
-	now := t.now()
-	if e.TS.After(now.Add(t.futureSkew())) || e.TS.Before(now.Add(-t.maxAge())) {
-		return out, &permanentError{reason: schemas.ReasonTimestamp, field: "ts"}
-	}
-	if schemas.IsToken(string(key)) {
-		// The record key (the thread id) is copied to both views as it is.
-		return out, &permanentError{reason: schemas.ReasonInvalidField, field: "key"}
-	}
-	if field, found := schemas.TokenOutsideData(e); found {
-		// Only data is sealed and redacted: a token in an id would reach redacted.* as it is.
-		return out, &permanentError{reason: schemas.ReasonInvalidField, field: field}
-	}
-	info, _ := t.Registry.Lookup(e.Type)
-	if field, ok := schemas.ScanTokens(e, validToken, info.Fields...); !ok {
-		return out, &permanentError{reason: schemas.ReasonForgedToken, field: field}
-	}
-
-	d := ledgers.Decide(e, settings, t.Registry)
-	expiry := led.Expiry(e.TS)
-	if t.Blobs != nil && d.Sensitive && e.Type == blobType && expiry.After(now) {
-		if err := t.sealMedia(ctx, e, led.Name, src, expiry, &out); err != nil {
-			return out, err
-		}
-	}
-
-	fields, paths, err := t.collectFields(ctx, e, d.Paths, out.Media)
-	if err != nil {
-		return out, err
-	}
-	expired := !expiry.After(now)
-	var tokens []envelope.Token
-	if len(fields) > 0 && !expired {
-		ref := refFor(ctx, e.AppID, e.ID, src)
-		start := time.Now()
-		rec, toks, err := t.Sealer.Seal(ctx, envelope.Header{App: e.AppID, Ledger: led.Name, Ref: ref, Expiry: expiry}, fields)
-		if unsealable(err) {
-			// The entry itself cannot be sealed (e.g. an app id beyond the token's limits):
-			// retrying would stall the partition, so it is bad input.
-			return out, &permanentError{reason: schemas.ReasonInvalidField, field: "app_id"}
-		}
-		if err != nil {
-			return out, Transient(fmt.Errorf("sealing entry: %w", err))
-		}
-		b, err := rec.MarshalBinary()
-		if err != nil {
-			return out, fmt.Errorf("encoding sealed record: %w", err)
-		}
-		if !t.fits(b) {
-			// The store would refuse it on every retry (a DynamoDB item is at most 400 KB).
-			return out, &permanentError{reason: schemas.ReasonTooLarge, field: "data"}
-		}
-		out.Item = &store.Item{App: e.AppID, Ref: ref, Expiry: expiry, Value: b}
-		out.SealTime = time.Since(start)
-		tokens = toks
-	}
-	out.Sensitive = d.Sensitive || len(fields) > 0
-	if out.Sensitive {
-		yes := true
-		e.Sensitive = &yes
-	}
-	hdrs := []kgo.RecordHeader{
-		{Key: HeaderSource, Value: []byte(src.String())},
-		{Key: HeaderSensitive, Value: []byte(fmt.Sprint(out.Sensitive))},
-	}
-	if out.Sensitive {
-		hdrs = append(hdrs, kgo.RecordHeader{Key: HeaderExpiry, Value: []byte(expiry.UTC().Format(time.RFC3339))})
-	}
-
-	// Encrypted view: tokens in place of sealed values (past-TTL values are redacted instead).
-	for i, p := range paths {
-		if expired {
-			e.Set(p, envelope.Redacted)
-		} else {
-			e.Set(p, tokens[i].Encode())
-		}
-	}
-	encrypted, err := e.Encode()
-	if err != nil {
-		return out, &permanentError{reason: schemas.ReasonInvalidField, field: "data"}
-	}
-	// Redacted view: every sealed value and every token anywhere in data becomes ★★★★★.
-	for _, p := range paths {
-		e.Set(p, envelope.Redacted)
-	}
-	RedactTokens(e.Data)
-	redacted, err := e.Encode()
-	if err != nil {
-		return out, &permanentError{reason: schemas.ReasonInvalidField, field: "data"}
-	}
-	out.Encrypted = &kgo.Record{Topic: broker.EncryptedTopic(led.Name), Key: key, Value: encrypted, Headers: hdrs}
-	out.Redacted = &kgo.Record{Topic: broker.RedactedTopic(led.Name), Key: key, Value: redacted, Headers: slices.Clone(hdrs)}
-	return out, nil
-}
-
 // unsealable reports whether a Seal error is the input's fault (it would fail the same way on
 // every retry) rather than the keys' or the KMS's.
 func unsealable(err error) bool {
 	return errors.Is(err, envelope.ErrInvalidInput) || errors.Is(err, keyring.ErrInvalidApp)
-}
-
-// collectFields reads the values at paths (skipping absent ones and genuine tokens) and encodes
-// each as JSON. "data" alone means every top-level key of data. media are the items of the tokens
-// sealMedia just put in e.
-func (t *Transformer) collectFields(ctx context.Context, e *schemas.Entry, want []string, media []store.Item) ([]envelope.Field, []schemas.Path, error) {
-	paths := make([]schemas.Path, 0, len(want))
-	for _, s := range want {
-		if s == "data" {
-			all, ok := e.DataPaths()
-			if !ok {
-				return nil, nil, &permanentError{reason: schemas.ReasonInvalidField, field: "data"}
-			}
-			paths = append(paths, all...)
-			continue
-		}
-		p, err := schemas.ParsePath(s)
-		if err != nil {
-			return nil, nil, &permanentError{reason: schemas.ReasonInvalidField, field: "sensitive_paths"}
-		}
-		paths = append(paths, p)
-	}
-	fields := make([]envelope.Field, 0, len(paths))
-	sealed := paths[:0]
-	lookups := 0
-	for _, p := range paths {
-		v, ok := e.Get(p)
-		if !ok {
-			continue
-		}
-		if str, isStr := v.(string); isStr && envelope.IsToken(str) && lookups < maxTokenLookups {
-			lookups++
-			ok, err := t.genuine(ctx, e.AppID, str, media)
-			if err != nil {
-				return nil, nil, err
-			}
-			if ok {
-				continue // already sealed elsewhere: never decrypt and re-encrypt
-			}
-			// Token-shaped, but no record of this app matches it: producer text (up to a token's
-			// worth of chosen bytes), sealed like any other value.
-		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, nil, &permanentError{reason: schemas.ReasonInvalidField, field: "data"}
-		}
-		fields = append(fields, envelope.Field{Path: p.String(), Value: b})
-		sealed = append(sealed, p)
-	}
-	if len(fields) > envelope.MaxFields {
-		// A whole data object with more members than one record holds: bad input, named as such
-		// (Seal would refuse it as invalid input, which reads as a bad app id).
-		return nil, nil, &permanentError{reason: schemas.ReasonInvalidField, field: "data"}
-	}
-	return fields, sealed, nil
 }
 
 // maxTokenLookups bounds the store lookups one entry can cause (one per token at a sensitive
@@ -398,18 +216,17 @@ func RedactTokens(v any) any {
 // batch, a replay) finds it taken in the store (a ref is sealed once, see sinks/store), and a
 // recreated topic never collides with live ones.
 func RefFor(app, entryID string, src Source) envelope.RefID {
-	h := sha256.New()
-	var n [12]byte
+	var buf [256]byte // app, id and topic are bounded names: the message fits, without allocating
+	b := buf[:0]
 	for _, s := range []string{app, entryID, src.Topic} {
-		binary.BigEndian.PutUint32(n[:4], uint32(len(s)))
-		h.Write(n[:4])
-		h.Write([]byte(s))
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
 	}
-	binary.BigEndian.PutUint32(n[:4], uint32(src.Partition))
-	binary.BigEndian.PutUint64(n[4:], uint64(src.Offset))
-	h.Write(n[:])
+	b = binary.BigEndian.AppendUint32(b, uint32(src.Partition))
+	b = binary.BigEndian.AppendUint64(b, uint64(src.Offset))
+	sum := sha256.Sum256(b)
 	var ref envelope.RefID
-	copy(ref[:], h.Sum(nil))
+	copy(ref[:], sum[:])
 	return ref
 }
 

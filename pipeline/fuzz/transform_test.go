@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,9 +19,6 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
-	"github.com/veil-project/veil/crypto/keyring"
-	"github.com/veil-project/veil/crypto/kmslocal"
-	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/schemas"
 )
@@ -38,40 +34,8 @@ const fuzzMarker = "FUZZ-MARK-9c1d4e"
 // exactly one of a dead letter or the two views; a dead letter never holds the input's marker,
 // and its payload reopens to exactly the input.
 func FuzzTransform(f *testing.F) {
-	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now }
-	dir := f.TempDir()
-	kms, err := kmslocal.Open(filepath.Join(dir, "root.key"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	ks, err := keyring.NewFileKeyStore(filepath.Join(dir, "keys"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: kmslocal.DefaultKeyID, Store: ks, Clock: clock})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { kr.Close(context.Background()) })
-	sealer := envelope.NewSealer(kr, envelope.WithClock(clock))
-	table, err := ledgers.NewTable(nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	apps := map[string]ledgers.AppSettings{
-		"app-1": ledgers.DefaultAppSettings,
-		"app-2": {Transcript: false, Transport: false},
-	}
-	tr := &pipeline.Transformer{
-		Registry: schemas.DefaultRegistry(), Ledgers: table, Sealer: sealer, Clock: clock,
-		Apps: func(app string) (ledgers.AppSettings, bool) { s, ok := apps[app]; return s, ok },
-	}
-	topics := []string{""}
-	for _, l := range ledgers.All() {
-		topics = append(topics, broker.RawTopic(l.Name))
-	}
-
+	r := newRig(f)
+	tr, sealer, now, topics := r.tr, r.sealer, r.now, r.topics
 	ts := now.Format(time.RFC3339)
 	// One short entry per registry type on each of its ledgers, every sensitive field present:
 	// small seeds, because the fuzzer minimizes each new input it finds, at a cost quadratic in
