@@ -92,7 +92,7 @@ type Console struct {
 	ledgerOK map[string]bool
 }
 
-// New checks cfg and applies defaults. Close stops the metrics sampler.
+// New checks cfg and applies defaults. The metrics sampler runs in Run, until its ctx ends.
 func New(cfg Config) (*Console, error) {
 	if cfg.Principals == nil || cfg.Revealer == nil || cfg.Log == nil || cfg.Store == nil || len(cfg.Ledgers) == 0 {
 		return nil, errors.New("console: Principals, Revealer, Log, Store and Ledgers are required")

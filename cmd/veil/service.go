@@ -366,7 +366,12 @@ func kafkaOpts(k config.Kafka) ([]kgo.Opt, error) {
 	return opts, nil
 }
 
+// close closes the components in the reverse order of their creation (the embedded broker, then
+// the stores last), after every actor using them returned (group.run). Closers that may wait (the
+// embedded broker writing its last records) get at most shutdownTimeout. It is idempotent.
 func (s *service) close(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, shutdownTimeout)
+	defer cancel()
 	for i := len(s.closers) - 1; i >= 0; i-- {
 		if err := s.closers[i](ctx); err != nil {
 			s.log.Warn("closing component", "err", err)
