@@ -43,7 +43,8 @@ type work struct {
 	repl    []replacement
 	media   []mediaToken
 	vals    []byte // compacted objects and arrays to seal
-	views   []byte
+	views   []byte // the sealed record, both views, header values
+	head    []byte // the entry's own fields, as both views start
 	yes     bool
 }
 
@@ -157,6 +158,7 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 	expired := !expiry.After(now)
 	var tokens []envelope.Token
 	block := new(outputs)
+	recEnd := 0 // the sealed record's bytes are w.views[:recEnd]
 	if len(fields) > 0 && !expired {
 		ref := refFor(ctx, e.AppID, e.ID, src)
 		start := time.Now()
@@ -169,15 +171,18 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 		if err != nil {
 			return out, Transient(fmt.Errorf("sealing entry: %w", err))
 		}
-		b, err := rec.MarshalBinary()
+		// The record's bytes go first in the buffer the views follow (one allocation for all).
+		b, err := rec.AppendBinary(w.views[:0])
 		if err != nil {
 			return out, fmt.Errorf("encoding sealed record: %w", err)
 		}
+		w.views = b
 		if !t.fits(b) {
 			// The store would refuse it on every retry (a DynamoDB item is at most 400 KB).
 			return out, &permanentError{reason: schemas.ReasonTooLarge, field: "data"}
 		}
-		block.item = store.Item{App: e.AppID, Ref: ref, Expiry: expiry, Value: b}
+		recEnd = len(b)
+		block.item = store.Item{App: e.AppID, Ref: ref, Expiry: expiry}
 		out.Item = &block.item
 		out.SealTime = time.Since(start)
 		tokens = toks
@@ -188,12 +193,14 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 		e.Sensitive = &w.yes
 	}
 
-	// Both views and the header values, in one buffer: encrypted, redacted, source, expiry.
+	// The sealed record, both views and the header values, in one buffer: record, encrypted,
+	// redacted, source, expiry.
 	w.planReplacements()
-	v := w.views[:0]
-	v = t.appendView(v, w, value, tokens, expired, true)
+	w.head = e.AppendHead(w.head[:0])
+	v := w.views[:recEnd]
+	v = w.appendView(v, value, tokens, expired, true)
 	encEnd := len(v)
-	v = t.appendView(v, w, value, tokens, expired, false)
+	v = w.appendView(v, value, tokens, expired, false)
 	redEnd := len(v)
 	v = appendSource(v, src)
 	srcEnd := len(v)
@@ -202,6 +209,9 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 	}
 	w.views = v
 	all := bytes.Clone(v)
+	if out.Item != nil {
+		block.item.Value = all[:recEnd:recEnd]
+	}
 	sensitive := falseBytes
 	if out.Sensitive {
 		sensitive = trueBytes
@@ -215,7 +225,7 @@ func (t *Transformer) transform(ctx context.Context, src Source, key, value []by
 		n = 3
 	}
 	copy(h[3:], h[:3])
-	block.encrypted = kgo.Record{Topic: topics.encrypted, Key: key, Value: all[:encEnd:encEnd], Headers: h[0:n:n]}
+	block.encrypted = kgo.Record{Topic: topics.encrypted, Key: key, Value: all[recEnd:encEnd:encEnd], Headers: h[0:n:n]}
 	block.redacted = kgo.Record{Topic: topics.redacted, Key: key, Value: all[encEnd:redEnd:redEnd], Headers: h[3 : 3+n : 3+n]}
 	out.Encrypted, out.Redacted = &block.encrypted, &block.redacted
 	return out, nil
@@ -310,7 +320,8 @@ func (t *Transformer) collect(ctx context.Context, w *work, value []byte, paths 
 			}
 		}
 		v := value[n.Start:n.End]
-		if n.Kind == '{' || n.Kind == '[' {
+		if (n.Kind == '{' || n.Kind == '[') && bytes.ContainsAny(v, " \t\r\n") {
+			// Sealed without the producer's spacing (a value with none needs no copy).
 			at := len(w.vals)
 			w.vals = append(w.vals, v...)
 			c := jsontext.Value(w.vals[at:])
@@ -388,10 +399,11 @@ func (w *work) planReplacements() {
 	}
 }
 
-// appendView appends one view: the entry's own fields, then data's text with the replacements.
-func (t *Transformer) appendView(b []byte, w *work, value []byte, tokens []envelope.Token, expired, encrypted bool) []byte {
+// appendView appends one view: the entry's own fields (w.head), then data's text with the
+// replacements.
+func (w *work) appendView(b []byte, value []byte, tokens []envelope.Token, expired, encrypted bool) []byte {
 	sc := &w.scan
-	b = sc.Entry.AppendHead(b)
+	b = append(b, w.head...)
 	ds := sc.DataSpan()
 	if ds.Start < 0 {
 		return append(b, '}')

@@ -108,6 +108,9 @@ func (t *Transformer) now() time.Time {
 // it a bounded number of times before it dead-letters the record (Reject).
 func (t *Transformer) Transform(ctx context.Context, src Source, key, value []byte) (Output, error) {
 	out, err := t.transform(ctx, src, key, value)
+	if err == nil {
+		return out, nil
+	}
 	var perm *permanentError
 	if errors.As(err, &perm) {
 		return t.deadLetter(ctx, src, value, perm, sourceLedger(t.Ledgers, src))

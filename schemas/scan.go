@@ -389,8 +389,9 @@ func (s *Scanner) readTrigger() error {
 	})
 }
 
-// readData indexes data's values. A member "data" that is present twice is a duplicate name,
-// which the decoder refuses before this runs again.
+// readData reads data with the decoder (which checks its grammar, UTF-8 and duplicate names, as
+// Decode's parse does) and indexes the values of the text it returns. A member "data" present
+// twice is a duplicate name, which the decoder refuses.
 func (s *Scanner) readData() error {
 	switch s.dec.PeekKind() {
 	case 'n':
@@ -400,8 +401,14 @@ func (s *Scanner) readData() error {
 	default:
 		return errScan // Decode cannot put a non-object in data
 	}
+	v, err := s.dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	end := int(s.dec.InputOffset())
+	x := indexer{s: s, b: s.input[:end], i: end - len(v)}
 	s.nodes = s.nodes[:0]
-	if err := s.value(2, 0, -1, 0, 0, false); err != nil {
+	if err := x.value(2, 0, -1, 0, 0, false); err != nil {
 		return err
 	}
 	if s.nodes[0].next == 1 {
@@ -411,17 +418,70 @@ func (s *Scanner) readData() error {
 	return nil
 }
 
-// value reads one value inside data at nesting depth (the entry object being 1) and level (the
-// path segments below data), indexing it when a path can reach it.
-func (s *Scanner) value(depth, level int, index int32, nameAt, nameLen int32, nameEsc bool) error {
-	dec := &s.dec
-	kind := dec.PeekKind()
+// indexer walks JSON text the decoder has already checked, so it only follows the structure:
+// strings, numbers, literals, brackets, and the whitespace between them.
+type indexer struct {
+	s *Scanner
+	b []byte
+	i int
+}
+
+func (x *indexer) ws() {
+	for x.i < len(x.b) {
+		switch x.b[x.i] {
+		case ' ', '\t', '\n', '\r':
+			x.i++
+		default:
+			return
+		}
+	}
+}
+
+// str skips the string at x.i and reports whether it holds an escape.
+func (x *indexer) str() (esc bool) {
+	i := x.i + 1
+	for {
+		j := bytes.IndexByte(x.b[i:], '"')
+		if j < 0 {
+			x.i = len(x.b) // cannot happen: the text was checked
+			return esc
+		}
+		k := i + j
+		n := 0
+		for k-1-n >= i && x.b[k-1-n] == '\\' {
+			n++
+		}
+		if !esc && bytes.IndexByte(x.b[i:k], '\\') >= 0 {
+			esc = true
+		}
+		i = k + 1
+		if n%2 == 0 {
+			x.i = i
+			return esc
+		}
+	}
+}
+
+// value indexes one value inside data at nesting depth (the entry object being 1) and level (the
+// path segments below data), recording it when a path can reach it.
+func (x *indexer) value(depth, level int, index int32, nameAt, nameLen int32, nameEsc bool) error {
+	s := x.s
+	x.ws()
+	if x.i >= len(x.b) {
+		return errScan
+	}
+	c := x.b[x.i]
+	kind := Kind(c)
+	switch {
+	case c == '-' || '0' <= c && c <= '9':
+		kind = '0'
+	}
 	indexed := level < MaxPathSegments
 	at := len(s.nodes)
 	if indexed {
 		s.nodes = append(s.nodes, Node{Kind: kind, index: index, nameAt: nameAt, nameLen: nameLen, nameEsc: nameEsc})
 	}
-	var start, end int
+	start := x.i
 	switch kind {
 	case '{', '[':
 		if depth > s.maxDepth {
@@ -429,81 +489,99 @@ func (s *Scanner) value(depth, level int, index int32, nameAt, nameLen int32, na
 			return errScan
 		}
 		s.deepest = max(s.deepest, depth)
-		if _, err := dec.ReadToken(); err != nil {
-			return err
+		x.i++
+		x.ws()
+		closing := byte('}')
+		if kind == '[' {
+			closing = ']'
 		}
-		start = int(dec.InputOffset()) - 1
-		if kind == '{' {
-			for dec.PeekKind() != '}' {
-				name, err := dec.ReadValue()
-				if err != nil {
-					return err
-				}
-				nend := int(dec.InputOffset())
-				nat, nlen, esc := int32(nend-len(name)+1), int32(len(name)-2), false
-				text := name[1 : len(name)-1]
-				if bytes.ContainsRune(name, '\\') {
-					off := len(s.names)
-					if s.names, err = jsontext.AppendUnquote(s.names, name); err != nil {
-						return err
-					}
-					nat, nlen, esc = int32(off), int32(len(s.names)-off), true
-					text = s.names[off:]
-				}
-				if bytes.HasPrefix(text, tokenPrefix) {
-					s.tokName = true
-				}
-				if err := s.value(depth+1, level+1, -1, nat, nlen, esc); err != nil {
-					return err
-				}
+		for k := int32(0); x.i < len(x.b) && x.b[x.i] != closing; k++ {
+			if k > 0 {
+				x.i++ // ','
 			}
-		} else {
-			for i := int32(0); dec.PeekKind() != ']'; i++ {
-				if err := s.value(depth+1, level+1, i, 0, 0, false); err != nil {
-					return err
-				}
+			var err error
+			if kind == '{' {
+				err = x.member(depth, level)
+			} else {
+				err = x.value(depth+1, level+1, k, 0, 0, false)
+			}
+			if err != nil {
+				return err
+			}
+			x.ws()
+		}
+		x.i++
+	case '"':
+		esc := x.str()
+		text := x.b[start+1 : x.i-1]
+		if esc {
+			var err error
+			if text, err = s.unquote(x.b[start:x.i]); err != nil {
+				return err
 			}
 		}
-		if _, err := dec.ReadToken(); err != nil {
-			return err
+		if bytes.HasPrefix(text, tokenPrefix) {
+			s.tokens = append(s.tokens, Span{start, x.i})
 		}
-		end = int(dec.InputOffset())
+		if indexed {
+			s.nodes[at].Escaped = esc
+		}
+	case 't', 'n':
+		x.i += 4
+	case 'f':
+		x.i += 5
+	case '0':
+		exp := false
+	number:
+		for x.i < len(x.b) {
+			switch x.b[x.i] {
+			case 'e', 'E':
+				exp = true
+			case '-', '+', '.', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+			default:
+				break number
+			}
+			x.i++
+		}
+		// Decode holds numbers as float64 and refuses one out of its range.
+		if exp || x.i-start > 300 {
+			if _, err := strconv.ParseFloat(string(x.b[start:x.i]), 64); err != nil {
+				return errScan
+			}
+		}
 	default:
-		v, err := dec.ReadValue()
-		if err != nil {
-			return err
-		}
-		end = int(dec.InputOffset())
-		start = end - len(v)
-		switch kind {
-		case '"':
-			esc := bytes.ContainsRune(v, '\\')
-			text := v[1 : len(v)-1]
-			if esc {
-				if text, err = s.unquote(v); err != nil {
-					return err
-				}
-			}
-			if bytes.HasPrefix(text, tokenPrefix) {
-				s.tokens = append(s.tokens, Span{start, end})
-			}
-			if indexed {
-				s.nodes[at].Escaped = esc
-			}
-		case '0':
-			// Decode holds numbers as float64 and refuses one out of its range.
-			if len(v) > 300 || bytes.ContainsAny(v, "eE") {
-				if _, err := strconv.ParseFloat(string(v), 64); err != nil {
-					return errScan
-				}
-			}
-		}
+		return errScan // cannot happen: the text was checked
 	}
 	if indexed {
 		n := &s.nodes[at]
-		n.Start, n.End, n.next = start, end, int32(len(s.nodes))
+		n.Start, n.End, n.next = start, x.i, int32(len(s.nodes))
 	}
 	return nil
+}
+
+// member indexes one member of an object at depth and level: its name, then its value.
+func (x *indexer) member(depth, level int) error {
+	s := x.s
+	x.ws()
+	start := x.i
+	esc := x.str()
+	nat, nlen := int32(start+1), int32(x.i-start-2)
+	text := x.b[start+1 : x.i-1]
+	if esc {
+		off := len(s.names)
+		var err error
+		if s.names, err = jsontext.AppendUnquote(s.names, x.b[start:x.i]); err != nil {
+			return err
+		}
+		nat, nlen = int32(off), int32(len(s.names)-off)
+		text = s.names[off:]
+	}
+	if bytes.HasPrefix(text, tokenPrefix) {
+		s.tokName = true
+	}
+	x.ws()
+	x.i++ // ':'
+	return x.value(depth+1, level+1, -1, nat, nlen, esc)
 }
 
 var tokenPrefix = []byte(TokenPrefix)
