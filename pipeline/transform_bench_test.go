@@ -69,7 +69,7 @@ func BenchmarkTransform(b *testing.B) {
 
 // benchTransformer is the production transform on the local KMS and a file key store, every app
 // on the default settings.
-func benchTransformer(b *testing.B) *pipeline.Transformer {
+func benchTransformer(b testing.TB) *pipeline.Transformer {
 	b.Helper()
 	dir := b.TempDir()
 	kms, err := kmslocal.Open(filepath.Join(dir, "root.key"))

@@ -22,17 +22,6 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
-func BenchmarkDecodeRaw(b *testing.B) {
-	in := []byte(benchEntry)
-	b.SetBytes(int64(len(in)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, err := DecodeRaw(in, Limits{}); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 func BenchmarkEncode(b *testing.B) {
 	e, err := Decode([]byte(benchEntry), Limits{})
 	if err != nil {

@@ -3,6 +3,7 @@ package schemas
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strconv"
 
 	"github.com/go-json-experiment/json"
@@ -74,6 +75,20 @@ const (
 	strTriggerID
 	numStrs
 )
+
+var errTrailing = &jsontext.SyntacticError{ByteOffset: -1, Err: errors.New("invalid data after top-level value")}
+
+// atEOF checks that only whitespace follows the entry.
+func atEOF(dec *jsontext.Decoder) error {
+	switch _, err := dec.ReadToken(); err {
+	case io.EOF:
+		return nil
+	case nil:
+		return errTrailing
+	default:
+		return err
+	}
+}
 
 // errScan stops a scan; the rejection is then named by Decode.
 var errScan = errors.New("scan: rejected")
@@ -583,6 +598,10 @@ func (x *indexer) member(depth, level int) error {
 	x.i++ // ':'
 	return x.value(depth+1, level+1, -1, nat, nlen, esc)
 }
+
+// Span is the byte range [Start, End) of one value inside data's JSON text; Start is -1 when the
+// path is absent.
+type Span struct{ Start, End int }
 
 var tokenPrefix = []byte(TokenPrefix)
 
