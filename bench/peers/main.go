@@ -221,12 +221,12 @@ func transformer(dir string) (*pipeline.Transformer, func(), error) {
 	}
 	table, err := ledgers.NewTable(nil)
 	if err != nil {
-		kr.Close()
+		kr.Close(context.Background())
 		return nil, nil, err
 	}
 	tr := &pipeline.Transformer{Registry: schemas.DefaultRegistry(), Ledgers: table, Sealer: envelope.NewSealer(kr),
 		Apps: func(string) (ledgers.AppSettings, bool) { return ledgers.DefaultAppSettings, true }}
-	return tr, func() { kr.Close() }, nil
+	return tr, func() { kr.Close(context.Background()) }, nil
 }
 
 func median(xs []float64) float64 {
