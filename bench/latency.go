@@ -76,7 +76,7 @@ func benchLatency(ctx context.Context, o sweepOpts, mk func(brokers []string) (*
 	if err != nil {
 		return latencyResult{}, err
 	}
-	defer p.Close()
+	defer p.Close(context.WithoutCancel(ctx))
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 1)

@@ -504,7 +504,7 @@ func runPhase(ctx context.Context, name string, brokers []string, n int, inputBy
 	if err != nil {
 		return phase{}, err
 	}
-	defer p.Close()
+	defer p.Close(context.WithoutCancel(ctx))
 	debug.FreeOSMemory() // what the preload or the previous phase left is not this phase's
 	stopProfiles := func() error { return nil }
 	if name == "pipeline" {

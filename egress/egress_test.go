@@ -527,7 +527,7 @@ func TestIntegrationRules(t *testing.T) {
 				if err != nil {
 					t.Fatalf("New() = %v, want a stage", err)
 				}
-				s.Close()
+				s.Close(context.Background())
 			} else if _, err := egress.New(egress.Config{Integration: tt.in, Opener: &reveal.Opener{}}); err == nil {
 				t.Errorf("New() accepted an invalid integration")
 			}

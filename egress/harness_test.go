@@ -85,7 +85,7 @@ func (h *harness) runStage(cfg egress.Config) (stop func()) {
 	return h.background("egress "+cfg.Integration.Name, s.Run, s.Close)
 }
 
-func (h *harness) background(what string, run func(context.Context) error, closeFn func()) (stop func()) {
+func (h *harness) background(what string, run func(context.Context) error, closeFn func(context.Context) error) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -94,7 +94,15 @@ func (h *harness) background(what string, run func(context.Context) error, close
 		}
 	})
 	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); wg.Wait(); closeFn() }) }
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			if err := closeFn(context.Background()); err != nil {
+				h.t.Errorf("%s: Close: %v", what, err)
+			}
+		})
+	}
 	h.t.Cleanup(stop)
 	return stop
 }

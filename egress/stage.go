@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -16,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/internal/consume"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/reveal"
@@ -72,17 +72,17 @@ type nopObserver struct{}
 func (nopObserver) Batch(string, BatchStats, bool) {}
 func (nopObserver) Dependency(string, bool)        {}
 
-// Stage is the exactly-once delivery of entries to one integration.
+// Stage is the exactly-once delivery of entries to one integration. Its engine
+// (internal/consume) polls, retries, rewinds, reconnects and commits: in transactional mode for
+// topic delivery, in manual mode for a webhook (where its client also produces the audit and
+// dead-letter records).
 type Stage struct {
 	cfg  Config
-	sess *kgo.GroupTransactSession // topic delivery
-	cl   *kgo.Client               // webhook delivery: consumer, audit and dead-letter producer
-	http *http.Client              // webhook delivery
-	host string                    // the webhook's host, for messages
+	eng  *consume.Engine
+	http *http.Client // webhook delivery
+	host string       // the webhook's host, for messages
 	log  *slog.Logger
 	obs  Observer
-
-	closeOnce sync.Once
 }
 
 // Group returns the consumer group of the stage for integration name: "veil-egress-<name>".
@@ -143,36 +143,31 @@ func New(cfg Config) (*Stage, error) {
 	}
 	id := cfg.TransactionalID + "-egress-" + in.Name
 	log := cfg.Logger.With("integration", in.Name)
-	if in.Webhook() {
-		cl, err := newWebhookKafka(cfg, topics, id)
-		if err != nil {
-			return nil, fmt.Errorf("creating Kafka client of integration %s: %w", in.Name, err)
-		}
-		u, _ := url.Parse(in.URL) // Validate parsed it
-		return &Stage{cfg: cfg, cl: cl, http: newWebhookClient(cfg.Webhook), host: u.Host, log: log, obs: obs}, nil
-	}
-	opts := append([]kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ConsumerGroup(Group(in.Name)),
-		kgo.ConsumeTopics(topics...),
-		kgo.TransactionalID(id),
+	ecfg := consume.Config{
+		Brokers: cfg.Brokers, Group: Group(in.Name), Topics: topics,
 		// Static membership, as in the pipeline: a restarted process takes its partitions
 		// back at once.
-		kgo.InstanceID(id),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.TransactionTimeout(60 * time.Second),
-		kgo.ProducerBatchMaxBytes(4 << 20),
-		kgo.MaxBufferedRecords(8 * cfg.MaxPoll),
-		kgo.FetchMaxBytes(8 << 20),
-		kgo.FetchMaxPartitionBytes(2 << 20),
-	}, cfg.KafkaOpts...)
-	sess, err := kgo.NewGroupTransactSession(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("creating transactional session of integration %s: %w", in.Name, err)
+		InstanceID: id,
+		MaxPoll:    cfg.MaxPoll,
+		Opts:       append([]kgo.Opt{kgo.FetchMaxBytes(8 << 20), kgo.FetchMaxPartitionBytes(2 << 20)}, cfg.KafkaOpts...),
+		Logger:     log,
 	}
-	return &Stage{cfg: cfg, sess: sess, log: log, obs: obs}, nil
+	st := &Stage{cfg: cfg, log: log, obs: obs}
+	if in.Webhook() {
+		// Manual commits: offsets are committed once every entry of a batch was delivered or
+		// dead-lettered; the client also produces the audit and dead-letter records.
+		u, _ := url.Parse(in.URL) // Validate parsed it
+		st.http, st.host = newWebhookClient(cfg.Webhook), u.Host
+	} else {
+		ecfg.TransactionalID = id
+		ecfg.Opts = append([]kgo.Opt{kgo.MaxBufferedRecords(8 * cfg.MaxPoll)}, ecfg.Opts...)
+	}
+	eng, err := consume.New(ecfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating Kafka client of integration %s: %w", in.Name, err)
+	}
+	st.eng = eng
+	return st, nil
 }
 
 func (s *Stage) now() time.Time { return s.cfg.Clock() }
@@ -182,51 +177,26 @@ func (s *Stage) now() time.Time { return s.cfg.Clock() }
 // aborts the transaction (or the webhook batch) in flight; its records are delivered on restart,
 // once (a webhook: again, under the same idempotency keys).
 func (s *Stage) Run(ctx context.Context) error {
-	if s.cl != nil {
-		return s.runWebhook(ctx)
-	}
-	for attempt := 1; ; attempt++ {
-		err := s.ensureTopic(ctx)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		s.obs.Dependency("broker", false)
-		s.log.Warn("creating integration topic failed, retrying", "topic", s.cfg.Integration.Topic, "attempt", attempt, "err", err)
-		pipeline.Backoff(ctx, attempt)
-	}
-	var failures int
-	for {
-		fetches := s.sess.PollRecords(ctx, s.cfg.MaxPoll)
-		if ctx.Err() != nil || fetches.IsClientClosed() {
-			return nil
-		}
-		fetches.EachError(func(topic string, partition int32, err error) {
-			s.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
-		})
-		recs := fetches.Records()
-		if len(recs) == 0 {
-			continue
-		}
-		committed, err := s.batch(ctx, recs)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil && isFatal(err):
-			return err
-		case err != nil:
-			failures++
-			s.log.Warn("batch failed, retrying", "records", len(recs), "attempt", failures, "err", err)
-			pipeline.Backoff(ctx, failures)
-		case !committed:
-			failures++
-			s.log.Info("transaction aborted, redelivering", "records", len(recs))
-		default:
-			failures = 0
+	h := s.webhookBatch
+	if !s.cfg.Integration.Webhook() {
+		h = s.batch
+		for attempt := 1; ; attempt++ {
+			err := s.ensureTopic(ctx)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
+				return nil
+			}
+			s.obs.Dependency("broker", false)
+			s.log.Warn("creating integration topic failed, retrying", "topic", s.cfg.Integration.Topic, "attempt", attempt, "err", err)
+			consume.Backoff(ctx, attempt)
 		}
 	}
+	if err := s.eng.Run(ctx, h); err != nil && !errors.Is(err, consume.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 func (s *Stage) ensureTopic(ctx context.Context) error {
@@ -240,7 +210,7 @@ func (s *Stage) ensureTopic(ctx context.Context) error {
 	if s.cfg.Integration.Decrypts() {
 		configs = broker.RawTopicConfigs(s.cfg.TopicTTL) // it holds plaintext
 	}
-	resp, err := kadm.NewClient(s.sess.Client()).CreateTopic(tctx, p, -1, configs, s.cfg.Integration.Topic)
+	resp, err := kadm.NewClient(s.eng.Client()).CreateTopic(tctx, p, -1, configs, s.cfg.Integration.Topic)
 	if err == nil {
 		err = resp.Err
 	}
@@ -250,27 +220,15 @@ func (s *Stage) ensureTopic(ctx context.Context) error {
 	return nil
 }
 
-type fatalError struct{ err error }
-
-func (e *fatalError) Error() string { return e.err.Error() }
-func (e *fatalError) Unwrap() error { return e.err }
-
-func isFatal(err error) bool {
-	var f *fatalError
-	return errors.As(err, &f)
-}
-
-// batch delivers recs and their audit records in one transaction with the offset commit. A
-// transient failure before the produce rewinds the session to its committed offsets so the same
+// batch delivers a batch's records and their audit records in one transaction with the offset
+// commit. A failure makes the engine rewind the session to its committed offsets so the same
 // records come back on the next poll.
-func (s *Stage) batch(ctx context.Context, recs []*kgo.Record) (bool, error) {
+func (s *Stage) batch(ctx context.Context, b *consume.Batch) (bool, error) {
+	recs := b.Records
 	outs, err := s.entries(ctx, recs)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.obs.Dependency("store", false)
-		}
-		if rerr := s.rewind(ctx); rerr != nil {
-			return false, &fatalError{rerr}
 		}
 		return false, err
 	}
@@ -279,15 +237,15 @@ func (s *Stage) batch(ctx context.Context, recs []*kgo.Record) (bool, error) {
 	}
 
 	var st BatchStats
-	if err := s.sess.Begin(); err != nil {
-		return false, &fatalError{fmt.Errorf("beginning transaction: %w", err)}
+	if err := b.Begin(); err != nil {
+		return false, err
 	}
-	promise := kgo.AbortingFirstErrPromise(s.sess.Client())
+	promise := kgo.AbortingFirstErrPromise(b.Client())
 	var encErr error
 	for i := range outs {
 		o := &outs[i]
 		if o.rec != nil {
-			s.sess.Produce(ctx, o.rec, promise.Promise())
+			b.Produce(ctx, o.rec, promise.Promise())
 			st.Delivered++
 		} else {
 			st.Skipped++
@@ -300,7 +258,7 @@ func (s *Stage) batch(ctx context.Context, recs []*kgo.Record) (bool, error) {
 				encErr = err
 				continue
 			}
-			s.sess.Produce(ctx, kr, promise.Promise())
+			b.Produce(ctx, kr, promise.Promise())
 			st.Audited++
 		}
 	}
@@ -308,28 +266,17 @@ func (s *Stage) batch(ctx context.Context, recs []*kgo.Record) (bool, error) {
 	if perr == nil {
 		perr = encErr
 	}
-	committed, err := s.sess.End(ctx, kgo.TransactionEndTry(perr == nil))
+	committed, err := b.End(ctx, perr == nil)
 	s.obs.Batch(s.cfg.Integration.Name, st, committed)
 	if err != nil {
 		s.obs.Dependency("broker", false)
-		return false, &fatalError{fmt.Errorf("ending transaction: %w", err)}
+		return false, err
 	}
 	s.obs.Dependency("broker", perr == nil)
 	if perr != nil {
 		return false, fmt.Errorf("producing deliveries: %w", perr)
 	}
 	return committed, nil
-}
-
-// rewind aborts an empty transaction, which resets the session to its committed offsets.
-func (s *Stage) rewind(ctx context.Context) error {
-	if err := s.sess.Begin(); err != nil {
-		return fmt.Errorf("beginning rewind: %w", err)
-	}
-	if _, err := s.sess.End(ctx, kgo.TryAbort); err != nil {
-		return fmt.Errorf("rewinding to committed offsets: %w", err)
-	}
-	return nil
 }
 
 // entries turns recs into outputs in parallel, keeping the input order so each partition's
@@ -343,18 +290,13 @@ func (s *Stage) entries(ctx context.Context, recs []*kgo.Record) ([]output, erro
 	return pipeline.MapOrdered(len(recs), workers, func(i int) (output, error) { return s.entry(ctx, recs[i]) })
 }
 
-// Close leaves the group and closes the session; it is idempotent. In-flight work is aborted.
-func (s *Stage) Close() {
-	s.closeOnce.Do(func() {
-		if s.sess != nil {
-			s.sess.Close()
-		}
-		if s.cl != nil {
-			s.cl.AllowRebalance() // Close leaves the group, which waits for it
-			s.cl.Close()
-		}
-		if s.http != nil {
-			s.http.CloseIdleConnections()
-		}
-	})
+// Close stops Run if it runs (the transaction or webhook batch in flight is abandoned, to be
+// delivered again), waits for it until ctx ends, then leaves the group and closes the client. It
+// is idempotent.
+func (s *Stage) Close(ctx context.Context) error {
+	err := s.eng.Close(ctx)
+	if s.http != nil {
+		s.http.CloseIdleConnections()
+	}
+	return err
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/internal/consume"
 	"github.com/veil-project/veil/pipeline"
 )
 
@@ -116,63 +117,28 @@ func newWebhookClient(c WebhookConfig) *http.Client {
 	}
 }
 
-// newWebhookKafka returns the stage's Kafka client: a consumer of its ledgers' encrypted topics
-// (manual commits, rebalances held while a batch is in flight) that also produces the audit and
-// dead-letter records.
-func newWebhookKafka(cfg Config, topics []string, id string) (*kgo.Client, error) {
-	opts := append([]kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ConsumerGroup(Group(cfg.Integration.Name)),
-		kgo.ConsumeTopics(topics...),
-		kgo.InstanceID(id),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.FetchMaxBytes(8 << 20),
-		kgo.FetchMaxPartitionBytes(2 << 20),
-	}, cfg.KafkaOpts...)
-	return kgo.NewClient(opts...)
-}
-
-// runWebhook is Run for a webhook integration.
-func (s *Stage) runWebhook(ctx context.Context) error {
-	// Leaving the group (Close) waits for rebalances to be allowed again.
-	defer s.cl.AllowRebalance()
-	for {
-		fetches := s.cl.PollRecords(ctx, s.cfg.MaxPoll)
-		if ctx.Err() != nil || fetches.IsClientClosed() {
-			return nil
-		}
-		fetches.EachError(func(topic string, partition int32, err error) {
-			s.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
-		})
-		recs := fetches.Records()
-		if len(recs) == 0 {
-			s.cl.AllowRebalance()
-			continue
-		}
-		st, err := s.webhookBatch(ctx, recs)
-		if err != nil {
-			// Only cancellation ends a batch early: nothing is committed, and the batch is
-			// delivered again, under the same keys, after a restart.
-			return nil
-		}
-		if err := s.cl.CommitRecords(ctx, recs...); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			s.log.Warn("committing offsets failed; the batch will be delivered again under the same idempotency keys", "records", len(recs), "err", err)
-		}
-		s.obs.Batch(s.cfg.Integration.Name, st, true)
-		s.cl.AllowRebalance()
+// webhookBatch is the engine's handler for a webhook integration: it delivers the batch
+// (deliverWebhook), then commits its offsets.
+func (s *Stage) webhookBatch(ctx context.Context, b *consume.Batch) (bool, error) {
+	st, err := s.deliverWebhook(ctx, b.Records)
+	if err != nil {
+		// Only cancellation ends a batch early: nothing is committed, and the batch is
+		// delivered again, under the same keys, after a restart.
+		return false, err
 	}
+	if err := s.eng.CommitRecords(ctx, b.Records...); err != nil {
+		if ctx.Err() != nil {
+			return false, err
+		}
+		s.log.Warn("committing offsets failed; the batch will be delivered again under the same idempotency keys", "records", len(b.Records), "err", err)
+	}
+	s.obs.Batch(s.cfg.Integration.Name, st, true)
+	return true, nil
 }
 
-// webhookBatch delivers recs: opens their tokens (retrying transient failures), writes every
+// deliverWebhook delivers recs: opens their tokens (retrying transient failures), writes every
 // audit record, then POSTs each entry in order. It returns an error only when ctx ends.
-func (s *Stage) webhookBatch(ctx context.Context, recs []*kgo.Record) (BatchStats, error) {
+func (s *Stage) deliverWebhook(ctx context.Context, recs []*kgo.Record) (BatchStats, error) {
 	var st BatchStats
 	var outs []output
 	for attempt := 1; ; attempt++ {
@@ -185,7 +151,7 @@ func (s *Stage) webhookBatch(ctx context.Context, recs []*kgo.Record) (BatchStat
 		}
 		s.obs.Dependency("store", false)
 		s.log.Warn("opening tokens failed, retrying", "records", len(recs), "attempt", attempt, "err", err)
-		pipeline.Backoff(ctx, attempt)
+		consume.Backoff(ctx, attempt)
 	}
 	defer func() {
 		for i := range outs {
@@ -260,7 +226,7 @@ func (s *Stage) deliver(ctx context.Context, key string, body []byte) (int, erro
 		}
 		// The error names the host only, and the status carries no body: no value is logged.
 		s.log.Warn("webhook delivery failed, retrying", "idempotency_key", key, "status", status, "attempt", attempt, "err", err)
-		pipeline.Backoff(ctx, attempt)
+		consume.Backoff(ctx, attempt)
 	}
 }
 
@@ -335,7 +301,7 @@ func (s *Stage) produceAll(ctx context.Context, what string, recs []*kgo.Record)
 		return nil
 	}
 	for attempt := 1; ; attempt++ {
-		err := s.cl.ProduceSync(ctx, recs...).FirstErr()
+		err := s.eng.Client().ProduceSync(ctx, recs...).FirstErr()
 		if err == nil {
 			s.obs.Dependency("broker", true)
 			return nil
@@ -345,6 +311,6 @@ func (s *Stage) produceAll(ctx context.Context, what string, recs []*kgo.Record)
 		}
 		s.obs.Dependency("broker", false)
 		s.log.Warn("producing "+what+" failed, retrying", "attempt", attempt, "err", err)
-		pipeline.Backoff(ctx, attempt)
+		consume.Backoff(ctx, attempt)
 	}
 }

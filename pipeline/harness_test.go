@@ -87,7 +87,13 @@ func (h *harness) run(cfg pipeline.Config) (stop func()) {
 			h.t.Errorf("processor: %v", err)
 		}
 	})
-	return func() { cancel(); wg.Wait(); p.Close() }
+	return func() {
+		cancel()
+		wg.Wait()
+		if err := p.Close(context.Background()); err != nil {
+			h.t.Errorf("processor: Close: %v", err)
+		}
+	}
 }
 
 func (h *harness) produce(recs ...*kgo.Record) { h.t.Helper(); testkit.Produce(h.t, h.addrs, recs...) }

@@ -1,11 +1,6 @@
 package pipeline
 
-import (
-	"context"
-	"math/rand/v2"
-	"sync"
-	"time"
-)
+import "sync"
 
 // MapOrdered calls f for every index in [0, n) on up to workers goroutines, each taking one
 // contiguous chunk, and returns the results in index order, so records keep their order (and a
@@ -51,17 +46,4 @@ func MapOrdered[T any](n, workers int, f func(i int) (T, error)) ([]T, error) {
 		return nil, first
 	}
 	return out, nil
-}
-
-// Backoff waits before the next attempt after failures consecutive failures: 100 ms doubling up
-// to 5 s, with jitter (half to all of it), or until ctx ends.
-func Backoff(ctx context.Context, failures int) {
-	d := min(100*time.Millisecond<<min(max(failures, 1)-1, 6), 5*time.Second)
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

@@ -8,12 +8,12 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/internal/consume"
 	"github.com/veil-project/veil/schemas"
 	"github.com/veil-project/veil/sinks/store"
 )
@@ -80,14 +80,14 @@ type nopObserver struct{}
 func (nopObserver) Batch([]Output, bool)    {}
 func (nopObserver) Dependency(string, bool) {}
 
-// Processor is the exactly-once stream processor.
+// Processor is the exactly-once stream processor: its engine (internal/consume) polls, retries,
+// rewinds, reconnects and commits; the processor turns each batch into one transaction.
 type Processor struct {
-	cfg  Config
-	opts []kgo.Opt // the session's options, to reconnect with
+	cfg Config
+	eng *consume.Engine
 	// fresh holds the records an aborted attempt already sealed under their derived refs: the
 	// next attempt seals them under fresh refs (see processBatch). Used by Run's goroutine only.
 	fresh map[Source]bool
-	sess  *kgo.GroupTransactSession
 	log   *slog.Logger
 	obs   Observer
 
@@ -97,8 +97,6 @@ type Processor struct {
 	// tooLarge holds the records whose outputs the broker refused as too large: the next attempt
 	// dead-letters them (too_large). Used by Run's goroutine only; cleared on commit.
 	tooLarge map[Source]bool
-
-	closeOnce sync.Once
 }
 
 // New creates the processor's Kafka session; Run starts consuming.
@@ -132,132 +130,40 @@ func New(cfg Config) (*Processor, error) {
 	for i, l := range cfg.Ledgers {
 		topics[i] = broker.RawTopic(l)
 	}
-	opts := append([]kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeTopics(topics...),
-		kgo.TransactionalID(cfg.TransactionID),
+	eng, err := consume.New(consume.Config{
+		Brokers: cfg.Brokers, Group: cfg.Group, Topics: topics,
 		// Static membership under the same id: a process restarted after a crash takes over its
 		// partitions at once instead of waiting for the dead member's session to time out.
-		kgo.InstanceID(cfg.TransactionID),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.TransactionTimeout(60 * time.Second),
-		kgo.ProducerBatchMaxBytes(4 << 20),
-		kgo.MaxBufferedRecords(4 * cfg.MaxPoll),
-		// Fetch about as much as a few transactions need: the default (50 MiB per fetch, and as
-		// much again decompressed) would keep a large backlog in memory for nothing.
-		kgo.FetchMaxBytes(8 << 20),
-		kgo.FetchMaxPartitionBytes(2 << 20),
-	}, cfg.KafkaOpts...)
-	sess, err := kgo.NewGroupTransactSession(opts...)
+		InstanceID: cfg.TransactionID, TransactionalID: cfg.TransactionID,
+		MaxPoll: cfg.MaxPoll,
+		Opts: append([]kgo.Opt{
+			kgo.MaxBufferedRecords(4 * cfg.MaxPoll),
+			// Fetch about as much as a few transactions need: the default (50 MiB per fetch, and as
+			// much again decompressed) would keep a large backlog in memory for nothing.
+			kgo.FetchMaxBytes(8 << 20),
+			kgo.FetchMaxPartitionBytes(2 << 20),
+		}, cfg.KafkaOpts...),
+		Logger: cfg.Logger, Dependency: obs.Dependency,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("creating transactional session: %w", err)
+		return nil, err
 	}
-	return &Processor{cfg: cfg, opts: opts, fresh: make(map[Source]bool), sess: sess, log: cfg.Logger, obs: obs, attempts: map[Source]int{}, tooLarge: map[Source]bool{}}, nil
+	return &Processor{cfg: cfg, eng: eng, fresh: make(map[Source]bool), log: cfg.Logger, obs: obs, attempts: map[Source]int{}, tooLarge: map[Source]bool{}}, nil
 }
 
-// Run consumes until ctx is cancelled (returning nil) or the transactional session fails fatally.
-// Cancelling ctx aborts the transaction in flight; its records are processed again on restart.
+// Run consumes until ctx is cancelled or Close is called (returning nil) or the transactional
+// session fails fatally. Cancelling ctx aborts the transaction in flight; its records are
+// processed again on restart.
 func (p *Processor) Run(ctx context.Context) error {
-	var (
-		failures      int
-		fetchFailures int
-		staleSince    time.Time // first poll that found a topic id the broker no longer knows
-	)
-	for {
-		fetches := p.sess.PollRecords(ctx, p.cfg.MaxPoll)
-		if ctx.Err() != nil || fetches.IsClientClosed() {
-			return nil
-		}
-		var fetchErrs int
-		stale := false
-		fetches.EachError(func(topic string, partition int32, err error) {
-			fetchErrs++
-			stale = stale || errors.Is(err, kerr.UnknownTopicID)
-			// Errors come back at once on every poll while they last: log the first few and then
-			// every hundredth, so a broker outage does not flood the log.
-			if fetchFailures < 3 || fetchFailures%100 == 0 {
-				p.log.Warn("fetch error", "topic", topic, "partition", partition, "attempt", fetchFailures+1, "err", err)
-			}
-		})
-		recs := fetches.Records()
-		if len(recs) == 0 && fetchErrs > 0 {
-			fetchFailures++
-			p.obs.Dependency("broker", false)
-			if !stale {
-				staleSince = time.Time{}
-			} else if staleSince.IsZero() {
-				staleSince = time.Now()
-			} else if time.Since(staleSince) > staleTopicWait {
-				// The topics were deleted and created again (new topic ids, as after a restart of
-				// a broker that keeps no raw topics): the client keeps asking for the old ids, so
-				// start a new session, which resumes from the group's committed offsets.
-				p.log.Warn("topic ids changed on the broker; reconnecting")
-				if err := p.reconnect(); err != nil {
-					return err
-				}
-				staleSince = time.Time{}
-			}
-			Backoff(ctx, fetchFailures)
-			continue
-		}
-		if fetchErrs == 0 {
-			if fetchFailures > 0 {
-				p.obs.Dependency("broker", true)
-			}
-			fetchFailures, staleSince = 0, time.Time{}
-		}
-		if len(recs) == 0 {
-			continue
-		}
-		committed, err := p.processBatch(ctx, recs)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil && isFatal(err):
-			return err
-		case err != nil:
-			failures++
-			p.log.Warn("batch failed, retrying", "records", len(recs), "attempt", failures, "err", err)
-			Backoff(ctx, failures)
-		case !committed:
-			failures++
-			p.log.Info("transaction aborted, reprocessing", "records", len(recs))
-		default:
-			failures = 0
-		}
+	if err := p.eng.Run(ctx, p.processBatch); err != nil && !errors.Is(err, consume.ErrClosed) {
+		return err
 	}
-}
-
-// staleTopicWait is how long fetches may fail with an unknown topic id before the processor
-// reconnects: a moment's metadata lag after a topic is recreated resolves by itself.
-const staleTopicWait = 3 * time.Second
-
-// reconnect replaces the transactional session by a new one (between transactions only).
-func (p *Processor) reconnect() error {
-	p.sess.Close()
-	sess, err := kgo.NewGroupTransactSession(p.opts...)
-	if err != nil {
-		return &fatalError{fmt.Errorf("recreating transactional session: %w", err)}
-	}
-	p.sess = sess
 	return nil
 }
 
-type fatalError struct{ err error }
-
-func (e *fatalError) Error() string { return e.err.Error() }
-func (e *fatalError) Unwrap() error { return e.err }
-
-func isFatal(err error) bool {
-	var f *fatalError
-	return errors.As(err, &f)
-}
-
-// processBatch runs one transaction. A transient failure before the transaction begins rewinds the
-// session to its committed offsets so the same records come back on the next poll.
+// processBatch runs one transaction. A failure returned before the transaction ends makes the
+// engine rewind the session to its committed offsets so the same records come back on the next
+// poll; an aborted transaction rewinds it as well.
 //
 // The store write runs while the outputs are produced: the transaction commits only if both the
 // store write and every produce succeeded, so a failed store write aborts the transaction (the
@@ -271,25 +177,23 @@ func isFatal(err error) bool {
 // records of the earlier attempt are orphans no committed token names; they die at their expiry.
 // Replay never seals a record the group has not committed (see package replay), so the refs taken
 // here are never another writer's published ones.
-func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool, error) {
+func (p *Processor) processBatch(ctx context.Context, b *consume.Batch) (bool, error) {
+	recs := b.Records
 	outs, err := p.transformAll(ctx, recs)
 	if err != nil {
 		if IsTransient(err) {
 			p.obs.Dependency("keys", false)
 		}
-		if rerr := p.rewind(ctx); rerr != nil {
-			return false, &fatalError{rerr}
-		}
 		return false, err
 	}
 	p.obs.Dependency("keys", true)
 
-	if err := p.sess.Begin(); err != nil {
-		return false, &fatalError{fmt.Errorf("beginning transaction: %w", err)}
+	if err := b.Begin(); err != nil {
+		return false, err
 	}
 	stored := make(chan error, 1)
 	go func() { stored <- p.put(ctx, outs) }()
-	promise := kgo.AbortingFirstErrPromise(p.sess.Client())
+	promise := kgo.AbortingFirstErrPromise(b.Client())
 	var (
 		mu      sync.Mutex
 		tooLong []Source // records an output of which the broker (or the client) refused as too large
@@ -299,7 +203,7 @@ func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool,
 		for _, r := range []*kgo.Record{outs[i].Encrypted, outs[i].Redacted, outs[i].DeadLetter} {
 			if r != nil {
 				done := promise.Promise()
-				p.sess.Produce(ctx, r, func(r *kgo.Record, err error) {
+				b.Produce(ctx, r, func(r *kgo.Record, err error) {
 					if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
 						mu.Lock()
 						tooLong = append(tooLong, src)
@@ -312,11 +216,11 @@ func (p *Processor) processBatch(ctx context.Context, recs []*kgo.Record) (bool,
 	}
 	perr := promise.Err()
 	serr := <-stored // the store write must have succeeded before the commit is tried
-	committed, err := p.sess.End(ctx, kgo.TransactionEndTry(perr == nil && serr == nil))
+	committed, err := b.End(ctx, perr == nil && serr == nil)
 	p.obs.Batch(outs, committed)
 	if err != nil {
 		p.obs.Dependency("broker", false)
-		return false, &fatalError{fmt.Errorf("ending transaction: %w", err)}
+		return false, err
 	}
 	p.obs.Dependency("broker", perr == nil)
 	if _, taken := store.Existing(serr); taken && !committed {
@@ -375,17 +279,6 @@ func (p *Processor) put(ctx context.Context, outs []Output) error {
 		return fmt.Errorf("writing to the encrypted store: %w", err)
 	}
 	p.obs.Dependency("store", true)
-	return nil
-}
-
-// rewind aborts an empty transaction, which resets the session to its committed offsets.
-func (p *Processor) rewind(ctx context.Context) error {
-	if err := p.sess.Begin(); err != nil {
-		return fmt.Errorf("beginning rewind: %w", err)
-	}
-	if _, err := p.sess.End(ctx, kgo.TryAbort); err != nil {
-		return fmt.Errorf("rewinding to committed offsets: %w", err)
-	}
 	return nil
 }
 
@@ -467,7 +360,8 @@ func (p *Processor) transform(ctx context.Context, src Source, key, value []byte
 	return p.cfg.Transformer.Transform(ctx, src, key, value)
 }
 
-// Close leaves the group and closes the session; it is idempotent. In-flight work is aborted.
-func (p *Processor) Close() {
-	p.closeOnce.Do(func() { p.sess.Close() })
+// Close stops Run if it runs (the transaction in flight is aborted), waits for it until ctx
+// ends, then leaves the group and closes the session. It is idempotent.
+func (p *Processor) Close(ctx context.Context) error {
+	return p.eng.Close(ctx)
 }

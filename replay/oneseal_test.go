@@ -40,7 +40,9 @@ func (e *env) runPipeline(want int) {
 	if err := <-done; err != nil {
 		e.t.Fatal(err)
 	}
-	p.Close()
+	if err := p.Close(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // truncate deletes every record of topics, as retention or a lost topic would.

@@ -161,7 +161,9 @@ func TestReplayAfterLivePipelineProducesNothing(t *testing.T) {
 	}
 	cancel()
 	<-done
-	p.Close()
+	if err := p.Close(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
 	var out bytes.Buffer
 	cfg := e.config(replay.TargetEncrypted, replay.TargetRedacted)
 	cfg.Progress = &out

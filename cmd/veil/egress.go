@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"fmt"
 	"maps"
@@ -96,7 +97,7 @@ func (s *service) newEgress() ([]egressStage, error) {
 		})
 		if err != nil {
 			for _, st := range stages {
-				st.Close()
+				st.Close(context.Background())
 			}
 			return nil, fmt.Errorf("creating egress stage of integration %s: %w", name, err)
 		}

@@ -67,7 +67,7 @@ func (s *service) serve(ctx context.Context) error {
 		return err
 	}
 	if sink != nil {
-		defer sink.Close()
+		defer sink.Close(context.WithoutCancel(ctx))
 		g.add(stageOutput, "analytics sink", sink.Run)
 	}
 	stages, err := s.newEgress()
@@ -75,7 +75,7 @@ func (s *service) serve(ctx context.Context) error {
 		return err
 	}
 	for _, st := range stages {
-		defer st.Close()
+		defer st.Close(context.WithoutCancel(ctx))
 		g.add(stageOutput, "egress stage "+st.name, st.Run)
 	}
 	if apiConfigured(s.cfg) {

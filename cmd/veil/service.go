@@ -216,7 +216,7 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 		return nil, fmt.Errorf("creating processor: %w", err)
 	}
 	proc := s.proc
-	s.closers = append(s.closers, func(context.Context) error { proc.Close(); return nil })
+	s.closers = append(s.closers, proc.Close)
 	return s, nil
 }
 

@@ -14,11 +14,10 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/zstd"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/internal/consume"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/schemas"
 )
@@ -104,15 +103,14 @@ type Stats struct {
 var ErrClosed = errors.New("analytics: sink closed")
 
 // Sink consumes the redacted topics and writes Parquet files. Run it once; Close releases it.
+// Its engine (internal/consume, manual mode) polls, throttles fetch errors, reconnects and
+// commits; the sink buffers rows per partition and says which offsets its files made durable.
 type Sink struct {
 	cfg Config
 	log *slog.Logger
-	cl  *kgo.Client
-	// opts recreate the client after the broker forgot the topics' ids (see reconnect).
-	opts []kgo.Opt
+	eng *consume.Engine
 
-	running   atomic.Bool
-	closeOnce sync.Once
+	running atomic.Bool
 
 	mu      sync.Mutex
 	parts   map[topicPartition]*batch
@@ -183,21 +181,29 @@ func New(cfg Config) (*Sink, error) {
 		pending: make(map[topicPartition]kgo.EpochOffset),
 		floor:   make(map[topicPartition]int64),
 	}
-	opts := append(slices.Clip(cfg.KafkaOpts),
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeTopics(topics...),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.OnPartitionsRevoked(s.onRevoked),
-		kgo.OnPartitionsLost(s.onLost),
-	)
-	cl, err := kgo.NewClient(opts...)
+	eng, err := consume.New(consume.Config{
+		Brokers: cfg.Brokers, Group: cfg.Group, Topics: topics, MaxPoll: maxPollRecords,
+		Opts: append(slices.Clip(cfg.KafkaOpts),
+			kgo.OnPartitionsRevoked(s.onRevoked),
+			kgo.OnPartitionsLost(s.onLost),
+		),
+		// Every poll, records or not, ends when the earliest batch is due, and flushes what is.
+		PollWait:  func() time.Duration { return s.pollWait(time.Now()) },
+		EveryPoll: true,
+		Drain:     s.drain,
+		// A new client reads again from the committed offsets (the old one's revoke wrote and
+		// committed what it could): what it reads first is each partition's new floor.
+		OnReconnect: func() {
+			s.mu.Lock()
+			clear(s.floor)
+			s.mu.Unlock()
+		},
+		Logger: s.log,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("creating analytics consumer: %w", err)
+		return nil, fmt.Errorf("analytics: %w", err)
 	}
-	s.cl, s.opts = cl, opts
+	s.eng = eng
 	return s, nil
 }
 
@@ -210,10 +216,12 @@ func (s *Sink) Stats() Stats {
 	}
 }
 
-// Close leaves the group and releases the client. It is idempotent; Run closes the sink itself
-// when it returns, so Close is needed only for a sink that is never run.
-func (s *Sink) Close() {
-	s.closeOnce.Do(s.cl.Close)
+// Close stops Run if it runs (as cancelling its context does: the final flush and commit run),
+// waits for it until ctx ends, then leaves the group and releases the client. It is idempotent;
+// Run closes the sink itself when it returns, so Close is needed only for a sink that is never
+// run, or to stop one.
+func (s *Sink) Close(ctx context.Context) error {
+	return s.eng.Close(ctx)
 }
 
 // Run consumes until ctx is cancelled, then writes what is buffered, commits, leaves the group
@@ -224,102 +232,49 @@ func (s *Sink) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("analytics: Run called twice")
 	}
-	defer s.Close()
-	var (
-		fetchFailures int
-		staleSince    time.Time // first poll that found a topic id the broker no longer knows
-	)
-	for {
-		pollCtx, cancel := context.WithTimeout(ctx, s.pollWait(time.Now()))
-		fetches := s.cl.PollRecords(pollCtx, maxPollRecords)
-		cancel()
-		if fetches.IsClientClosed() {
-			return ErrClosed
-		}
-		var fetchErrs int
-		stale := false
-		fetches.EachError(func(topic string, partition int32, err error) {
-			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				return
-			}
-			fetchErrs++
-			stale = stale || errors.Is(err, kerr.UnknownTopicID)
-			// Errors come back at once on every poll while they last: log the first few and then
-			// every hundredth, so a broker outage does not flood the log.
-			if fetchFailures < 3 || fetchFailures%100 == 0 {
-				s.log.Warn("analytics: fetching", "topic", topic, "partition", partition, "attempt", fetchFailures+1, "err", err)
-			}
-		})
-		s.mu.Lock()
-		fetches.EachRecord(func(r *kgo.Record) {
-			k := topicPartition{r.Topic, r.Partition}
-			b := s.add(k, r)
-			if b.full && ctx.Err() == nil && !time.Now().Before(b.retryAt) {
-				s.flush(ctx, k, b)
-			}
-		})
-		if ctx.Err() != nil {
-			err := s.shutdown()
-			s.mu.Unlock()
-			s.cl.AllowRebalance()
-			return err
-		}
-		now := time.Now()
-		for k, b := range s.parts {
-			if s.due(b, now) {
-				s.flush(ctx, k, b)
-			}
-		}
-		s.commitPending(ctx)
-		s.mu.Unlock()
-		s.cl.AllowRebalance()
-
-		switch {
-		case fetchErrs > 0 && len(fetches.Records()) == 0:
-			fetchFailures++
-			switch {
-			case !stale:
-				staleSince = time.Time{}
-			case staleSince.IsZero():
-				staleSince = time.Now()
-			case time.Since(staleSince) > staleTopicWait:
-				// The topics were deleted and created again (new topic ids, as after a restart
-				// of a broker): the client keeps asking for the old ids, so start a new one,
-				// which resumes from the group's committed offsets.
-				s.log.Warn("analytics: topic ids changed on the broker; reconnecting")
-				if err := s.reconnect(); err != nil {
-					return err
-				}
-				staleSince = time.Time{}
-			}
-			t := time.NewTimer(min(100*time.Millisecond<<min(fetchFailures-1, 6), 5*time.Second))
-			select {
-			case <-ctx.Done():
-			case <-t.C:
-			}
-			t.Stop()
-		case fetchErrs == 0:
-			fetchFailures, staleSince = 0, time.Time{}
-		}
+	defer s.Close(context.Background())
+	err := s.eng.Run(ctx, s.batch)
+	if errors.Is(err, consume.ErrClosed) {
+		return ErrClosed
 	}
+	return err
 }
 
-// staleTopicWait is how long fetches may fail with an unknown topic id before the sink
-// reconnects: a moment's metadata lag after a topic is recreated resolves by itself.
-const staleTopicWait = 3 * time.Second
-
-// reconnect replaces the consumer by a new one with the same options. Closing the old one
-// revokes its partitions (onRevoked writes and commits what it can), so the new one resumes from
-// the committed offsets. It runs only inside Run, between polls.
-func (s *Sink) reconnect() error {
-	s.cl.Close()
-	cl, err := kgo.NewClient(s.opts...)
-	if err != nil {
-		return fmt.Errorf("analytics: recreating consumer: %w", err)
+// batch buffers the records of one poll (maybe none), writes the batches that are full or due,
+// and commits what the files made durable. Failures are the batches' own (retried with their
+// backoff, their partition paused): the engine never has to rewind.
+func (s *Sink) batch(ctx context.Context, b *consume.Batch) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range b.Records {
+		k := topicPartition{r.Topic, r.Partition}
+		bt := s.add(k, r)
+		if bt.full && ctx.Err() == nil && !time.Now().Before(bt.retryAt) {
+			s.flush(ctx, k, bt)
+		}
 	}
-	s.cl = cl
-	clear(s.floor)
-	return nil
+	if ctx.Err() != nil {
+		return true, nil // the engine drains: drain writes everything
+	}
+	now := time.Now()
+	for k, bt := range s.parts {
+		if s.due(bt, now) {
+			s.flush(ctx, k, bt)
+		}
+	}
+	s.commitPending(ctx)
+	return true, nil
+}
+
+// drain is the end of Run: it buffers the last poll's records, then writes every batch and
+// commits (shutdown).
+func (s *Sink) drain(recs []*kgo.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range recs {
+		s.add(topicPartition{r.Topic, r.Partition}, r)
+	}
+	return s.shutdown()
 }
 
 // due reports whether b should be flushed now.
@@ -444,7 +399,7 @@ func (s *Sink) flush(ctx context.Context, k topicPartition, b *batch) error {
 		b.backoff = min(max(2*b.backoff, s.cfg.RetryBackoff), s.cfg.MaxRetryBackoff)
 		b.retryAt = time.Now().Add(b.backoff)
 		if !b.paused {
-			s.cl.PauseFetchPartitions(map[string][]int32{k.topic: {k.partition}})
+			s.eng.Client().PauseFetchPartitions(map[string][]int32{k.topic: {k.partition}})
 			b.paused = true
 		}
 		s.log.Warn("analytics: flush failed, retrying", "topic", k.topic, "partition", k.partition,
@@ -453,7 +408,7 @@ func (s *Sink) flush(ctx context.Context, k topicPartition, b *batch) error {
 		s.flushes.Add(1)
 		s.pending[k] = kgo.EpochOffset{Epoch: b.epoch, Offset: b.last + 1}
 		if b.paused {
-			s.cl.ResumeFetchPartitions(map[string][]int32{k.topic: {k.partition}})
+			s.eng.Client().ResumeFetchPartitions(map[string][]int32{k.topic: {k.partition}})
 		}
 		*b = batch{first: -1}
 	}
@@ -514,23 +469,9 @@ func (s *Sink) commit(ctx context.Context, offsets map[topicPartition]kgo.EpochO
 		}
 		m[k.topic][k.partition] = o
 	}
-	var cerr error
-	s.cl.CommitOffsetsSync(ctx, m, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-		if err != nil {
-			cerr = err
-			return
-		}
-		for _, t := range resp.Topics {
-			for _, p := range t.Partitions {
-				if e := kerr.ErrorForCode(p.ErrorCode); e != nil && cerr == nil {
-					cerr = fmt.Errorf("partition %s/%d: %w", t.Topic, p.Partition, e)
-				}
-			}
-		}
-	})
-	if cerr != nil {
+	if err := s.eng.Commit(ctx, m); err != nil {
 		s.commitErrs.Add(1)
-		return fmt.Errorf("committing offsets: %w", cerr)
+		return err
 	}
 	s.commits.Add(1)
 	return nil
@@ -614,7 +555,7 @@ func (s *Sink) drop(tps map[string][]int32) {
 		for _, p := range ps {
 			k := topicPartition{topic, p}
 			if b := s.parts[k]; b != nil && b.paused {
-				s.cl.ResumeFetchPartitions(map[string][]int32{topic: {p}})
+				s.eng.Client().ResumeFetchPartitions(map[string][]int32{topic: {p}})
 			}
 			delete(s.parts, k)
 			delete(s.pending, k)

@@ -1,6 +1,7 @@
 package analytics_test
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -313,7 +314,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, err := analytics.New(tt.cfg)
 			if err == nil {
-				s.Close()
+				s.Close(context.Background())
 				t.Fatalf("New(%s) = nil error, want an error", tt.name)
 			}
 		})

@@ -1,0 +1,373 @@
+package consume_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/veil-project/veil/internal/consume"
+	"github.com/veil-project/veil/internal/testkit"
+)
+
+const records = 40
+
+// setup starts kfake with topics in and out (partitions each) and writes records values
+// v00…v39 to in.
+func setup(t *testing.T, partitions int32) (*kfake.Cluster, []string) {
+	t.Helper()
+	c := testkit.Kafka(t, kfake.SeedTopics(partitions, "in", "out"))
+	addrs := c.ListenAddrs()
+	var recs []*kgo.Record
+	for i := range records {
+		recs = append(recs, &kgo.Record{Topic: "in", Key: []byte{byte(i)}, Value: fmt.Appendf(nil, "v%02d", i)})
+	}
+	testkit.Produce(t, addrs, recs...)
+	return c, addrs
+}
+
+// start runs e with h and returns a function that stops it and returns Run's error.
+func start(t *testing.T, e *consume.Engine, h consume.Handler) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx, h) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			err = <-done
+			if cerr := e.Close(context.Background()); cerr != nil {
+				t.Errorf("Close() = %v", cerr)
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func values(recs []*kgo.Record) []string {
+	var vs []string
+	for _, r := range recs {
+		vs = append(vs, string(r.Value))
+	}
+	sort.Strings(vs)
+	return vs
+}
+
+func want() []string {
+	var vs []string
+	for i := range records {
+		vs = append(vs, fmt.Sprintf("v%02d", i))
+	}
+	return vs
+}
+
+// A failing batch is rewound and handed again: failed once with its transaction open (the engine
+// aborts it) and once before beginning (the engine begins and aborts an empty one), the copies
+// on out are every input exactly once, none from the failed attempts.
+func TestTransactionalFailedBatchIsRewoundAndRetried(t *testing.T) {
+	_, addrs := setup(t, 1) // one partition: the batch handed again starts where the failed one did
+	e, err := consume.New(consume.Config{Brokers: addrs, Group: "g", Topics: []string{"in"}, TransactionalID: "tx", MaxPoll: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu     sync.Mutex
+		calls  int
+		firsts []string // first value of each batch handed over
+	)
+	stop := start(t, e, func(ctx context.Context, b *consume.Batch) (bool, error) {
+		mu.Lock()
+		calls++
+		n := calls
+		firsts = append(firsts, string(b.Records[0].Value))
+		mu.Unlock()
+		if n == 2 {
+			return false, errors.New("failing before the transaction")
+		}
+		if err := b.Begin(); err != nil {
+			return false, err
+		}
+		for _, r := range b.Records {
+			b.Produce(ctx, &kgo.Record{Topic: "out", Key: r.Key, Value: r.Value}, nil)
+		}
+		if n == 1 {
+			return false, errors.New("failing inside the transaction")
+		}
+		if n == 3 {
+			return b.End(ctx, false) // aborted: handed again at once
+		}
+		if err := b.Client().Flush(ctx); err != nil {
+			return false, err
+		}
+		return b.End(ctx, true)
+	})
+	got := values(testkit.Consume(t, addrs, records, 30*time.Second, 500*time.Millisecond, "out"))
+	if err := stop(); err != nil {
+		t.Errorf("Run() = %v, want nil after cancel", err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want()) {
+		t.Errorf("out holds %v, want each input once: %v", got, want())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(firsts) < 4 || firsts[1] != firsts[0] || firsts[2] != firsts[0] || firsts[3] != firsts[0] {
+		t.Errorf("first records of the batches = %v, want the failed batch handed again (3 times)", firsts)
+	}
+}
+
+// In manual mode a failed batch is handed again (the engine seeks back), and what the handler
+// committed is not: after a restart on the same group nothing comes again.
+func TestManualFailedBatchIsRewoundAndRetried(t *testing.T) {
+	_, addrs := setup(t, 2)
+	cfg := consume.Config{Brokers: addrs, Group: "m", Topics: []string{"in"}, MaxPoll: 5}
+	e, err := consume.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		calls int
+		done  []*kgo.Record
+	)
+	all := make(chan struct{})
+	stop := start(t, e, func(ctx context.Context, b *consume.Batch) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls%2 == 1 {
+			return false, errors.New("failing every other batch")
+		}
+		if err := e.CommitRecords(ctx, b.Records...); err != nil {
+			return false, err
+		}
+		done = append(done, b.Records...)
+		if len(done) == records {
+			close(all)
+		}
+		return true, nil
+	})
+	select {
+	case <-all:
+	case <-time.After(30 * time.Second):
+	}
+	if err := stop(); err != nil {
+		t.Errorf("Run() = %v, want nil after cancel", err)
+	}
+	mu.Lock()
+	got := values(done)
+	mu.Unlock()
+	if fmt.Sprint(got) != fmt.Sprint(want()) {
+		t.Fatalf("handled %v, want each input once: %v", got, want())
+	}
+
+	// Everything was committed: a new engine in the same group gets nothing.
+	e2, err := consume.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again atomic.Int64
+	stop2 := start(t, e2, func(ctx context.Context, b *consume.Batch) (bool, error) {
+		again.Add(int64(len(b.Records)))
+		return true, nil
+	})
+	testkit.Produce(t, addrs, &kgo.Record{Topic: "in", Value: []byte("late")})
+	deadline := time.Now().Add(30 * time.Second)
+	for again.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop2()
+	if n := again.Load(); n != 1 {
+		t.Errorf("after a restart the group got %d records, want 1 (only the new one)", n)
+	}
+}
+
+// A fatal error stops Run, which returns it; the handler is not called again.
+func TestFatalErrorStopsRun(t *testing.T) {
+	for _, txn := range []string{"tx", ""} {
+		t.Run(fmt.Sprintf("transactional=%v", txn != ""), func(t *testing.T) {
+			_, addrs := setup(t, 2)
+			e, err := consume.New(consume.Config{Brokers: addrs, Group: "f" + txn, Topics: []string{"in"}, TransactionalID: txn})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close(context.Background())
+			boom := errors.New("boom")
+			var calls atomic.Int64
+			done := make(chan error, 1)
+			go func() {
+				done <- e.Run(context.Background(), func(ctx context.Context, b *consume.Batch) (bool, error) {
+					calls.Add(1)
+					return false, fmt.Errorf("handling: %w", consume.Fatal(boom))
+				})
+			}()
+			select {
+			case err := <-done:
+				if !errors.Is(err, boom) || !consume.IsFatal(err) {
+					t.Errorf("Run() = %v, want the fatal error", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("Run did not return after a fatal error (handler called %d times)", calls.Load())
+			}
+			if n := calls.Load(); n != 1 {
+				t.Errorf("handler called %d times, want 1", n)
+			}
+		})
+	}
+}
+
+// Polls that return only fetch errors are retried after a growing backoff, not at once: over two
+// seconds of a broker refusing every fetch, the engine polls a handful of times (backoff of
+// 100 ms doubling: about 5), where a loop without backoff polls hundreds of times. A slower
+// machine only polls less. The broker is reported down.
+func TestFetchErrorsAreThrottled(t *testing.T) {
+	c, addrs := setup(t, 2)
+	var fetches atomic.Int64
+	c.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.FetchRequest)
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewFetchResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewFetchResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		fetches.Add(1)
+		return resp, nil, true
+	})
+	var down, up atomic.Int64
+	e, err := consume.New(consume.Config{Brokers: addrs, Group: "t", Topics: []string{"in"}, TransactionalID: "tt",
+		Dependency: func(name string, ok bool) {
+			if name != "broker" {
+				t.Errorf("Dependency(%q)", name)
+			}
+			if ok {
+				up.Add(1)
+			} else {
+				down.Add(1)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var handled atomic.Int64
+	stop := start(t, e, func(ctx context.Context, b *consume.Batch) (bool, error) {
+		handled.Add(int64(len(b.Records)))
+		return true, nil
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for down.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if down.Load() == 0 {
+		t.Fatalf("no failed poll reported in 30 s (%d fetches answered with an error)", fetches.Load())
+	}
+	before := down.Load()
+	time.Sleep(2 * time.Second)
+	polls := down.Load() - before
+	stop()
+	if polls > 20 {
+		t.Errorf("%d polls of only fetch errors in 2 s (%d fetch requests), want a handful: fetch errors are not throttled", polls, fetches.Load())
+	}
+	if polls == 0 {
+		t.Errorf("no poll in 2 s after the first fetch error: the engine stopped polling")
+	}
+	if handled.Load() != 0 || up.Load() != 0 {
+		t.Errorf("handled %d records, broker reported up %d times, while every fetch failed", handled.Load(), up.Load())
+	}
+}
+
+// Close stops a running Run, waits for it (the handler in flight returns first), is idempotent,
+// and a Run after it returns ErrClosed.
+func TestCloseIsIdempotentAndWaits(t *testing.T) {
+	for _, txn := range []string{"tx", ""} {
+		t.Run(fmt.Sprintf("transactional=%v", txn != ""), func(t *testing.T) {
+			_, addrs := setup(t, 2)
+			e, err := consume.New(consume.Config{Brokers: addrs, Group: "c" + txn, Topics: []string{"in"}, TransactionalID: txn})
+			if err != nil {
+				t.Fatal(err)
+			}
+			inside := make(chan struct{})
+			var handlerDone, runDone atomic.Bool
+			runErr := make(chan error, 1)
+			go func() {
+				var once sync.Once
+				runErr <- e.Run(context.Background(), func(ctx context.Context, b *consume.Batch) (bool, error) {
+					once.Do(func() { close(inside) })
+					<-ctx.Done()
+					time.Sleep(300 * time.Millisecond) // work that takes a while to stop
+					handlerDone.Store(true)
+					return false, ctx.Err()
+				})
+				runDone.Store(true)
+			}()
+			select {
+			case <-inside:
+			case <-time.After(30 * time.Second):
+				t.Fatal("no batch handed over in 30 s")
+			}
+			if err := e.Close(context.Background()); err != nil {
+				t.Errorf("Close() = %v, want nil", err)
+			}
+			if !handlerDone.Load() {
+				t.Errorf("Close returned before the handler in flight did")
+			}
+			if err := <-runErr; !errors.Is(err, consume.ErrClosed) {
+				t.Errorf("Run() = %v, want ErrClosed", err)
+			}
+			if err := e.Close(context.Background()); err != nil {
+				t.Errorf("second Close() = %v, want nil", err)
+			}
+			if err := e.Run(context.Background(), func(context.Context, *consume.Batch) (bool, error) { return true, nil }); !errors.Is(err, consume.ErrClosed) {
+				t.Errorf("Run after Close = %v, want ErrClosed", err)
+			}
+		})
+	}
+}
+
+// Close bounds its wait by its context: a handler that does not stop does not hold it forever.
+func TestCloseGivesUpWithItsContext(t *testing.T) {
+	_, addrs := setup(t, 2)
+	e, err := consume.New(consume.Config{Brokers: addrs, Group: "s", Topics: []string{"in"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside, release := make(chan struct{}), make(chan struct{})
+	runErr := make(chan error, 1)
+	go func() {
+		var once sync.Once
+		runErr <- e.Run(context.Background(), func(ctx context.Context, b *consume.Batch) (bool, error) {
+			once.Do(func() { close(inside) })
+			<-release
+			return true, nil
+		})
+	}()
+	<-inside
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := e.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Close() with a stuck handler = %v, want its context's error", err)
+	}
+	close(release)
+	if err := <-runErr; !errors.Is(err, consume.ErrClosed) {
+		t.Errorf("Run() = %v, want ErrClosed", err)
+	}
+}
