@@ -25,6 +25,9 @@
 //     integration sees each entry exactly once by that key. Transient failures (network, 5xx,
 //     408, 425, 429) are retried with backoff; any other answer dead-letters the entry (reason
 //     webhook_rejected, never its content). Errors and logs name the webhook's host only.
+//   - Polling, retries with backoff, rewinding a failed batch, reconnecting and committing are the
+//     consume engine's (internal/consume); a stage supplies only its per-batch work. Close(ctx)
+//     stops a running stage, waits for it and is idempotent.
 //   - The topic of a decrypting integration holds plaintext: it is created with retention.ms =
 //     Config.TopicTTL (the longest TTL of its ledgers).
 package egress

@@ -291,6 +291,11 @@ func (e *Engine) stop(recs []*kgo.Record) error {
 func (e *Engine) handle(ctx context.Context, h Handler, recs []*kgo.Record, failures *int) (stop bool, err error) {
 	b := &Batch{Records: recs, e: e, c: e.conn.Load()}
 	committed, err := h(ctx, b)
+	if err == nil && committed && e.transactional() && !b.ended {
+		// Only End commits: a commit claimed without it would leave a transaction open (the next
+		// Begin fails) or the offsets uncommitted (the batch comes again forever).
+		err = Fatal(errors.New("consume: handler reported a commit without ending its transaction"))
+	}
 	if ctx.Err() != nil {
 		// Shutting down: a transaction left open is not committed; the records come again.
 		return true, e.stop(nil)

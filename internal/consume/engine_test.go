@@ -57,6 +57,26 @@ func start(t *testing.T, e *consume.Engine, h consume.Handler) (stop func() erro
 	return stop
 }
 
+// counting starts e with a handler that counts the records it is handed and commits nothing of
+// its own.
+func counting(t *testing.T, e *consume.Engine) (n *atomic.Int64, stop func() error) {
+	n = new(atomic.Int64)
+	return n, start(t, e, func(ctx context.Context, b *consume.Batch) (bool, error) {
+		n.Add(int64(len(b.Records)))
+		return true, nil
+	})
+}
+
+// waitUntil polls cond for up to 30 s and reports whether it held.
+func waitUntil(cond func() bool) bool {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
+
 func values(recs []*kgo.Record) []string {
 	var vs []string
 	for _, r := range recs {
@@ -178,16 +198,9 @@ func TestManualFailedBatchIsRewoundAndRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var again atomic.Int64
-	stop2 := start(t, e2, func(ctx context.Context, b *consume.Batch) (bool, error) {
-		again.Add(int64(len(b.Records)))
-		return true, nil
-	})
+	again, stop2 := counting(t, e2)
 	testkit.Produce(t, addrs, &kgo.Record{Topic: "in", Value: []byte("late")})
-	deadline := time.Now().Add(30 * time.Second)
-	for again.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitUntil(func() bool { return again.Load() > 0 })
 	stop2()
 	if n := again.Load(); n != 1 {
 		t.Errorf("after a restart the group got %d records, want 1 (only the new one)", n)
@@ -268,16 +281,8 @@ func TestFetchErrorsAreThrottled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var handled atomic.Int64
-	stop := start(t, e, func(ctx context.Context, b *consume.Batch) (bool, error) {
-		handled.Add(int64(len(b.Records)))
-		return true, nil
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for down.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if down.Load() == 0 {
+	handled, stop := counting(t, e)
+	if !waitUntil(func() bool { return down.Load() > 0 }) {
 		t.Fatalf("no failed poll reported in 30 s (%d fetches answered with an error)", fetches.Load())
 	}
 	before := down.Load()

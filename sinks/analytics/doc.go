@@ -16,6 +16,10 @@
 //     offsets being stable, which Kafka and the embedded broker (across restarts) guarantee.
 //   - Write errors (disk full, read-only directory) are retried with backoff and hold back the
 //     commit: nothing is lost and nothing is skipped.
+//   - Polling, fetch-error backoff, reconnecting after the topics were recreated and committing
+//     are the consume engine's (internal/consume, manual commits); the sink supplies its
+//     per-poll work (buffer, flush what is due, say which offsets are durable) and its final
+//     flush. A group that never committed reads the topics from their start.
 //   - No token reaches a file: a row whose data holds a string starting with "veil:" is refused,
 //     counted and logged by position and field path only, never by value.
 package analytics
