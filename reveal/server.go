@@ -1,7 +1,6 @@
 package reveal
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -395,7 +394,9 @@ func (s *Server) reveal(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", s.cfg.MaxBodyBytes))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	bp := bodyBufs.Get().(*[]byte)
+	body, err := readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), *bp, r.ContentLength)
+	defer putBody(bp, body)
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
@@ -405,28 +406,24 @@ func (s *Server) reveal(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "reading body failed")
 		return
 	}
-	var req revealRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || dec.More() {
+	tokens, ok := decodeRevealRequest(body)
+	if !ok {
 		// The decoder's message can quote the input, which holds tokens: name the problem only.
-		clear(body)
 		writeError(w, http.StatusBadRequest, `body must be {"tokens": ["veil:v1:…", …]}`)
 		return
 	}
-	clear(body)
 	switch {
-	case len(req.Tokens) == 0:
+	case len(tokens) == 0:
 		writeError(w, http.StatusBadRequest, "tokens must not be empty")
 		return
-	case len(req.Tokens) > s.cfg.MaxTokens:
+	case len(tokens) > s.cfg.MaxTokens:
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d tokens", s.cfg.MaxTokens))
 		return
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	defer cancel()
-	results, values, failed := s.open(ctx, p, reqID, "api", req.Tokens)
+	results, values, failed := s.open(ctx, p, reqID, "api", tokens)
 	defer func() {
 		for _, v := range values {
 			clear(v)
@@ -438,17 +435,19 @@ func (s *Server) reveal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	out, err := json.Marshal(revealResponse{Results: results})
+	bp = bodyBufs.Get().(*[]byte)
+	out, err := appendRevealResponse((*bp)[:0], results)
+	defer putBody(bp, out)
 	if err != nil {
 		s.log.Error("reveal failed", "request_id", reqID, "principal", p.Name, "err", "encoding response")
 		writeError(w, http.StatusInternalServerError, "encoding response failed")
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Length", strconv.Itoa(len(out)+1))
-	w.Write(append(out, '\n'))
-	clear(out[:cap(out)])
+	out = append(out, '\n')
+	h := w.Header()
+	h["Content-Type"], h["Cache-Control"] = headerJSON, headerNoStore
+	h["Content-Length"] = []string{strconv.Itoa(len(out))}
+	w.Write(out)
 	if s.log.Enabled(r.Context(), slog.LevelDebug) {
 		s.log.Debug("reveal", "request_id", reqID, "principal", p.Name, "tokens", len(results), "took", time.Since(start))
 	}
