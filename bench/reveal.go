@@ -68,6 +68,10 @@ type revealResult struct {
 	StoreP50Ms float64 `json:"store_get_p50_ms"`
 	StoreP99Ms float64 `json:"store_get_p99_ms"`
 	NewConns   int64   `json:"new_connections"` // requests that paid a TCP+TLS handshake (the rest reused a connection)
+	// CPU time of this process (server and clients; not the broker child) per request, and per
+	// token in the batch phase: steadier than latency on a shared machine.
+	CPUUsPerRequest    float64 `json:"cpu_us_per_request"`
+	BatchCPUUsPerToken float64 `json:"batch_cpu_us_per_token"`
 	// Batch requests: BatchSize tokens per request, same clients.
 	BatchSize     int     `json:"batch_size"`
 	BatchRequests int     `json:"batch_requests"`
@@ -242,7 +246,9 @@ func benchReveal(ctx context.Context, dir string, brokers []string, st store.Sto
 			return revealResult{}, err
 		}
 	}
+	cpu0 := cpuTime()
 	lat, elapsed := phase(requests, 1)
+	cpu1 := cpuTime()
 	if err := stopProf(); err != nil {
 		return revealResult{}, err
 	}
@@ -250,7 +256,8 @@ func benchReveal(ctx context.Context, dir string, brokers []string, st store.Sto
 		return revealResult{}, fmt.Errorf("revealing: %w", err)
 	}
 	r := revealResult{Clients: revealClients, Requests: requests, P50Ms: ms(lat[len(lat)/2]),
-		P99Ms: ms(lat[len(lat)*99/100]), PerS: float64(requests) / elapsed.Seconds(), NewConns: newConns.Load()}
+		P99Ms: ms(lat[len(lat)*99/100]), PerS: float64(requests) / elapsed.Seconds(), NewConns: newConns.Load(),
+		CPUUsPerRequest: float64((cpu1 - cpu0).Microseconds()) / float64(requests)}
 	r.AuditP50Ms, r.AuditP99Ms = audits.quantiles()
 	r.StoreP50Ms, r.StoreP99Ms = gets.quantiles()
 
@@ -259,7 +266,9 @@ func benchReveal(ctx context.Context, dir string, brokers []string, st store.Sto
 			return revealResult{}, err
 		}
 	}
+	cpu0 = cpuTime()
 	lat, elapsed = phase(revealBatchRequests, revealBatch)
+	cpu1 = cpuTime()
 	if err := stopProf(); err != nil {
 		return revealResult{}, err
 	}
@@ -269,6 +278,7 @@ func benchReveal(ctx context.Context, dir string, brokers []string, st store.Sto
 	r.BatchSize, r.BatchRequests = revealBatch, revealBatchRequests
 	r.BatchP50Ms, r.BatchP99Ms = ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100])
 	r.TokensPerS = float64(revealBatch*revealBatchRequests) / elapsed.Seconds()
+	r.BatchCPUUsPerToken = float64((cpu1 - cpu0).Microseconds()) / float64(revealBatch*revealBatchRequests)
 	return r, nil
 }
 
