@@ -239,6 +239,13 @@ func hostile(r *rig, tok string) []string {
 	bot := strings.Replace(say, `"mode":"agent"`, `"mode":"bot"`, 1)
 	rep := func(s, old, new string) string { return strings.Replace(s, old, new, 1) }
 	return []string{
+		// The inputs of the fast path's comparison test (pipeline/fast_test.go, removed with it).
+		`{"id":"e1","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` + ts + `","thread":{"mode":"agent"},"data":{ "text" : "hi \"you\" ★", "z":1.50, "n":[1, {"a": 2}] }}`,
+		`{"id":"e2","app_id":"app-1","ledger":"event","type":"meya.button.event.click","ts":"` + ts + `","thread":{"mode":"agent"},"data":{"data":{"b":1,"a":[true,null]},"text":"x"},"sensitive_paths":["data.extra.0"]}`,
+		`{"id":"e3","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` + ts + `","thread":{"mode":"bot"},"data":{"text":"not sensitive"}}`,
+		`{"id":"e4","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` + ts + `","thread":{"mode":"bot"},"sensitive":false,"sensitive_paths":["data.list.1"],"data":{"list":["a","b","c"],"text":"t"}}`,
+		`{"id":"e5","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` + ts + `","thread":{"mode":"agent"}}`,
+		`{"id":"e6","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` + ts + `","thread":{"mode":"agent"},"data":{}}`,
 		say,
 		bot,
 		rep(bot, `"thread":`, `"user":{"type":"user"},"thread":`),
@@ -255,6 +262,7 @@ func hostile(r *rig, tok string) []string {
 		rep(say, `"text":"hello"`, `"text":null`),
 		rep(say, `"text":"hello"`, `"text":true,"other":false`),
 		rep(say, `"text":"hello"`, `"text":"`+strings.Repeat("x", 20<<10)+`"`),
+		rep(say, `"text":"hello"`, `"text":"`+strings.Repeat("y", 1<<20)+`"`), // beyond the 1 MiB limit
 		rep(say, `"text":"hello"`, `"text":"hello","text":"again"`),
 		rep(say, `"text":"hello"`, `"text":"hello","te\u0078t":"again"`),
 		rep(say, `"data":`, `"d\u0061ta":`),
