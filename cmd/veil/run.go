@@ -37,7 +37,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // serve runs every actor of veil run under one group (see group) until ctx is cancelled or one
 // of them stops: the processor, the egress stages, the analytics sink, the reveal API with its
 // console and principals watcher, the operations server, the key janitor and the watchers. It
-// returns once they all returned; the caller closes the components after it (service.close).
+// returns once they all returned; the caller closes the components after it (service.close):
+// the components serve creates (analytics sink, egress stages, the watchers' client) first.
 func (s *service) serve(ctx context.Context) error {
 	g := newGroup(s.log)
 	if addr := s.cfg.Listen.Metrics; addr != "" {
@@ -53,7 +54,7 @@ func (s *service) serve(ctx context.Context) error {
 		keyJanitor(ctx, s.keys, s.log, keyJanitorInterval(s.cfg))
 	}))
 	if cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.brokers...)}, s.kopts...)...); err == nil {
-		defer cl.Close() // after the group: the watchers use it
+		s.closers = append(s.closers, func(context.Context) error { cl.Close(); return nil })
 		adm := kadm.NewClient(cl)
 		g.add(stageHousekeeping, "lag watcher", loop(func(ctx context.Context) {
 			s.obs.watch(ctx, adm, s.cfg.Kafka.Group, s.keys, 10*time.Second)
@@ -67,7 +68,7 @@ func (s *service) serve(ctx context.Context) error {
 		return err
 	}
 	if sink != nil {
-		defer sink.Close(context.WithoutCancel(ctx))
+		s.closers = append(s.closers, sink.Close)
 		g.add(stageOutput, "analytics sink", sink.Run)
 	}
 	stages, err := s.newEgress()
@@ -75,7 +76,7 @@ func (s *service) serve(ctx context.Context) error {
 		return err
 	}
 	for _, st := range stages {
-		defer st.Close(context.WithoutCancel(ctx))
+		s.closers = append(s.closers, st.Close)
 		g.add(stageOutput, "egress stage "+st.name, st.Run)
 	}
 	if apiConfigured(s.cfg) {
