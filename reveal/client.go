@@ -42,6 +42,9 @@ func (e *APIError) Error() string {
 	return msg
 }
 
+// tokenLenGuess sizes the request buffer: a token of a short app id.
+const tokenLenGuess = 120
+
 // maxResponseBytes bounds what Reveal reads: 256 values of the largest entry, with room to spare.
 const maxResponseBytes = 512 << 20
 
@@ -58,10 +61,7 @@ var defaultHTTPClient = &http.Client{
 // Reveal asks for the values behind tokens and returns one Result per token, in order. A non-nil
 // error means no result: transport failures, or an *APIError.
 func (c *Client) Reveal(ctx context.Context, tokens []string) ([]Result, error) {
-	body, err := json.Marshal(revealRequest{Tokens: tokens})
-	if err != nil {
-		return nil, fmt.Errorf("encoding reveal request: %w", err)
-	}
+	body := appendRevealRequest(make([]byte, 0, 32+len(tokens)*(tokenLenGuess+3)), tokens)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.BaseURL, "/")+"/v1/reveal", bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("building reveal request: %w", err)
@@ -78,11 +78,15 @@ func (c *Client) Reveal(ctx context.Context, tokens []string) ([]Result, error) 
 		return nil, fmt.Errorf("calling reveal API: %w", err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	if resp.ContentLength > maxResponseBytes {
+		return nil, errors.New("reading reveal response: larger than the limit")
+	}
+	bp := bodyBufs.Get().(*[]byte)
+	b, err := readBody(io.LimitReader(resp.Body, maxResponseBytes+1), *bp, resp.ContentLength)
+	defer putBody(bp, b)
 	if err != nil {
 		return nil, fmt.Errorf("reading reveal response: %w", err)
 	}
-	defer clear(b)
 	if len(b) > maxResponseBytes {
 		return nil, errors.New("reading reveal response: larger than the limit")
 	}
@@ -97,12 +101,12 @@ func (c *Client) Reveal(ctx context.Context, tokens []string) ([]Result, error) 
 		}
 		return nil, e
 	}
-	var out revealResponse
-	if err := json.Unmarshal(b, &out); err != nil {
+	results, err := decodeRevealResponse(b)
+	if err != nil {
 		return nil, errors.New("decoding reveal response: not the expected JSON")
 	}
-	if len(out.Results) != len(tokens) {
-		return nil, fmt.Errorf("decoding reveal response: %d results for %d tokens", len(out.Results), len(tokens))
+	if len(results) != len(tokens) {
+		return nil, fmt.Errorf("decoding reveal response: %d results for %d tokens", len(results), len(tokens))
 	}
-	return out.Results, nil
+	return results, nil
 }

@@ -106,10 +106,11 @@ func putBody(bp *[]byte, b []byte) {
 }
 
 // readBody reads r to its end into b[:0], growing it as io.ReadAll does; size is the declared
-// length (-1 when unknown), which sizes the buffer once.
+// length (-1 when unknown), which sizes the buffer once when it is at most 1 MiB (a larger
+// declared length is not trusted with an allocation before the bytes arrive).
 func readBody(r io.Reader, b []byte, size int64) ([]byte, error) {
 	b = b[:0]
-	if size >= 0 && int64(cap(b)) <= size {
+	if size >= 0 && size <= 1<<20 && int64(cap(b)) <= size {
 		b = make([]byte, 0, size+1) // +1: reading the end must not grow it
 	}
 	for {
@@ -149,7 +150,9 @@ func verbatimString(v []byte) (ok, sure bool) {
 		switch c := v[i]; {
 		case c < 0x20:
 			return false, true
-		case c == '"', c == '<', c == '>', c == '&', c == 0xE2:
+		case c == '"', c == '<', c == '>', c == '&':
+			return false, false
+		case c == 0xE2 && i+2 < len(v) && v[i+1] == 0x80 && v[i+2]&^1 == 0xA8: // U+2028, U+2029
 			return false, false
 		case c == '\\':
 			if i+1 >= end {
