@@ -37,6 +37,11 @@ func SealWith(key *AppKey, rand io.Reader, h Header, fields []Field) (*Record, [
 	if err := checkSeal(&h, fields); err != nil {
 		return nil, nil, err
 	}
+	return sealChecked(key, rand, h, fields)
+}
+
+// sealChecked is SealWith after checkSeal passed (Sealer.Seal checks before fetching the key).
+func sealChecked(key *AppKey, rand io.Reader, h Header, fields []Field) (*Record, []Token, error) {
 	switch {
 	case !key.usable():
 		return nil, nil, fmt.Errorf("sealing: unusable app key: %w", ErrInvalidInput)

@@ -52,7 +52,7 @@ func (s *Sealer) Seal(ctx context.Context, h Header, fields []Field) (*Record, [
 	if err != nil {
 		return nil, nil, fmt.Errorf("sealing: getting app key: %w", err)
 	}
-	return SealWith(key, s.rand, h, fields)
+	return sealChecked(key, s.rand, h, fields)
 }
 
 // Open returns the plaintext of the field tok names (see OpenWith). The token, the record and
