@@ -110,3 +110,65 @@ integrations:
 		t.Errorf("no 'veil stopped' in the log:\n%s", logs.String())
 	}
 }
+
+// TestRunReportsAnalyticsFailure: an analytics directory that cannot be written (replaced by a
+// file while veil runs: root ignores permissions) is retried, not fatal, while veil runs; at
+// SIGTERM the sink cannot write its buffered rows within its shutdown timeout, and veil run exits
+// 1 with the sink and the cause in the log (the rows stay uncommitted, read again next start).
+func TestRunReportsAnalyticsFailure(t *testing.T) {
+	addrs := externalBroker(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "analytics")
+	cfg := filepath.Join(dir, "veil.yaml")
+	yaml := fmt.Sprintf(`kafka: {brokers: [%s]}
+data_dir: %s
+apps: {app-1: {}}
+analytics: {dir: %q, flush_interval: 1s}
+listen: {metrics: ""}
+`, addrs[0], filepath.Join(dir, "data"), out)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs testkit.Buffer
+	done := runInProcess(ctx, cfg, nil, &logs)
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), "veil running"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("veil run did not start; log:\n%s", logs.String())
+		}
+	}
+	if err := os.RemoveAll(out); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	entry := `{"id":"e1","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` +
+		time.Now().UTC().Format(time.RFC3339) + `","thread":{"mode":"agent"},"data":{"text":"hello"}}`
+	if err := produceFranzGo(ctx, addrs, "event", "t1", []byte(entry)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), "analytics: flush failed"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sink never tried to write; log:\n%s", logs.String())
+		}
+	}
+	select {
+	case code := <-done:
+		t.Fatalf("veil run exited %d on a retried analytics failure; log:\n%s", code, logs.String())
+	default:
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitFailure {
+			t.Errorf("veil run exited %d, want %d", code, exitFailure)
+		}
+		if l := logs.String(); !strings.Contains(l, `"component":"analytics sink"`) || !strings.Contains(l, "not a directory") {
+			t.Errorf("the log does not name the sink and its cause:\n%s", l)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("veil run did not stop; log:\n%s", logs.String())
+	}
+}
