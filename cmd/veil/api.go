@@ -100,6 +100,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := s.openAPI(ctx, g); err != nil {
 		return err
 	}
+	s.addBlobSweeper(g)
 	fmt.Fprintf(stdout, "veil reveal API on %s/v1/reveal (principals %s)\n", apiURL(cfg), principalsPath(cfg))
 	return g.run(ctx)
 }

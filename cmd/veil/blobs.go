@@ -70,16 +70,14 @@ func (s *service) openBlobs(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("creating blob service: %w", err)
 	}
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() { defer close(done); s.sweepBlobs(sctx, time.Minute) }()
-	blobs := s.blobs // not s: a failed start sets s to nil before closing
-	s.closers = append(s.closers, func(ctx context.Context) error {
-		cancel()
-		<-done
-		return blobs.Close(ctx)
-	})
+	s.closers = append(s.closers, s.blobs.Close) // the method value: a failed start sets s to nil
 	return nil
+}
+
+// addBlobSweeper adds to g the actor that deletes expired media every minute (veil itself, since
+// S3 lifecycle rules are day-grained).
+func (s *service) addBlobSweeper(g *group) {
+	g.add(stageHousekeeping, "blob sweeper", loop(func(ctx context.Context) { s.sweepBlobs(ctx, time.Minute) }))
 }
 
 func (s *service) sweepBlobs(ctx context.Context, every time.Duration) {

@@ -36,9 +36,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // serve runs every actor of veil run under one group (see group) until ctx is cancelled or one
 // of them stops: the processor, the egress stages, the analytics sink, the reveal API with its
-// console and principals watcher, the operations server, the key janitor and the watchers. It
-// returns once they all returned; the caller closes the components after it (service.close):
-// the components serve creates (analytics sink, egress stages, the watchers' client) first.
+// console and principals watcher, the operations server, the key janitor, the blob sweeper and
+// the watchers. It returns once they all returned; the caller closes the components after it
+// (service.close): the components serve creates (analytics sink, egress stages, the watchers'
+// client) first.
 func (s *service) serve(ctx context.Context) error {
 	g := newGroup(s.log)
 	if addr := s.cfg.Listen.Metrics; addr != "" {
@@ -50,6 +51,7 @@ func (s *service) serve(ctx context.Context) error {
 		g.add(stageHousekeeping, "operations server", serveHTTP(s.obs.server(addr), ln))
 	}
 	s.probe(ctx)
+	s.addBlobSweeper(g)
 	g.add(stageHousekeeping, "key janitor", loop(func(ctx context.Context) {
 		keyJanitor(ctx, s.keys, s.log, keyJanitorInterval(s.cfg))
 	}))
