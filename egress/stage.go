@@ -161,6 +161,7 @@ func New(cfg Config) (*Stage, error) {
 	} else {
 		ecfg.TransactionalID = id
 		ecfg.Opts = append([]kgo.Opt{kgo.MaxBufferedRecords(8 * cfg.MaxPoll)}, ecfg.Opts...)
+		ecfg.Connect = st.ensureTopic
 	}
 	eng, err := consume.New(ecfg)
 	if err != nil {
@@ -177,21 +178,9 @@ func (s *Stage) now() time.Time { return s.cfg.Clock() }
 // aborts the transaction (or the webhook batch) in flight; its records are delivered on restart,
 // once (a webhook: again, under the same idempotency keys).
 func (s *Stage) Run(ctx context.Context) error {
-	h := s.webhookBatch
-	if !s.cfg.Integration.Webhook() {
-		h = s.batch
-		for attempt := 1; ; attempt++ {
-			err := s.ensureTopic(ctx)
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
-				return nil
-			}
-			s.obs.Dependency("broker", false)
-			s.log.Warn("creating integration topic failed, retrying", "topic", s.cfg.Integration.Topic, "attempt", attempt, "err", err)
-			consume.Backoff(ctx, attempt)
-		}
+	h := s.batch
+	if s.cfg.Integration.Webhook() {
+		h = s.webhookBatch
 	}
 	if err := s.eng.Run(ctx, h); err != nil && !errors.Is(err, consume.ErrClosed) {
 		return err
@@ -199,7 +188,8 @@ func (s *Stage) Run(ctx context.Context) error {
 	return nil
 }
 
-func (s *Stage) ensureTopic(ctx context.Context) error {
+// ensureTopic creates the integration topic if it is missing; the engine retries it (Connect).
+func (s *Stage) ensureTopic(ctx context.Context, cl *kgo.Client) error {
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	p := int32(-1)
@@ -210,11 +200,12 @@ func (s *Stage) ensureTopic(ctx context.Context) error {
 	if s.cfg.Integration.Decrypts() {
 		configs = broker.RawTopicConfigs(s.cfg.TopicTTL) // it holds plaintext
 	}
-	resp, err := kadm.NewClient(s.eng.Client()).CreateTopic(tctx, p, -1, configs, s.cfg.Integration.Topic)
+	resp, err := kadm.NewClient(cl).CreateTopic(tctx, p, -1, configs, s.cfg.Integration.Topic)
 	if err == nil {
 		err = resp.Err
 	}
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		s.obs.Dependency("broker", false)
 		return fmt.Errorf("creating topic %s: %w", s.cfg.Integration.Topic, err)
 	}
 	return nil

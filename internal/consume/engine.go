@@ -36,6 +36,11 @@ type Config struct {
 	// in manual mode, manual commits with rebalances blocked while a batch is handled.
 	Opts []kgo.Opt
 
+	// Connect, if set, is what the handler needs before the first poll (creating its output
+	// topic, say). Run calls it first and retries it with Backoff until it succeeds, ctx ends or
+	// Close is called.
+	Connect func(ctx context.Context, cl *kgo.Client) error
+
 	// PollWait, if set, bounds how long one poll waits for records (a handler with timed work,
 	// such as flushes, sets it together with EveryPoll). Nil: until records arrive or ctx ends.
 	PollWait func() time.Duration
@@ -174,6 +179,19 @@ func (e *Engine) Run(ctx context.Context, h Handler) error {
 	if !e.transactional() {
 		// Leaving the group (Close) waits for rebalances to be allowed again.
 		defer func() { e.Client().AllowRebalance() }()
+	}
+	if e.cfg.Connect != nil {
+		for attempt := 1; ; attempt++ {
+			err := e.cfg.Connect(ctx, e.Client())
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return e.stop(nil)
+			}
+			e.log.Warn("connecting failed, retrying", "attempt", attempt, "err", err)
+			Backoff(ctx, attempt)
+		}
 	}
 	var (
 		failures      int       // consecutive failed batches

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -373,6 +374,112 @@ func TestCloseGivesUpWithItsContext(t *testing.T) {
 	}
 	close(release)
 	if err := <-runErr; !errors.Is(err, consume.ErrClosed) {
+		t.Errorf("Run() = %v, want ErrClosed", err)
+	}
+}
+
+// A topic deleted and created again (a new topic id, as after a restart of a broker that keeps
+// no topics) does not wedge the engine: after StaleTopicWait it reconnects (OnReconnect is
+// called) and hands over what arrives on the new topic. This holds in both modes (the egress
+// stages had no reconnect of their own).
+func TestRecreatedTopicReconnects(t *testing.T) {
+	for _, txn := range []string{"tx", ""} {
+		t.Run(fmt.Sprintf("transactional=%v", txn != ""), func(t *testing.T) {
+			t.Parallel() // each waits out StaleTopicWait, the client's own retries and a rejoin
+			_, addrs := setup(t, 2)
+			var reconnects atomic.Int64
+			e, err := consume.New(consume.Config{Brokers: addrs, Group: "r" + txn, Topics: []string{"in"}, TransactionalID: txn,
+				OnReconnect: func() { reconnects.Add(1) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var (
+				mu   sync.Mutex
+				seen = map[string]bool{}
+			)
+			stop := start(t, e, func(ctx context.Context, b *consume.Batch) (bool, error) {
+				mu.Lock()
+				for _, r := range b.Records {
+					seen[string(r.Value)] = true
+				}
+				mu.Unlock()
+				if txn == "" {
+					return true, e.CommitRecords(ctx, b.Records...)
+				}
+				if err := b.Begin(); err != nil {
+					return false, err
+				}
+				return b.End(ctx, true)
+			})
+			has := func(v string) func() bool {
+				return func() bool { mu.Lock(); defer mu.Unlock(); return seen[v] }
+			}
+			if !waitUntil(has("v39")) {
+				t.Fatal("the first records were not handed over in 30 s")
+			}
+
+			cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			adm := kadm.NewClient(cl)
+			ctx := context.Background()
+			if _, err := adm.DeleteTopic(ctx, "in"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := adm.CreateTopic(ctx, 2, 1, nil, "in"); err != nil {
+				t.Fatal(err)
+			}
+			testkit.Produce(t, addrs, &kgo.Record{Topic: "in", Value: []byte("after")})
+			ok := waitUntil(has("after")) || waitUntil(has("after")) // StaleTopicWait and a rejoin: up to a minute
+			stop()
+			if !ok {
+				t.Errorf("the record written to the recreated topic was not handed over (reconnects: %d)", reconnects.Load())
+			}
+			if reconnects.Load() == 0 {
+				t.Errorf("OnReconnect was never called")
+			}
+		})
+	}
+}
+
+// Connect is retried until it succeeds, before the first poll; a Run stopped by Close while
+// Connect keeps failing returns ErrClosed.
+func TestConnectIsRetried(t *testing.T) {
+	_, addrs := setup(t, 2)
+	var calls atomic.Int64
+	e, err := consume.New(consume.Config{Brokers: addrs, Group: "k", Topics: []string{"in"},
+		Connect: func(ctx context.Context, cl *kgo.Client) error {
+			if calls.Add(1) < 3 {
+				return errors.New("output not ready")
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, stop := counting(t, e)
+	if !waitUntil(func() bool { return n.Load() == records }) {
+		t.Errorf("handled %d records after Connect succeeded, want %d", n.Load(), records)
+	}
+	stop()
+	if c := calls.Load(); c != 3 {
+		t.Errorf("Connect called %d times, want 3 (two failures, then success)", c)
+	}
+
+	never, err := consume.New(consume.Config{Brokers: addrs, Group: "k2", Topics: []string{"in"},
+		Connect: func(context.Context, *kgo.Client) error { return errors.New("never ready") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- never.Run(context.Background(), func(context.Context, *consume.Batch) (bool, error) { return true, nil }) }()
+	time.Sleep(100 * time.Millisecond)
+	if err := never.Close(context.Background()); err != nil {
+		t.Errorf("Close() = %v", err)
+	}
+	if err := <-done; !errors.Is(err, consume.ErrClosed) {
 		t.Errorf("Run() = %v, want ErrClosed", err)
 	}
 }

@@ -1,0 +1,52 @@
+package pipeline_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/veil-project/veil/ledgers"
+	"github.com/veil-project/veil/pipeline"
+)
+
+// Close stops a running processor: Run has returned (nil) by the time Close does, what was
+// committed before stays, Close is idempotent, and a Run after it returns at once.
+func TestCloseStopsRunningProcessor(t *testing.T) {
+	h := newHarness(t)
+	var names []string
+	for _, l := range ledgers.All() {
+		names = append(names, l.Name)
+	}
+	p, err := pipeline.New(pipeline.Config{Brokers: h.addrs, Ledgers: names, Transformer: h.tr, Store: h.store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(context.Background()) }()
+	recs, _ := sampleRecords(7, 20)
+	h.produce(recs...)
+	if got := h.consume(40, 30*time.Second, outputTopics()...); len(got) != 40 {
+		t.Fatalf("%d outputs, want 40", len(got))
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Errorf("Close() = %v, want nil", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run() = %v, want nil after Close", err)
+		}
+	default:
+		t.Errorf("Close returned while Run still ran")
+		<-done
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Errorf("second Close() = %v, want nil", err)
+	}
+	if err := p.Run(context.Background()); err != nil {
+		t.Errorf("Run after Close = %v, want nil", err)
+	}
+	if got := h.consume(40, 5*time.Second, outputTopics()...); len(got) != 40 {
+		t.Errorf("after Close: %d outputs, want the 40 committed before", len(got))
+	}
+}
