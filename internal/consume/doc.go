@@ -4,6 +4,8 @@
 //
 // What the Engine guarantees:
 //
+//   - Connecting: what a handler needs before the first poll (Config.Connect: an output topic)
+//     is retried with backoff until it succeeds, ctx ends or Close is called.
 //   - Reading: a group consumer that reads committed records only (read_committed), from the start
 //     of a partition the group never committed.
 //   - Committing: in transactional mode (Config.TransactionalID set) a franz-go

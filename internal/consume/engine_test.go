@@ -474,7 +474,9 @@ func TestConnectIsRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- never.Run(context.Background(), func(context.Context, *consume.Batch) (bool, error) { return true, nil }) }()
+	go func() {
+		done <- never.Run(context.Background(), func(context.Context, *consume.Batch) (bool, error) { return true, nil })
+	}()
 	time.Sleep(100 * time.Millisecond)
 	if err := never.Close(context.Background()); err != nil {
 		t.Errorf("Close() = %v", err)
