@@ -148,7 +148,7 @@ func newEnvWith(t testing.TB, conOpt func(*console.Config), apiOpts ...func(*rev
 	t.Cleanup(prod.Close)
 	apps := map[string]ledgers.AppSettings{"app-a": ledgers.DefaultAppSettings, "app-b": ledgers.DefaultAppSettings}
 	tr := &pipeline.Transformer{
-		Registry: schemas.DefaultRegistry(), Ledgers: ledgers.DefaultTable(), Sealer: sealer, Clock: clk.Now,
+		Registry: schemas.DefaultRegistry(), Ledgers: testkit.Ledgers(t, nil), Sealer: sealer, Clock: clk.Now,
 		Apps: func(app string) (ledgers.AppSettings, bool) { s, ok := apps[app]; return s, ok },
 	}
 	return &env{t: t, clock: clk, cluster: c, kr: kr, store: st, tr: tr, prod: prod, con: con, srv: srv, keys: keys,

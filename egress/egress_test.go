@@ -179,11 +179,7 @@ func TestDeliveryByKind(t *testing.T) {
 // TestExpiredTokensRedacted: tokens whose TTL ended between sealing and delivery come out as
 // ★★★★★ (audited as expired) while fresher tokens of the same batch still open.
 func TestExpiredTokensRedacted(t *testing.T) {
-	table, err := ledgers.NewTable(map[string]time.Duration{"event": 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := newHarness(t, table)
+	h := newHarness(t, testkit.Ledgers(t, map[string]time.Duration{"event": 2 * time.Second}))
 	ts := time.Now().UTC().Format(time.RFC3339Nano)
 	mk := func(id, ledger, typ, data string) *kgo.Record {
 		return &kgo.Record{Topic: broker.RawTopic(ledger), Key: []byte("t-" + id), Value: []byte(

@@ -41,7 +41,7 @@ func newHarness(t *testing.T, table *ledgers.Table) *harness {
 	kr, _ := testkit.LocalKeys(t, dir, testkit.Keys{})
 	st := testkit.Badger(t, dir)
 	if table == nil {
-		table = ledgers.DefaultTable()
+		table = testkit.Ledgers(t, nil)
 	}
 	sealer := envelope.NewSealer(kr)
 	apps := map[string]ledgers.AppSettings{"app-1": ledgers.DefaultAppSettings, "app-2": ledgers.DefaultAppSettings}

@@ -34,6 +34,7 @@ type Table struct {
 	order  []string
 }
 
+// defaultTable holds the TTLs of DESIGN §3; Lookup and All read it.
 var defaultTable = mustTable(nil)
 
 func mustTable(overrides map[string]time.Duration) *Table {
@@ -44,11 +45,8 @@ func mustTable(overrides map[string]time.Duration) *Table {
 	return t
 }
 
-// DefaultTable returns the table with the TTLs of DESIGN §3.
-func DefaultTable() *Table { return defaultTable }
-
-// NewTable returns the ledger table with the TTLs in overrides, keyed by ledger name. An override
-// may only shorten a TTL, to a whole number of seconds of at least one second: data must never
+// NewTable returns the ledger table: the TTLs of DESIGN §3, with the TTLs in overrides, keyed by
+// ledger name. An override may only shorten a TTL, to a whole number of seconds of at least one second: data must never
 // outlive what the ledger promises. Unknown ledger names are refused too, so a typo cannot silently
 // leave a TTL at its default.
 func NewTable(overrides map[string]time.Duration) (*Table, error) {

@@ -46,10 +46,7 @@ func newHarnessWith(t *testing.T, kms keyring.KMS, keyID string) *harness {
 	kr, _ := testkit.LocalKeys(t, dir, testkit.Keys{KMS: kms, KeyID: keyID})
 	st := testkit.Badger(t, dir)
 	sealer := envelope.NewSealer(kr)
-	table, err := ledgers.NewTable(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	table := testkit.Ledgers(t, nil)
 	apps := map[string]ledgers.AppSettings{"app-1": ledgers.DefaultAppSettings, "app-2": ledgers.DefaultAppSettings}
 	return &harness{
 		t: t, cluster: c, addrs: c.ListenAddrs(), store: st, sealer: sealer, dataDir: dir,

@@ -62,7 +62,7 @@ func newEnvOn(t *testing.T, addrs []string, dir string) *env {
 		t: t, addrs: addrs, cl: cl, kms: kms, kr: kr, adm: kadm.NewClient(cl), store: st, dir: dir,
 		opener: &reveal.Opener{Store: st, Sealer: sealer},
 		tr: &pipeline.Transformer{
-			Registry: schemas.DefaultRegistry(), Ledgers: ledgers.DefaultTable(), Sealer: sealer,
+			Registry: schemas.DefaultRegistry(), Ledgers: testkit.Ledgers(t, nil), Sealer: sealer,
 			Apps: func(app string) (ledgers.AppSettings, bool) {
 				return ledgers.DefaultAppSettings, app == "app-1" || app == "app-2"
 			},

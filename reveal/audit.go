@@ -135,8 +135,7 @@ var ErrAuditClosed = errors.New("audit: closed")
 // ProduceSync is in flight and the next one writes everything queued; each caller returns when the
 // request that carried its records was acknowledged, with that request's error if it failed.
 type KafkaAuditor struct {
-	cl    *kgo.Client
-	own   bool
+	cl    *kgo.Client // its own producer, not transactional (see AuditRecord.KafkaRecord)
 	mu    sync.RWMutex
 	close bool
 
@@ -156,10 +155,6 @@ type auditBatch struct {
 	err  error
 }
 
-// NewKafkaAuditor audits through cl, which must not be transactional (see AuditRecord.KafkaRecord).
-// Close does not close cl.
-func NewKafkaAuditor(cl *kgo.Client) *KafkaAuditor { return &KafkaAuditor{cl: cl} }
-
 // DialKafkaAuditor creates its own producer to brokers; opts (TLS, SASL) are appended. Records
 // that cannot be delivered within 10 seconds fail.
 func DialKafkaAuditor(brokers []string, opts ...kgo.Opt) (*KafkaAuditor, error) {
@@ -173,7 +168,7 @@ func DialKafkaAuditor(brokers []string, opts ...kgo.Opt) (*KafkaAuditor, error) 
 	if err != nil {
 		return nil, fmt.Errorf("creating audit producer: %w", err)
 	}
-	return &KafkaAuditor{cl: cl, own: true}, nil
+	return &KafkaAuditor{cl: cl}, nil
 }
 
 // Audit queues recs for the next produce and waits for its acknowledgement. If ctx ends first it
@@ -241,8 +236,8 @@ func (a *KafkaAuditor) flush() {
 	}
 }
 
-// Close stops accepting records, waits for Audit calls in flight and closes the producer if
-// DialKafkaAuditor created it. It is idempotent.
+// Close stops accepting records, waits for Audit calls in flight and closes the producer. It is
+// idempotent.
 func (a *KafkaAuditor) Close(context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -250,8 +245,6 @@ func (a *KafkaAuditor) Close(context.Context) error {
 		return nil
 	}
 	a.close = true
-	if a.own {
-		a.cl.Close()
-	}
+	a.cl.Close()
 	return nil
 }

@@ -31,16 +31,10 @@ import (
 	"github.com/veil-project/veil/sinks/store"
 )
 
-// keysNow is the clock of the keys commands; tests replace it.
-var keysNow = time.Now
-
-// blobEraser deletes every blob of app and reports how many it deleted (tests replace it). Media
-// DEKs are sealed under the app's KEKs, so erasing the keys already makes the blobs unreadable;
-// deleting them is the second step, like the store rows.
-var blobEraser = eraseBlobs
-
 // eraseBlobs deletes app's objects from the configured blob store (blob.s3.bucket, or the local
-// blob.dir, default <data_dir>/blobs) through blob.Service.DeleteApp.
+// blob.dir, default <data_dir>/blobs) through blob.Service.DeleteApp and reports how many it
+// deleted. Media DEKs are sealed under the app's KEKs, so erasing the keys already makes the blobs
+// unreadable; deleting them is the second step, like the store rows.
 func eraseBlobs(ctx context.Context, cfg *config.Config, sealer *envelope.Sealer, app string) (int, error) {
 	var objs blob.Objects
 	if b := cfg.Blob.S3; b.Bucket != "" {
@@ -78,6 +72,14 @@ var keysSubcommands = []struct{ name, summary string }{
 }
 
 func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return keysCmd{now: time.Now}.run(ctx, args, stdout, stderr)
+}
+
+// keysCmd runs the keys subcommands. now is their clock: it decides which keys are past their
+// destroy time and stamps rewraps and erasure records (veil passes time.Now, tests a later clock).
+type keysCmd struct{ now func() time.Time }
+
+func (c keysCmd) run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		w := stderr
 		if len(args) > 0 {
@@ -96,15 +98,15 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	sub, rest := args[0], args[1:]
 	switch sub {
 	case "list":
-		return keysList(ctx, rest, stdout, stderr)
+		return c.list(ctx, rest, stdout, stderr)
 	case "rotate":
-		return keysRotate(ctx, rest, stdout, stderr)
+		return c.rotate(ctx, rest, stdout, stderr)
 	case "rewrap":
-		return keysRewrap(ctx, rest, stdout, stderr)
+		return c.rewrap(ctx, rest, stdout, stderr)
 	case "destroy-expired":
-		return keysDestroyExpired(ctx, rest, stdout, stderr)
+		return c.destroyExpired(ctx, rest, stdout, stderr)
 	case "erase":
-		return keysErase(ctx, rest, stdout, stderr)
+		return c.erase(ctx, rest, stdout, stderr)
 	}
 	return &usageError{fmt.Errorf("unknown keys subcommand %q (want list, rotate, rewrap, destroy-expired or erase)", sub)}
 }
@@ -118,7 +120,8 @@ type keyEnv struct {
 	shut  func(context.Context) error
 }
 
-func openKeyEnv(ctx context.Context, cfg *config.Config) (*keyEnv, error) {
+// openKeyEnv opens the KMS, the key store and a keyring on them whose clock is now.
+func openKeyEnv(ctx context.Context, cfg *config.Config, now func() time.Time) (*keyEnv, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
@@ -130,7 +133,7 @@ func openKeyEnv(ctx context.Context, cfg *config.Config) (*keyEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: keyID, Store: ks, Clock: keysNow, Window: cfg.Keys.Window})
+	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: keyID, Store: ks, Clock: now, Window: cfg.Keys.Window})
 	if err != nil {
 		_ = shut(ctx)
 		return nil, fmt.Errorf("creating keyring: %w", err)
@@ -156,7 +159,7 @@ type keyInfoJSON struct {
 	KMSKeyID    string    `json:"kms_key_id"`
 }
 
-func keysList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func (c keysCmd) list(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var asJSON bool
 	cfg, err := parseConfig("keys list", args, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
@@ -169,7 +172,7 @@ func keysList(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err // opening the keys would create a data dir and a new root key
 		}
 	}
-	env, err := openKeyEnv(ctx, cfg)
+	env, err := openKeyEnv(ctx, cfg, c.now)
 	if err != nil {
 		return err
 	}
@@ -203,7 +206,7 @@ func keysList(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return tw.Flush()
 }
 
-func keysRotate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func (c keysCmd) rotate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var app string
 	cfg, err := parseConfig("keys rotate", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&app, "app", "", "app to rotate (default: every configured app and every app with a key)")
@@ -216,7 +219,7 @@ func keysRotate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return &usageError{fmt.Errorf("--app: %w", err)}
 		}
 	}
-	env, err := openKeyEnv(ctx, cfg)
+	env, err := openKeyEnv(ctx, cfg, c.now)
 	if err != nil {
 		return err
 	}
@@ -256,7 +259,7 @@ func keysRotate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
-func keysRewrap(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func (c keysCmd) rewrap(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var newKeyID, newRoot string
 	cfg, err := parseConfig("keys rewrap", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&newKeyID, "key-id", "", "KMS key id to wrap every app KEK under (aws: required; local: default kms.key_id)")
@@ -316,7 +319,7 @@ func keysRewrap(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			newKeyID = kmslocal.DefaultKeyID
 		}
 	}
-	res, err := keyring.Rewrap(ctx, ks, from, to, newKeyID, keysNow())
+	res, err := keyring.Rewrap(ctx, ks, from, to, newKeyID, c.now())
 	if err != nil {
 		return fmt.Errorf("%w (%d keys rewrapped so far; run again to finish)", err, res.Rewrapped)
 	}
@@ -358,12 +361,12 @@ func refuseIfRunning(ctx context.Context, cfg *config.Config) error {
 	return st.Close(ctx)
 }
 
-func keysDestroyExpired(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func (c keysCmd) destroyExpired(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig("keys destroy-expired", args, stderr, nil)
 	if err != nil {
 		return err
 	}
-	env, err := openKeyEnv(ctx, cfg)
+	env, err := openKeyEnv(ctx, cfg, c.now)
 	if err != nil {
 		return err
 	}
@@ -387,7 +390,7 @@ type EraseAudit struct {
 	Operator  string    `json:"operator"`
 }
 
-func keysErase(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func (c keysCmd) erase(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		app string
 		yes bool
@@ -408,7 +411,7 @@ func keysErase(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return &usageError{fmt.Errorf("erasing %s destroys all its data for good: pass --yes to confirm", app)}
 	}
 	// Open everything first, so that a dependency that is down stops us before anything is gone.
-	env, err := openKeyEnv(ctx, cfg)
+	env, err := openKeyEnv(ctx, cfg, c.now)
 	if err != nil {
 		return err
 	}
@@ -432,10 +435,10 @@ func keysErase(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if rec.StoreRows, err = st.DeleteApp(ctx, app); err != nil {
 		return fmt.Errorf("keys of %s destroyed, deleting its store rows: %w (run erase again)", app, err)
 	}
-	if rec.Blobs, err = blobEraser(ctx, cfg, envelope.NewSealer(env.kr), app); err != nil {
+	if rec.Blobs, err = eraseBlobs(ctx, cfg, envelope.NewSealer(env.kr), app); err != nil {
 		return fmt.Errorf("keys and rows of %s deleted, deleting its blobs: %w (run erase again)", app, err)
 	}
-	rec.Time = keysNow().UTC()
+	rec.Time = c.now().UTC()
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encoding audit record: %w", err)

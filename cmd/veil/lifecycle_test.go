@@ -61,6 +61,18 @@ func (l *lifecycle) run(args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
+// runKeysAt runs "veil keys args…" with the keys commands' clock set to now.
+func (l *lifecycle) runKeysAt(now func() time.Time, args ...string) (int, string, string) {
+	l.t.Helper()
+	var stdout, stderr bytes.Buffer
+	full := append([]string{args[0], "-config", l.cfg}, args[1:]...)
+	code := exitCode(keysCmd{now: now}.run(context.Background(), full, &stdout, &stderr), &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// fiftyHoursOn is a clock two days ahead: every key sealed now is past its destroy time.
+func fiftyHoursOn() time.Time { return time.Now().Add(50 * time.Hour) }
+
 func (l *lifecycle) config() *config.Config {
 	l.t.Helper()
 	cfg, err := parseConfig("test", []string{"-config", l.cfg}, os.Stderr, nil)
@@ -73,7 +85,7 @@ func (l *lifecycle) config() *config.Config {
 // open opens the key environment and the store of cfg, as veil run would; done closes both.
 func (l *lifecycle) open(ctx context.Context, cfg *config.Config) (env *keyEnv, st store.Store, done func()) {
 	l.t.Helper()
-	env, err := openKeyEnv(ctx, cfg)
+	env, err := openKeyEnv(ctx, cfg, time.Now)
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -265,15 +277,12 @@ func TestKeysRotateListRewrapDestroy(t *testing.T) {
 	}
 
 	// Destruction with an injected clock: two days on, every key is past its destroy time.
-	defer func(f func() time.Time) { keysNow = f }(keysNow)
-	keysNow = func() time.Time { return time.Now().Add(50 * time.Hour) }
-	if code, stdout, _ = l.run("keys", "list", "--json"); code != exitOK || strings.Count(stdout, "destroyed-pending") != 2 {
+	if code, stdout, _ = l.runKeysAt(fiftyHoursOn, "list", "--json"); code != exitOK || strings.Count(stdout, "destroyed-pending") != 2 {
 		t.Errorf("list 50h on = %s, want 2 destroyed-pending", stdout)
 	}
-	if code, stdout, _ = l.run("keys", "destroy-expired"); code != exitOK || !strings.Contains(stdout, "destroyed 2 keys") {
+	if code, stdout, _ = l.runKeysAt(fiftyHoursOn, "destroy-expired"); code != exitOK || !strings.Contains(stdout, "destroyed 2 keys") {
 		t.Errorf("destroy-expired = %d %q", code, stdout)
 	}
-	keysNow = time.Now
 	if v, st := l.reveal(toks["app-1"]); st != reveal.StatusExpired {
 		t.Errorf("after destruction: reveal = %s, %s, want expired", v, st)
 	}
@@ -387,9 +396,7 @@ func TestRunEnforcesRetention(t *testing.T) {
 func TestKeyJanitorDeletesDestroyedKeys(t *testing.T) {
 	l := newLifecycle(t)
 	l.seal("app-1")
-	defer func(f func() time.Time) { keysNow = f }(keysNow)
-	keysNow = func() time.Time { return time.Now().Add(50 * time.Hour) }
-	env, err := openKeyEnv(context.Background(), l.config())
+	env, err := openKeyEnv(context.Background(), l.config(), fiftyHoursOn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/pipeline"
@@ -92,7 +93,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 
-	env, err := openKeyEnv(ctx, cfg)
+	env, err := openKeyEnv(ctx, cfg, time.Now)
 	if err != nil {
 		return err
 	}

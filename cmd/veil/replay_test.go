@@ -141,7 +141,7 @@ func (s *raceSetup) outcome(want int) outcome {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	env, err := openKeyEnv(ctx, cfg)
+	env, err := openKeyEnv(ctx, cfg, time.Now)
 	if err != nil {
 		s.t.Fatal(err)
 	}

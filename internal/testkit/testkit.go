@@ -101,6 +101,17 @@ func Badger(t testing.TB, dir string, opts ...badgerstore.Option) *badgerstore.S
 	return st
 }
 
+// Ledgers returns the ledger table with the TTL overrides (nil: the default TTLs) and fails the
+// test if ledgers.NewTable refuses them.
+func Ledgers(t testing.TB, overrides map[string]time.Duration) *ledgers.Table {
+	t.Helper()
+	table, err := ledgers.NewTable(overrides)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return table
+}
+
 // Produce writes recs synchronously with a fresh client and fails the test on any error.
 func Produce(t testing.TB, addrs []string, recs ...*kgo.Record) {
 	t.Helper()
