@@ -19,12 +19,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/internal/awsload"
 )
 
 const (
@@ -73,19 +72,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Table == "" {
 		return nil, errors.New("opening dynamodb key store: no table name")
 	}
-	var lo []func(*config.LoadOptions) error
-	if opts.Region != "" {
-		lo = append(lo, config.WithRegion(opts.Region))
-	}
-	if opts.AccessKeyID != "" {
-		lo = append(lo, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(opts.AccessKeyID, opts.SecretAccessKey, "")))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, lo...)
+	cfg, err := awsload.Load(ctx, awsload.Settings{Region: opts.Region, AccessKeyID: opts.AccessKeyID, SecretAccessKey: opts.SecretAccessKey})
 	if err != nil {
-		return nil, fmt.Errorf("opening dynamodb key store: loading AWS config: %w", err)
-	}
-	if cfg.Region == "" {
-		return nil, errors.New("opening dynamodb key store: no region configured")
+		return nil, fmt.Errorf("opening dynamodb key store: %w", err)
 	}
 	s := &Store{table: opts.Table, db: dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
 		if opts.Endpoint != "" {
