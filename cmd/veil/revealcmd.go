@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/veil-project/veil/internal/atomicfile"
 	"github.com/veil-project/veil/reveal"
 )
 
@@ -151,7 +152,7 @@ func writeDemoInfo(dataDir string, d demoInfo) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dataDir, demoInfoFile), append(b, '\n'), 0o600)
+	return atomicfile.WriteFile(filepath.Join(dataDir, demoInfoFile), append(b, '\n'), 0o600)
 }
 
 func envOr(name, def string) string {

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/veil-project/veil/internal/atomicfile"
 )
 
 // FileKeyStore is the embedded KeyStore: one small file per (app, period) in one directory. It
@@ -90,30 +92,13 @@ func (s *FileKeyStore) Create(ctx context.Context, k WrappedKey) (WrappedKey, er
 	if err := ctx.Err(); err != nil {
 		return WrappedKey{}, err
 	}
-	b, err := json.Marshal(keyFile{
-		Version: keyFileVersion, App: k.App, Period: k.Period, KeyID: k.KeyID,
-		Ciphertext: k.Ciphertext, DestroyAt: k.DestroyAt.UTC(),
-	})
+	live := k
+	live.Erased = false
+	tmpName, err := s.writeTemp(live)
 	if err != nil {
-		return WrappedKey{}, fmt.Errorf("encoding key file: %w", err)
+		return WrappedKey{}, err
 	}
-	tmp, err := os.CreateTemp(s.dir, tempFilePrefix+"*")
-	if err != nil {
-		return WrappedKey{}, fmt.Errorf("creating key file: %w", err)
-	}
-	tmpName := tmp.Name()
 	defer os.Remove(tmpName)
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return WrappedKey{}, fmt.Errorf("writing key file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return WrappedKey{}, fmt.Errorf("syncing key file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return WrappedKey{}, fmt.Errorf("closing key file: %w", err)
-	}
 	// Link fails if the target exists: that is the put-if-absent.
 	if err := os.Link(tmpName, s.path(k.App, k.Period)); err != nil {
 		if errors.Is(err, fs.ErrExist) {
@@ -218,12 +203,7 @@ func (s *FileKeyStore) List(ctx context.Context) ([]WrappedKey, error) {
 }
 
 func (s *FileKeyStore) syncDir() error {
-	d, err := os.Open(s.dir)
-	if err != nil {
-		return fmt.Errorf("syncing key store directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := atomicfile.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("syncing key store directory: %w", err)
 	}
 	return nil

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/veil-project/veil/internal/atomicfile"
 )
 
 // staleTempAge is how old a temp file in the key store must be before anyone may remove it: a
@@ -48,13 +50,20 @@ func (s *FileKeyStore) Replace(ctx context.Context, old, nw WrappedKey) error {
 	if cur.Erased || !bytes.Equal(cur.Ciphertext, old.Ciphertext) {
 		return ErrKeyChanged
 	}
-	tmpName, err := s.writeTemp(nw)
+	return s.install(nw, "replacing key file")
+}
+
+// install writes k to a synced temp file and renames it over k's file, then syncs the directory:
+// atomicfile.WriteFile's steps, with a temp name RemoveLeftovers knows. what names the step in
+// errors.
+func (s *FileKeyStore) install(k WrappedKey, what string) error {
+	tmpName, err := s.writeTemp(k)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmpName) // only left if the rename failed
-	if err := os.Rename(tmpName, s.path(old.App, old.Period)); err != nil {
-		return fmt.Errorf("replacing key file: %w", err)
+	if err := os.Rename(tmpName, s.path(k.App, k.Period)); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return s.syncDir()
 }
@@ -68,22 +77,11 @@ func (s *FileKeyStore) writeTemp(k WrappedKey) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encoding key file: %w", err)
 	}
-	tmp, err := os.CreateTemp(s.dir, tempFilePrefix+"*")
+	name, err := atomicfile.WriteTemp(s.dir, tempFilePrefix+"*", b, 0o600)
 	if err != nil {
-		return "", fmt.Errorf("creating key file: %w", err)
+		return "", fmt.Errorf("writing key file: %w", err)
 	}
-	_, werr := tmp.Write(b)
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return "", fmt.Errorf("writing key file: %w", werr)
-	}
-	return tmp.Name(), nil
+	return name, nil
 }
 
 // RemoveLeftovers implements LeftoverRemover. A temp file is left behind only when a process dies
@@ -154,15 +152,7 @@ func (s *FileKeyStore) Tombstone(ctx context.Context, app string, period int64, 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	tmpName, err := s.writeTemp(WrappedKey{App: app, Period: period, DestroyAt: destroyAt, Erased: true})
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmpName) // only left if the rename failed
-	if err := os.Rename(tmpName, s.path(app, period)); err != nil {
-		return fmt.Errorf("writing tombstone: %w", err)
-	}
-	return s.syncDir()
+	return s.install(WrappedKey{App: app, Period: period, DestroyAt: destroyAt, Erased: true}, "writing tombstone")
 }
 
 // Changes implements KeyStore.

@@ -28,7 +28,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
 	"github.com/aws/smithy-go"
+
+	"github.com/veil-project/veil/internal/atomicfile"
 )
 
 // DefaultKeyID is the key id veil uses with the local provider. Any non-empty id works: it is
@@ -159,38 +162,19 @@ func Move(from, to string) (moved bool, err error) {
 	return true, nil
 }
 
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-}
+// syncDir is atomicfile.SyncDir, best effort: the root key is written and read back either way.
+func syncDir(dir string) { _ = atomicfile.SyncDir(dir) }
 
 // writeRoot installs root at path through a synced temp file hard-linked into place (never over
 // an existing file) and returns what path then holds.
 func writeRoot(path string, root []byte) ([]byte, error) {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".root-*")
+	tmp, err := atomicfile.WriteTemp(dir, ".root-*", root, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("creating root key file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("creating root key file: %w", err)
-	}
-	if _, err := tmp.Write(root); err != nil {
-		tmp.Close()
 		return nil, fmt.Errorf("writing root key file: %w", err)
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("syncing root key file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("closing root key file: %w", err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("linking root key file: %w", err)
 	}
 	syncDir(dir)

@@ -2,7 +2,14 @@
 // either the old contents or the new ones, never a mix: the bytes go to a temporary file beside
 // the target (mode perm from the start, so a secret is never readable by others), which is synced,
 // renamed over the target, and then the directory is synced so the rename itself survives a crash.
-// A failed write leaves no temporary file behind.
+// A failed write leaves no temporary file behind. WriteTemp is the first half alone, for writers
+// that install the file their own way: the key store's and the local KMS root key's put-if-absent
+// (a hard link that fails if the target exists), the key store's compare-then-rename.
+//
+// The embedded broker (broker/keep.go) keeps its own writer: it rewrites every partition's record
+// file at restore and the group offsets every interval, and does not sync the directory after
+// each rename (a directory fsync per file would slow both); a lost rename there leaves the
+// previous copy, which the keeper rewrites on its next pass.
 package atomicfile
 
 import (
@@ -12,11 +19,27 @@ import (
 
 // WriteFile replaces path with b, atomically and durably, with mode perm. The temporary file is
 // named "." + base(path) + ".tmp-*" in path's directory, which must exist.
-func WriteFile(path string, b []byte, perm os.FileMode) (err error) {
+func WriteFile(path string, b []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	tmp, err := WriteTemp(dir, "."+filepath.Base(path)+".tmp-*", b, perm)
 	if err != nil {
 		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return SyncDir(dir)
+}
+
+// WriteTemp writes b to a new file in dir, named by pattern as os.CreateTemp names it, with mode
+// perm from the start, syncs and closes it, and returns its path: the first half of an atomic
+// write, for callers that install the file their own way (a hard link for put-if-absent, a rename
+// after a check) and remove it afterwards. On failure no file is left.
+func WriteTemp(dir, pattern string, b []byte, perm os.FileMode) (name string, err error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return "", err
 	}
 	defer func() {
 		if err != nil {
@@ -25,21 +48,18 @@ func WriteFile(path string, b []byte, perm os.FileMode) (err error) {
 		}
 	}()
 	if err := f.Chmod(perm); err != nil {
-		return err
+		return "", err
 	}
 	if _, err := f.Write(b); err != nil {
-		return err
+		return "", err
 	}
 	if err := f.Sync(); err != nil {
-		return err
+		return "", err
 	}
 	if err := f.Close(); err != nil {
-		return err
+		return "", err
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return SyncDir(dir)
+	return f.Name(), nil
 }
 
 // SyncDir fsyncs directory dir, so that a file created or renamed in it survives a crash.

@@ -3,6 +3,7 @@ package atomicfile_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/veil-project/veil/internal/atomicfile"
@@ -54,5 +55,31 @@ func TestWriteFileFailsCleanly(t *testing.T) {
 	}
 	if err := atomicfile.WriteFile(filepath.Join(dir, "missing", "f"), []byte("x"), 0o600); err == nil {
 		t.Fatal("WriteFile into a missing directory succeeded")
+	}
+}
+
+// TestWriteTemp: the temp file holds the bytes, has the mode asked for, is named by the pattern
+// and is the only entry; a pattern the directory cannot take leaves nothing behind.
+func TestWriteTemp(t *testing.T) {
+	dir := t.TempDir()
+	name, err := atomicfile.WriteTemp(dir, ".tmp-*", []byte("wrapped"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(name) != dir || !strings.HasPrefix(filepath.Base(name), ".tmp-") {
+		t.Errorf("WriteTemp name = %s, want .tmp-* in %s", name, dir)
+	}
+	b, err := os.ReadFile(name)
+	if err != nil || string(b) != "wrapped" {
+		t.Errorf("temp holds %q, %v, want %q", b, err, "wrapped")
+	}
+	if fi, err := os.Stat(name); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("temp mode %v, %v, want 0600", fi.Mode().Perm(), err)
+	}
+	if _, err := atomicfile.WriteTemp(filepath.Join(dir, "missing"), ".tmp-*", []byte("x"), 0o600); err == nil {
+		t.Error("WriteTemp into a missing directory succeeded")
+	}
+	if es, _ := os.ReadDir(dir); len(es) != 1 {
+		t.Errorf("directory holds %d entries, want only the first temp", len(es))
 	}
 }
