@@ -6,12 +6,23 @@ import (
 	"strings"
 )
 
-// TokenPrefix starts every veil token (the encrypted view of one field). A string under data that
-// starts with it is either a genuine token, passed through untouched, or a forgery.
+// TokenPrefix starts every veil token (the encrypted view of one field), of any version. A string
+// under data that starts with it is either a genuine token, passed through untouched, or a
+// forgery.
+//
+// The token format has one definition, crypto/envelope: envelope.TokenPrefix ("veil:v1:") is the
+// version this build writes and parses, and starts with TokenPrefix (TestTokenPrefixes holds them
+// together). The two IsToken checks differ on purpose:
+//   - IsToken here is the fail-closed check on what comes in: any "veil:" string is a token or a
+//     forgery, so an unknown version ("veil:v9:…") or a mangled prefix is dead-lettered as
+//     ReasonForgedToken on input, refused by the analytics sink and redacted by egress, never
+//     sealed as plaintext or passed on as if it were data;
+//   - envelope.IsToken only recognises the version it can parse: it decides what is opened
+//     (reveal, console) or passed through untouched as a token (pipeline, blobs).
 const TokenPrefix = "veil:"
 
-// IsToken reports whether s looks like a veil token (has TokenPrefix). It does not check that
-// the token parses.
+// IsToken reports whether s looks like a veil token of any version (has TokenPrefix). It does not
+// check that the token parses; see TokenPrefix for why envelope.IsToken is narrower.
 func IsToken(s string) bool { return strings.HasPrefix(s, TokenPrefix) }
 
 // ScanTokens checks every string value under data that starts with TokenPrefix with valid (the
