@@ -126,53 +126,33 @@ func startDynalite(tb testing.TB, bin string) (string, error) {
 		return "", err
 	}
 	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command(bin,
+	s, err := startServer("dynalite", exec.Command(bin,
 		"--port", strconv.Itoa(port),
 		"--host", "127.0.0.1",
 		"--createTableMs", "0",
 		"--deleteTableMs", "0",
 		"--updateTableMs", "0",
-	)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("running %s: %w", bin, err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	stop := func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+	))
+	if err != nil {
+		return "", err
 	}
 	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		select {
-		case <-exited:
-			return "", fmt.Errorf("dynalite exited: %s", lastLines(out.String(), 5))
-		default:
+	if err := s.waitReady(15*time.Second, 50*time.Millisecond, "answering on "+endpoint, func() (bool, error) {
+		resp, err := client.Get(endpoint + "/")
+		if err != nil {
+			return false, nil
 		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 		// Any answer with a DynamoDB request id will do; one without may be another server that
 		// took the port first.
-		if resp, err := client.Get(endpoint + "/"); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.Header.Get("X-Amzn-Requestid") == "" {
-				stop()
-				return "", fmt.Errorf("port %d answered by a server other than dynalite", port)
-			}
-			tb.Cleanup(stop)
-			return endpoint, nil
+		if resp.Header.Get("X-Amzn-Requestid") == "" {
+			return false, fmt.Errorf("port %d answered by a server other than dynalite", port)
 		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", fmt.Errorf("dynalite not answering on %s after 15s: %s", endpoint, lastLines(out.String(), 5))
-		}
-		time.Sleep(50 * time.Millisecond)
+		return true, nil
+	}); err != nil {
+		return "", err
 	}
+	tb.Cleanup(s.stop)
+	return endpoint, nil
 }

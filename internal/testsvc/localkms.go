@@ -139,13 +139,10 @@ Aliases:
 	cmd.Env = append(os.Environ(),
 		"PORT="+localKMSPort, "KMS_REGION="+localKMSRegion, "KMS_ACCOUNT_ID="+localKMSAccount,
 		"KMS_SEED_PATH="+seedPath, "KMS_DATA_PATH="+filepath.Join(dir, "data"))
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	srv, err := startServer("local-kms", cmd)
+	if err != nil {
 		unavailable(tb, fmt.Sprintf("starting local-kms under unshare -n: %v", err))
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
 	k := &LocalKMS{
 		Region: localKMSRegion, KeyID: keyID, Alias: "alias/veil-test",
 		KeyARN: "arn:aws:kms:" + localKMSRegion + ":" + localKMSAccount + ":key/" + keyID,
@@ -156,7 +153,7 @@ Aliases:
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		_ = cmd.Process.Kill()
+		srv.stop()
 		tb.Fatal(err)
 	}
 	k.Endpoint = "http://" + ln.Addr().String()
@@ -164,29 +161,15 @@ Aliases:
 	wg.Go(func() { k.proxy(ln) })
 	tb.Cleanup(func() {
 		ln.Close()
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+		srv.stop()
 		wg.Wait()
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if err := k.ping(); err == nil {
-			return k
-		}
-		select {
-		case <-exited:
-			tb.Fatalf("local-kms exited: %s", lastLines(out.String(), 5))
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("local-kms did not answer within 20s: %s", lastLines(out.String(), 5))
-		}
+	if err := srv.waitReady(20*time.Second, 50*time.Millisecond, "answering", func() (bool, error) {
+		return k.ping() == nil, nil
+	}); err != nil {
+		tb.Fatal(err)
 	}
+	return k
 }
 
 // unavailable fails tb under CI and skips it elsewhere.

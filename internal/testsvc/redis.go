@@ -42,49 +42,37 @@ func startRedis(tb testing.TB, bin string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	dir := tb.TempDir()
-	cmd := exec.Command(bin,
+	s, err := startRedisOn(bin, port, tb.TempDir())
+	if err != nil {
+		return "", err
+	}
+	tb.Cleanup(s.stop)
+	return redisAddr(port), nil
+}
+
+func redisAddr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// startRedisOn starts redis-server on port with persistence off and dir as its directory, and
+// returns once it answers PING.
+func startRedisOn(bin string, port int, dir string) (*server, error) {
+	s, err := startServer("redis-server", exec.Command(bin,
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
 		"--dir", dir,
 		"--daemonize", "no",
-	)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("running %s: %w", bin, err)
+	))
+	if err != nil {
+		return nil, err
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	stop := func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+	addr := redisAddr(port)
+	if err := s.waitReady(10*time.Second, 20*time.Millisecond, "answering PING on "+addr, func() (bool, error) {
+		return ping(addr) == nil, nil
+	}); err != nil {
+		return nil, err
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if ping(addr) == nil {
-			tb.Cleanup(stop)
-			return addr, nil
-		}
-		select {
-		case <-exited:
-			return "", fmt.Errorf("redis-server exited: %s", lastLines(out.String(), 5))
-		default:
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", fmt.Errorf("redis-server not answering PING on %s after 10s: %s", addr, lastLines(out.String(), 5))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return s, nil
 }
 
 // ping sends an inline PING and expects +PONG.

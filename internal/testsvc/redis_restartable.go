@@ -2,10 +2,7 @@ package testsvc
 
 import (
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -19,9 +16,8 @@ type RedisServer struct {
 	dir  string
 	port int
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	mu  sync.Mutex
+	srv *server // nil while stopped
 }
 
 // StartRedisServer starts a restartable redis-server on a free loopback port; it is stopped when
@@ -46,7 +42,7 @@ func StartRedisServer(tb testing.TB) *RedisServer {
 }
 
 // Addr is the server's host:port; it stays the same across restarts.
-func (r *RedisServer) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
+func (r *RedisServer) Addr() string { return redisAddr(r.port) }
 
 // Kill stops the server at once (SIGKILL), as a crash would. It is a no-op when stopped.
 func (r *RedisServer) Kill() { r.halt(os.Kill) }
@@ -57,17 +53,11 @@ func (r *RedisServer) Stop() { r.halt(os.Interrupt) }
 func (r *RedisServer) halt(sig os.Signal) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cmd == nil {
+	if r.srv == nil {
 		return
 	}
-	_ = r.cmd.Process.Signal(sig)
-	select {
-	case <-r.exited:
-	case <-time.After(5 * time.Second):
-		_ = r.cmd.Process.Kill()
-		<-r.exited
-	}
-	r.cmd = nil
+	r.srv.halt(sig)
+	r.srv = nil
 }
 
 // Restart starts the server again on the same port, failing the test if it cannot.
@@ -89,38 +79,13 @@ func (r *RedisServer) Restart() {
 func (r *RedisServer) start() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cmd != nil {
+	if r.srv != nil {
 		return fmt.Errorf("redis-server on %s already running", r.Addr())
 	}
-	cmd := exec.Command(r.bin,
-		"--port", strconv.Itoa(r.port),
-		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", "no",
-		"--dir", r.dir,
-		"--daemonize", "no",
-	)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("running %s: %w", r.bin, err)
+	srv, err := startRedisOn(r.bin, r.port, r.dir)
+	if err != nil {
+		return err
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if ping(r.Addr()) == nil {
-			r.cmd, r.exited = cmd, exited
-			return nil
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("redis-server exited: %s", lastLines(out.String(), 5))
-		default:
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("redis-server not answering PING on %s after 10s: %s", r.Addr(), lastLines(out.String(), 5))
-		}
-	}
+	r.srv = srv
+	return nil
 }

@@ -1,7 +1,6 @@
 package testsvc
 
 import (
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -105,42 +104,21 @@ func startVersityGW(tb testing.TB, bin string) (*S3Server, error) {
 		"ROOT_ACCESS_KEY_ID="+s.AccessKey,
 		"ROOT_SECRET_ACCESS_KEY="+s.SecretKey,
 	)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("running %s: %w", bin, err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	stop := func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+	srv, err := startServer("versitygw", cmd)
+	if err != nil {
+		return nil, err
 	}
 	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	if err := srv.waitReady(15*time.Second, 25*time.Millisecond, "healthy on "+addr, func() (bool, error) {
 		resp, err := client.Get(s.Endpoint + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				tb.Cleanup(stop)
-				return s, nil
-			}
+		if err != nil {
+			return false, nil
 		}
-		select {
-		case <-exited:
-			return nil, fmt.Errorf("versitygw exited: %s", lastLines(out.String(), 5))
-		default:
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, fmt.Errorf("versitygw not healthy on %s after 15s: %s", addr, lastLines(out.String(), 5))
-		}
-		time.Sleep(25 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	}); err != nil {
+		return nil, err
 	}
+	tb.Cleanup(srv.stop)
+	return s, nil
 }
