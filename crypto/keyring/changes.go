@@ -43,20 +43,10 @@ func (k *Keyring) sync(ctx context.Context) error {
 			return nil
 		}
 	}
-	ch := k.flights.DoChan("c", func() (any, error) {
-		fctx, done, err := k.startFlight(ctx)
-		if err != nil {
-			return nil, err
-		}
-		defer done()
-		return nil, k.pollChanges(fctx, now)
+	_, err := shared(ctx, k, "c", func(fctx context.Context) (struct{}, error) {
+		return struct{}{}, k.pollChanges(fctx, now)
 	})
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case r := <-ch:
-		return r.Err
-	}
+	return err
 }
 
 func (k *Keyring) pollChanges(ctx context.Context, now time.Time) error {

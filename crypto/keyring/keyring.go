@@ -59,6 +59,32 @@ func (k *Keyring) startFlight(ctx context.Context) (fctx context.Context, done f
 	return fctx, func() { stop(); cancel(); k.bg.Done() }, nil
 }
 
+// shared runs f once for all concurrent callers that name the same round (singleflight), in a
+// round of its own (startFlight: detached from ctx, bounded by flightTimeout, cancelled by Close),
+// and waits for its result. Cancelling ctx returns ctx.Err() at once; the round goes on for the
+// other callers.
+func shared[T any](ctx context.Context, k *Keyring, name string, f func(ctx context.Context) (T, error)) (T, error) {
+	ch := k.flights.DoChan(name, func() (any, error) {
+		fctx, done, err := k.startFlight(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		v, err := f(fctx)
+		return v, err
+	})
+	var zero T
+	select {
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return zero, r.Err
+		}
+		return r.Val.(T), nil
+	}
+}
+
 // KMS operation names passed to Config.OnKMSCall.
 const (
 	OpGenerateDataKey = "GenerateDataKey"
@@ -125,8 +151,8 @@ type Keyring struct {
 	cfg     Config
 	cache   *expirable.LRU[cacheKey, *entry]
 	flights singleflight.Group
-	gens    genTable // newest known generation per app (rotate.go)
-	wins    winTable // generation per expiry window (window.go)
+	gens    genTable[string] // newest known generation per app (rotate.go)
+	wins    winTable         // generation per expiry window (window.go)
 
 	// Background prefetches of window keys and shared KMS rounds (startFlight): cancelled and
 	// waited for by Close.
@@ -188,6 +214,21 @@ func (k *Keyring) DestroyAt(v int64) time.Time {
 	return PeriodEnd(PeriodOfVersion(v)).Add(k.cfg.MaxTTL + SkewMargin)
 }
 
+// beginSealing is what every sealing call checks first: a valid app, an open Keyring, the key
+// store's changes seen (sync), and sealing not refused.
+func (k *Keyring) beginSealing(ctx context.Context, app string) error {
+	if err := ValidateApp(app); err != nil {
+		return err
+	}
+	if k.closed.Load() {
+		return ErrClosed
+	}
+	if err := k.sync(ctx); err != nil {
+		return err
+	}
+	return k.sealingAllowed()
+}
+
 func isDestroyed(err error) bool { return errors.Is(err, ErrKeyDestroyed) }
 
 // SealingKey returns the key of app for the current period (its newest generation, see Rotate),
@@ -195,16 +236,7 @@ func isDestroyed(err error) bool { return errors.Is(err, ErrKeyDestroyed) }
 // callers share one KMS call. Cancelling ctx returns early; the shared KMS call goes on for the
 // other callers.
 func (k *Keyring) SealingKey(ctx context.Context, app string) (*envelope.AppKey, error) {
-	if err := ValidateApp(app); err != nil {
-		return nil, err
-	}
-	if k.closed.Load() {
-		return nil, ErrClosed
-	}
-	if err := k.sync(ctx); err != nil {
-		return nil, err
-	}
-	if err := k.sealingAllowed(); err != nil {
+	if err := k.beginSealing(ctx, app); err != nil {
 		return nil, err
 	}
 	for range 2 {
@@ -271,23 +303,9 @@ func (k *Keyring) load(ctx context.Context, app string, p int64, generate bool) 
 		name = "s/"
 	}
 	name += strconv.FormatInt(p, 10) + "/" + app
-	ch := k.flights.DoChan(name, func() (any, error) {
-		fctx, done, err := k.startFlight(ctx)
-		if err != nil {
-			return nil, err
-		}
-		defer done()
+	return shared(ctx, k, name, func(fctx context.Context) (*envelope.AppKey, error) {
 		return k.fetch(fctx, app, p, generate)
 	})
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.(*envelope.AppKey), nil
-	}
 }
 
 func (k *Keyring) fetch(ctx context.Context, app string, p int64, generate bool) (*envelope.AppKey, error) {

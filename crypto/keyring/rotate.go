@@ -20,56 +20,69 @@ type genState struct {
 	checked time.Time // when the store was last asked for a newer generation
 }
 
-// genTable maps app → genState. Its zero value is ready to use.
-type genTable struct {
+// genTable maps a key to the genState of what it names: an app's current period (Keyring.gens,
+// keyed by app) or one window of one app (Keyring.wins, keyed by winKey). Its zero value is ready
+// to use.
+type genTable[K comparable] struct {
 	mu sync.Mutex
-	m  map[string]genState
+	m  map[K]genState
 }
 
-func (t *genTable) get(app string) (genState, bool) {
+func (t *genTable[K]) get(key K) (genState, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	g, ok := t.m[app]
+	g, ok := t.m[key]
 	return g, ok
 }
 
-func (t *genTable) set(app string, g genState) {
+func (t *genTable[K]) set(key K, g genState) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
-		t.m = make(map[string]genState)
+		t.m = make(map[K]genState)
 	}
 	// Never step back within a period: a slower probe may finish after a Rotate.
-	if old, ok := t.m[app]; ok && old.period == g.period && old.gen > g.gen {
+	if old, ok := t.m[key]; ok && old.period == g.period && old.gen > g.gen {
 		g.gen = old.gen
 	}
-	t.m[app] = g
+	t.m[key] = g
 }
 
 // stale makes the next sealingVersion of app ask the store again.
-func (t *genTable) stale(app string) {
+func (t *genTable[K]) stale(key K) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if g, ok := t.m[app]; ok {
+	if g, ok := t.m[key]; ok {
 		g.checked = time.Time{}
-		t.m[app] = g
+		t.m[key] = g
 	}
 }
 
-// staleAll is stale for every app.
-func (t *genTable) staleAll() {
+// staleAll is stale for every key.
+func (t *genTable[K]) staleAll() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for app, g := range t.m {
+	for key, g := range t.m {
 		g.checked = time.Time{}
-		t.m[app] = g
+		t.m[key] = g
 	}
 }
 
-func (t *genTable) forget(app string) {
+func (t *genTable[K]) forget(key K) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.m, app)
+	delete(t.m, key)
+}
+
+// forgetIf deletes every key f reports true for.
+func (t *genTable[K]) forgetIf(f func(K) bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for key := range t.m {
+		if f(key) {
+			delete(t.m, key)
+		}
+	}
 }
 
 func (k *Keyring) refreshInterval() time.Duration {
@@ -89,23 +102,9 @@ func (k *Keyring) sealingVersion(ctx context.Context, app string) (int64, error)
 	if g, ok := k.gens.get(app); ok && g.period == p && !g.checked.IsZero() && !now.Before(g.checked) && now.Sub(g.checked) < k.refreshInterval() {
 		return KeyVersion(p, g.gen), nil
 	}
-	ch := k.flights.DoChan("g/"+app, func() (any, error) {
-		fctx, done, err := k.startFlight(ctx)
-		if err != nil {
-			return nil, err
-		}
-		defer done()
+	return shared(ctx, k, "g/"+app, func(fctx context.Context) (int64, error) {
 		return k.probe(fctx, app, p, now)
 	})
-	select {
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case r := <-ch:
-		if r.Err != nil {
-			return 0, r.Err
-		}
-		return r.Val.(int64), nil
-	}
 }
 
 // probe finds the generation of (app, p) to seal under, starting from the one this Keyring knows:

@@ -3,7 +3,6 @@ package keyring
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/veil-project/veil/crypto/envelope"
@@ -57,40 +56,13 @@ type winKey struct {
 }
 
 // winTable maps a window to the generation this Keyring seals it under, and when it last asked.
-type winTable struct {
-	mu sync.Mutex
-	m  map[winKey]genState
-}
-
-func (t *winTable) get(k winKey) (genState, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	g, ok := t.m[k]
-	return g, ok
-}
-
-func (t *winTable) set(k winKey, g genState) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m == nil {
-		t.m = make(map[winKey]genState)
-	}
-	if old, ok := t.m[k]; ok && old.gen > g.gen {
-		g.gen = old.gen
-	}
-	t.m[k] = g
-}
+// (A window's genState.period is -end, the same for every generation, so set never steps back.)
+type winTable struct{ genTable[winKey] }
 
 // reset forgets every window (a rotation or an erasure happened somewhere), or those of app; and
 // windows already closed, so the table stays small.
 func (t *winTable) reset(app string, now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for k := range t.m {
-		if app == "" || k.app == app || k.end*60 < now.Unix() {
-			delete(t.m, k)
-		}
-	}
+	t.forgetIf(func(k winKey) bool { return app == "" || k.app == app || k.end*60 < now.Unix() })
 }
 
 // SealingKeyFor returns the key new data of app expiring at expiry is sealed under: with
@@ -101,16 +73,7 @@ func (k *Keyring) SealingKeyFor(ctx context.Context, app string, expiry time.Tim
 	if k.cfg.Window <= 0 {
 		return k.SealingKey(ctx, app)
 	}
-	if err := ValidateApp(app); err != nil {
-		return nil, err
-	}
-	if k.closed.Load() {
-		return nil, ErrClosed
-	}
-	if err := k.sync(ctx); err != nil {
-		return nil, err
-	}
-	if err := k.sealingAllowed(); err != nil {
+	if err := k.beginSealing(ctx, app); err != nil {
 		return nil, err
 	}
 	wk := winKey{app, k.windowEnd(expiry).Unix() / 60}
@@ -142,29 +105,15 @@ func (k *Keyring) windowVersion(ctx context.Context, wk winKey) (int64, error) {
 	if g, ok := k.wins.get(wk); ok && !g.checked.IsZero() {
 		return KeyVersion(-wk.end, g.gen), nil
 	}
-	ch := k.flights.DoChan(fmt.Sprintf("w/%d/%s", wk.end, wk.app), func() (any, error) {
-		fctx, done, err := k.startFlight(ctx)
-		if err != nil {
-			return nil, err
-		}
-		defer done()
+	return shared(ctx, k, fmt.Sprintf("w/%d/%s", wk.end, wk.app), func(fctx context.Context) (int64, error) {
 		gen, err := k.newestGen(fctx, wk.app, -wk.end, 0)
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
 		k.wins.set(wk, genState{period: -wk.end, gen: gen, checked: now})
 		g, _ := k.wins.get(wk)
 		return KeyVersion(-wk.end, g.gen), nil
 	})
-	select {
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case r := <-ch:
-		if r.Err != nil {
-			return 0, r.Err
-		}
-		return r.Val.(int64), nil
-	}
 }
 
 // rotateWindows gives every window of app that is still open and already has a key a new
