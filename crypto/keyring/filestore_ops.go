@@ -34,11 +34,8 @@ func (s *FileKeyStore) Replace(ctx context.Context, old, nw WrappedKey) error {
 	if err := ValidateApp(old.App); err != nil {
 		return err
 	}
-	if nw.App != old.App || nw.Period != old.Period {
-		return errors.New("replacing key file: app or version differs")
-	}
-	if len(nw.Ciphertext) == 0 {
-		return errors.New("replacing key file: empty ciphertext")
+	if err := CheckReplacement(old, nw); err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -22,6 +22,21 @@ type Replacer interface {
 	Replace(ctx context.Context, old, nw WrappedKey) error
 }
 
+// CheckReplacement is the check every Replacer makes before touching its store: nw must name the
+// same app and version as old and hold a wrapped key (a tombstone is not a replacement).
+func CheckReplacement(old, nw WrappedKey) error {
+	if nw.App != old.App || nw.Period != old.Period {
+		return errors.New("replacing key: app or version differs")
+	}
+	if nw.Erased {
+		return errors.New("replacing key: a tombstone is not a replacement")
+	}
+	if len(nw.Ciphertext) == 0 {
+		return errors.New("replacing key: empty ciphertext")
+	}
+	return nil
+}
+
 // LeftoverRemover is a KeyStore that may hold partial copies of keys (temp files of writes that
 // never finished). EraseApp calls it so that no copy of an erased key survives.
 type LeftoverRemover interface {

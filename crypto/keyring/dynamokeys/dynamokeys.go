@@ -245,11 +245,8 @@ func (s *Store) Tombstone(ctx context.Context, app string, v int64, destroyAt ti
 
 // Replace implements keyring.Replacer with a PutItem conditioned on the old value.
 func (s *Store) Replace(ctx context.Context, old, nw keyring.WrappedKey) error {
-	if nw.App != old.App || nw.Period != old.Period {
-		return errors.New("replacing key: app or version differs")
-	}
-	if len(nw.Ciphertext) == 0 || nw.Erased {
-		return errors.New("replacing key: empty ciphertext")
+	if err := keyring.CheckReplacement(old, nw); err != nil {
+		return err
 	}
 	ob, err := keyring.EncodeKey(old)
 	if err != nil {

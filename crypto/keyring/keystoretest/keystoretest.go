@@ -219,6 +219,19 @@ func testReplace(t *testing.T, open func(*testing.T) keyring.KeyStore) {
 	if err := s.Replace(ctx, wrapped("app", 3, "x"), wrapped("app", 4, "y")); err == nil {
 		t.Errorf("Replace across versions = nil, want an error")
 	}
+	// A replacement is a wrapped key, never a tombstone (erasing is Tombstone's job).
+	live, err := s.Create(ctx, wrapped("app", 5, "live"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	erased := live
+	erased.Ciphertext, erased.Erased = []byte("x"), true
+	if err := s.Replace(ctx, live, erased); err == nil {
+		t.Errorf("Replace with a tombstone = nil, want an error")
+	}
+	if got, err := s.Get(ctx, "app", 5); err != nil || !same(got, live) {
+		t.Errorf("after Replace with a tombstone Get = %+v, %v, want %+v", got, err, live)
+	}
 }
 
 func testChanges(t *testing.T, open func(*testing.T) keyring.KeyStore) {

@@ -236,11 +236,8 @@ return 1`)
 // Replace implements keyring.Replacer as one compare-and-swap script. The stored value must be
 // byte for byte what EncodeKey makes of old.
 func (s *Store) Replace(ctx context.Context, old, nw keyring.WrappedKey) error {
-	if nw.App != old.App || nw.Period != old.Period {
-		return errors.New("replacing key: app or version differs")
-	}
-	if len(nw.Ciphertext) == 0 || nw.Erased {
-		return errors.New("replacing key: empty ciphertext")
+	if err := keyring.CheckReplacement(old, nw); err != nil {
+		return err
 	}
 	ob, err := keyring.EncodeKey(old)
 	if err != nil {
