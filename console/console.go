@@ -232,25 +232,30 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.signin(w, r)
 	case "link":
 		c.link(w, r)
-	case "signout":
-		c.withSession(w, r, true, c.signout)
-	case "logs":
-		c.withSession(w, r, false, c.logs)
-	case "thread":
-		c.withSession(w, r, false, c.thread)
-	case "entry":
-		c.withSession(w, r, false, c.entry)
-	case "reveal":
-		c.withSession(w, r, true, c.reveal)
-	case "deadletters":
-		c.withSession(w, r, false, c.deadletters)
-	case "status":
-		c.withSession(w, r, false, c.status)
-	case "audit":
-		c.withSession(w, r, false, c.audit)
 	default:
-		c.fail(w, r, http.StatusNotFound, "no such page")
+		pg, ok := sessionPages[path]
+		if !ok {
+			c.fail(w, r, http.StatusNotFound, "no such page")
+			return
+		}
+		c.withSession(w, r, pg.post, func(w http.ResponseWriter, r *http.Request, rq *request) { pg.serve(c, w, r, rq) })
 	}
+}
+
+// sessionPages are the pages behind sign-in, by path; post marks the ones that change state
+// (POST only, with the session's CSRF token: see withSession).
+var sessionPages = map[string]struct {
+	post  bool
+	serve func(*Console, http.ResponseWriter, *http.Request, *request)
+}{
+	"signout":     {true, (*Console).signout},
+	"logs":        {false, (*Console).logs},
+	"thread":      {false, (*Console).thread},
+	"entry":       {false, (*Console).entry},
+	"reveal":      {true, (*Console).reveal},
+	"deadletters": {false, (*Console).deadletters},
+	"status":      {false, (*Console).status},
+	"audit":       {false, (*Console).audit},
 }
 
 // sameOrigin refuses a state change a browser marks as coming from another site. Browsers send

@@ -226,22 +226,32 @@ func (c *Console) entryAt(ctx context.Context, p *reveal.Principal, form url.Val
 	return it, true, nil
 }
 
-func (c *Console) entry(w http.ResponseWriter, r *http.Request, rq *request) {
-	it, ok, err := c.entryAt(r.Context(), &rq.p, r.URL.Query())
+// viewAt is entryAt and views for one entry; when it reports false it has answered the request
+// (broker or store down, no such entry).
+func (c *Console) viewAt(w http.ResponseWriter, r *http.Request, p *reveal.Principal, q url.Values) (Item, entryView, bool) {
+	it, ok, err := c.entryAt(r.Context(), p, q)
 	if err != nil {
 		c.fail(w, r, http.StatusServiceUnavailable, "the broker did not answer; retry")
-		return
+		return Item{}, entryView{}, false
 	}
 	if !ok {
 		c.fail(w, r, http.StatusNotFound, "no such entry")
-		return
+		return Item{}, entryView{}, false
 	}
-	vs, err := c.views(r.Context(), &rq.p, []Item{it})
+	vs, err := c.views(r.Context(), p, []Item{it})
 	if err != nil {
 		c.fail(w, r, http.StatusServiceUnavailable, "the encrypted store did not answer; retry")
+		return Item{}, entryView{}, false
+	}
+	return it, vs[0], true
+}
+
+func (c *Console) entry(w http.ResponseWriter, r *http.Request, rq *request) {
+	it, v, ok := c.viewAt(w, r, &rq.p, r.URL.Query())
+	if !ok {
 		return
 	}
-	c.render(w, http.StatusOK, "entry", page{Title: "Entry " + it.Entry.ID, Nav: "logs", Principal: &rq.p, CSRF: rq.sess.csrf, Body: vs[0]})
+	c.render(w, http.StatusOK, "entry", page{Title: "Entry " + it.Entry.ID, Nav: "logs", Principal: &rq.p, CSRF: rq.sess.csrf, Body: v})
 }
 
 // reveal opens the sealed fields of one entry (field f, or every live one) through the reveal
@@ -249,21 +259,10 @@ func (c *Console) entry(w http.ResponseWriter, r *http.Request, rq *request) {
 // shown if the audit cannot be written. Tokens never reach the browser: the form names the entry
 // and the field, and the tokens are read from the topic again here.
 func (c *Console) reveal(w http.ResponseWriter, r *http.Request, rq *request) {
-	it, ok, err := c.entryAt(r.Context(), &rq.p, r.PostForm)
-	if err != nil {
-		c.fail(w, r, http.StatusServiceUnavailable, "the broker did not answer; retry")
-		return
-	}
+	it, v, ok := c.viewAt(w, r, &rq.p, r.PostForm)
 	if !ok {
-		c.fail(w, r, http.StatusNotFound, "no such entry")
 		return
 	}
-	vs, err := c.views(r.Context(), &rq.p, []Item{it})
-	if err != nil {
-		c.fail(w, r, http.StatusServiceUnavailable, "the encrypted store did not answer; retry")
-		return
-	}
-	v := vs[0]
 	want := -1
 	if f := r.PostForm.Get("f"); f != "" && f != "all" {
 		n, err := strconv.Atoi(f)

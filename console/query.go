@@ -156,33 +156,15 @@ func (l *Log) search(ctx context.Context, q Query) (Page, error) {
 	if err != nil {
 		return Page{}, err
 	}
-	var (
-		mu      sync.Mutex
-		found   []Item
-		scanned atomic.Int64
-		partial atomic.Bool
-		wg      sync.WaitGroup
-		errs    = make([]error, len(spans))
-	)
-	for i, s := range spans {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			items, err := l.searchSpan(ctx, q, s, &scanned, &partial)
-			errs[i] = err
-			mu.Lock()
-			found = append(found, items...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return Page{}, err
-		}
+	found, scanned, partial, err := walkSpans(ctx, l, spans, q.Limit+1, q.Budget, func(s span) func(*kgo.Record) (Item, bool) {
+		ledger, _ := broker.LedgerOf(s.topic)
+		return func(r *kgo.Record) (Item, bool) { return match(&q, ledger, r) }
+	})
+	if err != nil {
+		return Page{}, err
 	}
 	slices.SortFunc(found, func(a, b Item) int { return a.Cursor.compare(b.Cursor) })
-	page := Page{Scanned: scanned.Load(), Partial: partial.Load()}
+	page := Page{Scanned: scanned, Partial: partial}
 	if len(found) > q.Limit {
 		found = found[:q.Limit]
 		c := found[len(found)-1].Cursor
@@ -192,12 +174,32 @@ func (l *Log) search(ctx context.Context, q Query) (Page, error) {
 	return page, nil
 }
 
-// searchSpan walks one partition back from its end and returns up to q.Limit+1 matches.
-func (l *Log) searchSpan(ctx context.Context, q Query, s span, scanned *atomic.Int64, partial *atomic.Bool) ([]Item, error) {
-	ledger, _ := broker.LedgerOf(s.topic)
-	return walkBack(ctx, l, s, q.Limit+1, q.Budget, scanned, partial, func(r *kgo.Record) (Item, bool) {
-		return match(&q, ledger, r)
-	})
+// walkSpans walks every span back at once (walkBack: up to limit kept per span, budget records
+// read in all) and returns what keep(span) kept, in no order, how many records were read, and
+// whether the budget ran out. A span that fails fails the walk.
+func walkSpans[T any](ctx context.Context, l *Log, spans []span, limit int, budget int64, keep func(span) func(*kgo.Record) (T, bool)) ([]T, int64, bool, error) {
+	var (
+		mu      sync.Mutex
+		out     []T
+		scanned atomic.Int64
+		partial atomic.Bool
+		wg      sync.WaitGroup
+		errs    = make([]error, len(spans))
+	)
+	for i, s := range spans {
+		wg.Go(func() {
+			vs, err := walkBack(ctx, l, s, limit, budget, &scanned, &partial, keep(s))
+			errs[i] = err
+			mu.Lock()
+			out = append(out, vs...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, 0, false, err
+	}
+	return out, scanned.Load(), partial.Load(), nil
 }
 
 // walkBack reads one partition from its end towards its start in chunks and keeps what keep
@@ -250,29 +252,10 @@ func (l *Log) tail(ctx context.Context, topic string, limit int, budget int64, k
 	if err != nil {
 		return nil, false, err
 	}
-	var (
-		mu      sync.Mutex
-		out     []*kgo.Record
-		scanned atomic.Int64
-		partial atomic.Bool
-		wg      sync.WaitGroup
-		errs    = make([]error, len(spans))
-	)
-	for i, s := range spans {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			recs, err := walkBack(ctx, l, s, limit, budget, &scanned, &partial, func(r *kgo.Record) (*kgo.Record, bool) {
-				return r, keep(r)
-			})
-			errs[i] = err
-			mu.Lock()
-			out = append(out, recs...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	out, _, partial, err := walkSpans(ctx, l, spans, limit, budget, func(span) func(*kgo.Record) (*kgo.Record, bool) {
+		return func(r *kgo.Record) (*kgo.Record, bool) { return r, keep(r) }
+	})
+	if err != nil {
 		return nil, false, err
 	}
 	slices.SortFunc(out, func(a, b *kgo.Record) int {
@@ -281,7 +264,7 @@ func (l *Log) tail(ctx context.Context, topic string, limit int, budget int64, k
 	if len(out) > limit {
 		out = out[:limit]
 	}
-	return out, partial.Load(), nil
+	return out, partial, nil
 }
 
 // match decodes r and reports whether it passes q. Cheap tests on the key and the raw bytes come
