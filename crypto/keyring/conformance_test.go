@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/veil-project/veil/crypto/keyring"
-	"github.com/veil-project/veil/crypto/keyring/keystoretest"
+	"github.com/veil-project/veil/internal/keystoretest"
 )
 
 func TestFileKeyStoreConformance(t *testing.T) {

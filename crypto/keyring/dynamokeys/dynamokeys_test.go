@@ -6,7 +6,7 @@ import (
 
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/keyring/dynamokeys"
-	"github.com/veil-project/veil/crypto/keyring/keystoretest"
+	"github.com/veil-project/veil/internal/keystoretest"
 	"github.com/veil-project/veil/internal/testsvc"
 )
 

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/veil-project/veil/crypto/keyring"
-	"github.com/veil-project/veil/crypto/keyring/keystoretest"
 	"github.com/veil-project/veil/crypto/keyring/rediskeys"
+	"github.com/veil-project/veil/internal/keystoretest"
 	"github.com/veil-project/veil/internal/testsvc"
 )
 

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veil-project/veil/internal/storetest"
 	"github.com/veil-project/veil/sinks/store"
-	"github.com/veil-project/veil/sinks/store/storetest"
 )
 
 func open(t *testing.T, clock func() time.Time) store.Store {

@@ -23,9 +23,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/veil-project/veil/internal/storetest"
 	"github.com/veil-project/veil/internal/testsvc"
 	"github.com/veil-project/veil/sinks/store"
-	"github.com/veil-project/veil/sinks/store/storetest"
 
 	"github.com/veil-project/veil/internal/testkit"
 )

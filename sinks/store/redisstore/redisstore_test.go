@@ -11,9 +11,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/veil-project/veil/internal/storetest"
 	"github.com/veil-project/veil/internal/testsvc"
 	"github.com/veil-project/veil/sinks/store"
-	"github.com/veil-project/veil/sinks/store/storetest"
 )
 
 func TestConformance(t *testing.T) {
