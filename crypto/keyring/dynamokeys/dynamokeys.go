@@ -24,11 +24,12 @@ import (
 
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/internal/awsload"
+	"github.com/veil-project/veil/internal/dynatable"
 )
 
 const (
-	attrApp     = "pk"
-	attrVersion = "sk"
+	attrApp     = dynatable.PartitionKey
+	attrVersion = dynatable.SortKey
 	attrValue   = "v"
 	attrExpiry  = "exp"
 	attrCount   = "n"
@@ -93,32 +94,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 }
 
 func (s *Store) createTable(ctx context.Context) error {
-	_, err := s.db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName:   aws.String(s.table),
-		BillingMode: types.BillingModePayPerRequest,
-		AttributeDefinitions: []types.AttributeDefinition{
-			{AttributeName: aws.String(attrApp), AttributeType: types.ScalarAttributeTypeS},
-			{AttributeName: aws.String(attrVersion), AttributeType: types.ScalarAttributeTypeS},
-		},
-		KeySchema: []types.KeySchemaElement{
-			{AttributeName: aws.String(attrApp), KeyType: types.KeyTypeHash},
-			{AttributeName: aws.String(attrVersion), KeyType: types.KeyTypeRange},
-		},
-	})
-	var inUse *types.ResourceInUseException
-	if err != nil && !errors.As(err, &inUse) {
+	if err := dynatable.Create(ctx, s.db, s.table); err != nil {
 		return fmt.Errorf("creating key table %s: %w", s.table, err)
-	}
-	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
-		out, err := s.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.table)})
-		if err == nil && out.Table.TableStatus == types.TableStatusActive {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("creating key table %s: %w", s.table, ctx.Err())
-		case <-time.After(delay):
-		}
 	}
 	// Best effort, as for the store: the keyring checks DestroyAt on every read anyway.
 	_, _ = s.db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{

@@ -35,12 +35,13 @@ import (
 	"github.com/veil-project/veil/sinks/store"
 
 	"github.com/veil-project/veil/internal/awsload"
+	"github.com/veil-project/veil/internal/dynatable"
 )
 
 // Attribute names of the item layout.
 const (
-	attrApp    = "pk"
-	attrRef    = "sk"
+	attrApp    = dynatable.PartitionKey
+	attrRef    = dynatable.SortKey
 	attrExpiry = "exp"
 	attrValue  = "v"
 )
@@ -211,23 +212,7 @@ func (s *Store) CreateTable(ctx context.Context) error {
 	if s.closed.Load() {
 		return fmt.Errorf("creating table: %w", ErrClosed)
 	}
-	_, err := s.db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName:   aws.String(s.table),
-		BillingMode: types.BillingModePayPerRequest,
-		AttributeDefinitions: []types.AttributeDefinition{
-			{AttributeName: aws.String(attrApp), AttributeType: types.ScalarAttributeTypeS},
-			{AttributeName: aws.String(attrRef), AttributeType: types.ScalarAttributeTypeS},
-		},
-		KeySchema: []types.KeySchemaElement{
-			{AttributeName: aws.String(attrApp), KeyType: types.KeyTypeHash},
-			{AttributeName: aws.String(attrRef), KeyType: types.KeyTypeRange},
-		},
-	})
-	var inUse *types.ResourceInUseException
-	if err != nil && !errors.As(err, &inUse) {
-		return fmt.Errorf("creating table %s: %w", s.table, err)
-	}
-	if err := s.waitActive(ctx); err != nil {
+	if err := dynatable.Create(ctx, s.db, s.table); err != nil {
 		return fmt.Errorf("creating table %s: %w", s.table, err)
 	}
 	if err := s.checkTable(ctx); err != nil {
@@ -279,29 +264,6 @@ func errorCode(err error) string {
 		return apiErr.ErrorCode()
 	}
 	return ""
-}
-
-// waitActive polls DescribeTable until the table is ACTIVE.
-func (s *Store) waitActive(ctx context.Context) error {
-	delay := 50 * time.Millisecond
-	for {
-		out, err := s.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.table)})
-		var notFound *types.ResourceNotFoundException
-		switch {
-		case errors.As(err, &notFound):
-			// Just created: not yet visible to DescribeTable.
-		case err != nil:
-			return fmt.Errorf("waiting for table: %w", err)
-		case out.Table.TableStatus == types.TableStatusActive:
-			return nil
-		case out.Table.TableStatus != types.TableStatusCreating && out.Table.TableStatus != types.TableStatusUpdating:
-			return fmt.Errorf("waiting for table: status %s", out.Table.TableStatus)
-		}
-		if err := sleep(ctx, delay); err != nil {
-			return fmt.Errorf("waiting for table: %w", err)
-		}
-		delay = min(2*delay, time.Second)
-	}
 }
 
 // checkTable checks that the table exists with pk (String, hash) and sk (String, range) as keys.
