@@ -237,8 +237,15 @@ func TestTransactions(t *testing.T) {
 // readAll reads want records (read_committed) from topic and waits briefly for extras.
 func readAll(t *testing.T, addrs []string, topic string, want int) []string {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
+	return pollValues(t, want, kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+}
+
+// pollValues consumes with opts until it has want record values (10 s at most), then polls
+// 300 ms more so that extra records show too.
+func pollValues(t *testing.T, want int, opts ...kgo.Opt) []string {
+	t.Helper()
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

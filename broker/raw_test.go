@@ -36,6 +36,22 @@ func startRaw(t *testing.T, dir string, k KMS) (*Embedded, error) {
 	return e, err
 }
 
+// rawClient connects to e with manual partitioning (closed when t ends) and creates the topics of
+// the first test ledger with partitions partitions.
+func rawClient(t *testing.T, e *Embedded, partitions int) (*kgo.Client, *kadm.Client) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
+	if err := EnsureTopics(t.Context(), adm, testLedgers[:1], partitions); err != nil {
+		t.Fatal(err)
+	}
+	return cl, adm
+}
+
 // rawKept returns the raw entries of topic/p kept in dir, opened with k.
 func rawKept(t *testing.T, dir string, k KMS, topic string, p int32) []logEntry {
 	t.Helper()
@@ -66,15 +82,7 @@ func TestEmbeddedRawKeptSealed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cl.Close()
-			adm := kadm.NewClient(cl)
-			if err := EnsureTopics(ctx, adm, testLedgers[:1], 2); err != nil {
-				t.Fatal(err)
-			}
+			cl, adm := rawClient(t, e, 2)
 			raw := RawTopic("event")
 			var want []string
 			for i := range 10 {
@@ -213,14 +221,7 @@ func TestEmbeddedRawTamperFailsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := EnsureTopics(ctx, kadm.NewClient(cl), testLedgers[:1], 1); err != nil {
-		t.Fatal(err)
-	}
+	cl, _ := rawClient(t, e, 1)
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: RawTopic("event"), Value: []byte("CANARY-tamper")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}

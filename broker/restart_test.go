@@ -72,29 +72,9 @@ func snapshotPartition(t *testing.T, addrs []string, topic string, p int32) part
 // resumeFrom reads, from offset at, what a consumer that stored at as its next offset gets.
 func resumeFrom(t *testing.T, addrs []string, topic string, p int32, at int64, want int) []string {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	return pollValues(t, want, kgo.SeedBrokers(addrs...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(at)}}),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())) // an offset out of range would re-read all: visible
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	var got []string
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		wait := time.Until(deadline)
-		if len(got) >= want {
-			wait = 300 * time.Millisecond
-		}
-		ctx, cancel := context.WithTimeout(t.Context(), wait)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
-		if len(got) >= want && fs.NumRecords() == 0 {
-			break
-		}
-	}
-	return got
 }
 
 // waitKept waits until the keeper's file of topic/p reaches offset end.

@@ -42,14 +42,7 @@ func TestEmbeddedCrashMidTransactions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := EnsureTopics(ctx, kadm.NewClient(cl), testLedgers[:1], 1); err != nil {
-		t.Fatal(err)
-	}
+	cl, _ := rawClient(t, e, 1)
 	// Compact the transaction log all the time: a crash copy must hold what it needs after any
 	// compaction.
 	e.keep.mu.Lock()
