@@ -206,6 +206,19 @@ func consumeAll(t *testing.T, addrs []string, want int, timeout time.Duration) [
 	return consumeTopics(t, addrs, want, timeout, testkit.OutputTopics()...)
 }
 
+// produceSay produces one sensitive say entry of app-1 on ledger event, timed now, under record
+// key key (none if "").
+func produceSay(t *testing.T, addrs []string, key, id, text string) {
+	t.Helper()
+	entry := `{"id":"` + id + `","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` +
+		time.Now().UTC().Format(time.RFC3339) + `","thread":{"mode":"agent"},"data":{"text":"` + text + `"}}`
+	r := &kgo.Record{Topic: broker.RawTopic("event"), Value: []byte(entry)}
+	if key != "" {
+		r.Key = []byte(key)
+	}
+	testkit.Produce(t, addrs, r)
+}
+
 // consumeTopics reads topics with read_committed until want records arrived or timeout passed,
 // then one more second for stragglers (duplicates).
 func consumeTopics(t *testing.T, addrs []string, want int, timeout time.Duration, topics ...string) []*kgo.Record {

@@ -42,16 +42,7 @@ integrations:
 	var stderr bytes.Buffer
 	done := runInProcess(ctx, cfg, nil, &stderr)
 
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	entry := `{"id":"e1","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` +
-		time.Now().UTC().Format(time.RFC3339) + `","thread":{"mode":"agent"},"data":{"text":"SECRET-egress-1"}}`
-	if err := prod.ProduceSync(ctx, &kgo.Record{Topic: broker.RawTopic("event"), Key: []byte("t1"), Value: []byte(entry)}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produceSay(t, addrs, "t1", "e1", "SECRET-egress-1")
 
 	for _, tt := range []struct{ topic, want string }{
 		{"out.desk", `"text":"SECRET-egress-1"`},
@@ -113,19 +104,7 @@ integrations:
 	var logs testkit.Buffer
 	done := runInProcess(ctx, cfg, nil, &logs)
 
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	produce := func(id string) {
-		t.Helper()
-		entry := `{"id":"` + id + `","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` +
-			time.Now().UTC().Format(time.RFC3339) + `","thread":{"mode":"agent"},"data":{"text":"hello"}}`
-		if err := prod.ProduceSync(ctx, &kgo.Record{Topic: broker.RawTopic("event"), Key: []byte("t1"), Value: []byte(entry)}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	produce := func(id string) { t.Helper(); produceSay(t, addrs, "t1", id, "hello") }
 	// The stage has its producer id once it delivered an entry: fence it only then.
 	produce("e1")
 	if out := consumeTopics(t, addrs, 1, 30*time.Second, "out.desk"); len(out) != 1 {

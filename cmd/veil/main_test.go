@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/internal/testsvc"
 )
@@ -125,15 +123,7 @@ func TestRunServesHealthAndMetrics(t *testing.T) {
 	if code, _ := get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d", code)
 	}
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	entry := `{"id":"e1","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` + time.Now().UTC().Format(time.RFC3339) + `","thread":{"mode":"agent"},"data":{"text":"hello"}}`
-	if err := prod.ProduceSync(ctx, &kgo.Record{Topic: broker.RawTopic("event"), Value: []byte(entry)}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produceSay(t, addrs, "", "e1", "hello")
 	var code int
 	var body string
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -193,13 +183,8 @@ func TestRunOnDynamoDBAndRedis(t *testing.T) {
 			defer svc.close(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- svc.serve(ctx) }()
-			prod, _ := kgo.NewClient(kgo.SeedBrokers(addrs...))
-			defer prod.Close()
 			id := "e-" + kind
-			entry := `{"id":"` + id + `","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` + time.Now().UTC().Format(time.RFC3339) + `","thread":{"mode":"agent"},"data":{"text":"hello ` + kind + `"}}`
-			if err := prod.ProduceSync(ctx, &kgo.Record{Topic: broker.RawTopic("event"), Value: []byte(entry)}).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
+			produceSay(t, addrs, "", id, "hello "+kind)
 			var token string
 			// The topic is shared by the subtests: the i-th one finds i+1 records.
 			for _, r := range consumeTopics(t, addrs, i+1, 30*time.Second, broker.EncryptedTopic("event")) {

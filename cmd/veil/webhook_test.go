@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/egress"
 )
@@ -64,16 +62,7 @@ integrations:
 	var logs syncBuffer
 	done := runInProcess(ctx, cfgPath, nil, &logs)
 
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	entry := `{"id":"e-wh","app_id":"app-1","ledger":"event","type":"meya.text.event.say","ts":"` +
-		time.Now().UTC().Format(time.RFC3339) + `","thread":{"mode":"agent"},"data":{"text":"SECRET-webhook-1"}}`
-	if err := prod.ProduceSync(ctx, &kgo.Record{Topic: broker.RawTopic("event"), Key: []byte("t1"), Value: []byte(entry)}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produceSay(t, addrs, "t1", "e-wh", "SECRET-webhook-1")
 	select {
 	case b := <-got:
 		if !bytes.Contains(b, []byte(`"text":"SECRET-webhook-1"`)) || bytes.Contains(b, []byte("veil:v1:")) {
