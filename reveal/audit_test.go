@@ -15,22 +15,26 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/reveal"
 )
 
-// TestKafkaAuditorGroupCommit: concurrent Audit calls share produces, and each returns only after
-// its own records are on the audit topic, every record exactly once.
-func TestKafkaAuditorGroupCommit(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, broker.AuditTopic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+// auditorOn starts kfake with the audit topic and a KafkaAuditor on it, both closed when t ends.
+func auditorOn(t *testing.T) (*kfake.Cluster, *reveal.KafkaAuditor) {
+	t.Helper()
+	c := testkit.Kafka(t, kfake.SeedTopics(1, broker.AuditTopic))
 	aud, err := reveal.DialKafkaAuditor(c.ListenAddrs())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer aud.Close(context.Background())
+	t.Cleanup(func() { aud.Close(context.Background()) })
+	return c, aud
+}
+
+// TestKafkaAuditorGroupCommit: concurrent Audit calls share produces, and each returns only after
+// its own records are on the audit topic, every record exactly once.
+func TestKafkaAuditorGroupCommit(t *testing.T) {
+	c, aud := auditorOn(t)
 	const callers, perCall = 64, 3
 	var wg sync.WaitGroup
 	errs := make(chan error, callers)
@@ -87,16 +91,7 @@ func TestKafkaAuditorGroupCommit(t *testing.T) {
 // TestKafkaAuditorFailsEveryWaiter: while the broker refuses the audit records, every concurrent
 // caller gets an error by its deadline (none is told its record was written).
 func TestKafkaAuditorFailsEveryWaiter(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, broker.AuditTopic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	aud, err := reveal.DialKafkaAuditor(c.ListenAddrs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer aud.Close(context.Background())
+	c, aud := auditorOn(t)
 	audit := func(id string, timeout time.Duration) error {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
