@@ -25,16 +25,32 @@ func writeFile(t *testing.T, body string) string {
 	return p
 }
 
+// field is one row of a table over a loaded config: its key, what the config holds, what it
+// should hold.
+type field struct {
+	key       string
+	got, want any
+}
+
+// checkFields runs one subtest per field; a failure names the field as prefix+key.
+func checkFields(t *testing.T, prefix string, fields []field) {
+	t.Helper()
+	for _, f := range fields {
+		t.Run(f.key, func(t *testing.T) {
+			if !reflect.DeepEqual(f.got, f.want) {
+				t.Errorf("%s%s = %v, want %v", prefix, f.key, f.got, f.want)
+			}
+		})
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	c, err := Load("", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	host, _ := os.Hostname()
-	tests := []struct {
-		key       string
-		got, want any
-	}{
+	checkFields(t, "default ", []field{
 		{"kafka.brokers", len(c.Kafka.Brokers), 0},
 		{"kafka.group", c.Kafka.Group, "veil"},
 		{"keys.window", c.Keys.Window, 15 * time.Minute},
@@ -53,14 +69,7 @@ func TestDefaults(t *testing.T) {
 		{"listen.metrics", c.Listen.Metrics, "127.0.0.1:9090"},
 		{"log.level", c.Log.Level, "info"},
 		{"embedded broker", c.EmbeddedBroker(), true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.key, func(t *testing.T) {
-			if tt.got != tt.want {
-				t.Errorf("default %s = %v, want %v", tt.key, tt.got, tt.want)
-			}
-		})
-	}
+	})
 	if err := c.Validate(); err != nil {
 		t.Errorf("defaults do not validate: %v", err)
 	}
@@ -106,10 +115,7 @@ func TestLoadYAML(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
-	tests := []struct {
-		key       string
-		got, want any
-	}{
+	checkFields(t, "", []field{
 		{"kafka.brokers", strings.Join(c.Kafka.Brokers, ","), "kafka-1:9092,kafka-2:9092"},
 		{"kafka.tls.enabled", c.Kafka.TLS.Enabled, true},
 		{"kafka.sasl.password", string(c.Kafka.SASL.Password), "hunter2-secret"},
@@ -122,14 +128,7 @@ func TestLoadYAML(t *testing.T) {
 		{"listen.metrics", c.Listen.Metrics, ""},
 		{"app-42 settings", c.Apps["app-42"].Settings(), ledgers.AppSettings{Transcript: false, Transport: true}},
 		{"app-7 settings", c.Apps["app-7"].Settings(), ledgers.DefaultAppSettings},
-	}
-	for _, tt := range tests {
-		t.Run(tt.key, func(t *testing.T) {
-			if !reflect.DeepEqual(tt.got, tt.want) {
-				t.Errorf("%s = %v, want %v", tt.key, tt.got, tt.want)
-			}
-		})
-	}
+	})
 	tab, err := c.LedgerTable()
 	if err != nil {
 		t.Fatal(err)
@@ -203,10 +202,7 @@ func TestEnvOverrides(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
-	tests := []struct {
-		key       string
-		got, want any
-	}{
+	checkFields(t, "", []field{
 		{"kafka.brokers", strings.Join(c.Kafka.Brokers, ","), "a:9092,b:9092"},
 		{"data_dir", c.DataDir, "/data"},
 		{"kms.provider", c.KMS.Provider, "local"},
@@ -224,14 +220,7 @@ func TestEnvOverrides(t *testing.T) {
 		{"apps.app-42 (from yaml)", c.Apps["app-42"].Settings().Transcript, false},
 		{"allow_unknown_apps", c.AllowUnknownApps, true},
 		{"limits.future_skew", c.Limits.FutureSkew, 2 * time.Minute},
-	}
-	for _, tt := range tests {
-		t.Run(tt.key, func(t *testing.T) {
-			if !reflect.DeepEqual(tt.got, tt.want) {
-				t.Errorf("%s = %v, want %v", tt.key, tt.got, tt.want)
-			}
-		})
-	}
+	})
 	if _, ok := c.AppSettings("unlisted"); !ok {
 		t.Error("AppSettings(unlisted) refused with allow_unknown_apps")
 	}
@@ -246,20 +235,12 @@ func TestFlagsOverrideEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		key       string
-		got, want any
-	}{
+	checkFields(t, "", []field{
 		{"data_dir (flag beats env and file)", c.DataDir, "/from-flag"},
 		{"log.level (env beats file)", c.Log.Level, "error"},
 		{"kafka.brokers", strings.Join(c.Kafka.Brokers, ","), "k1:9092,k2:9092"},
 		{"listen.api", c.Listen.API, "127.0.0.1:1"},
-	}
-	for _, tt := range tests {
-		if tt.got != tt.want {
-			t.Errorf("%s = %v, want %v", tt.key, tt.got, tt.want)
-		}
-	}
+	})
 	// -config beats VEIL_CONFIG.
 	other := writeFile(t, "data_dir: /other\n")
 	fs = flag.NewFlagSet("veil", flag.ContinueOnError)
