@@ -461,7 +461,7 @@ func TestStoreDownHolds(t *testing.T) {
 	if len(out) != n {
 		t.Fatalf("after the store returned: %d entries, want %d", len(out), n)
 	}
-	waitFor(t, 5*time.Second, "observer counts every delivery", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "observer counts every delivery", func() bool {
 		obs.mu.Lock()
 		defer obs.mu.Unlock()
 		return obs.committed == n
@@ -471,17 +471,6 @@ func TestStoreDownHolds(t *testing.T) {
 		if !reflect.DeepEqual(got.Data, byID[got.ID].Data) {
 			t.Errorf("%s: data differs from the original after recovery", got.ID)
 		}
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

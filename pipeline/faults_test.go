@@ -14,6 +14,7 @@ import (
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/kmsaws"
 	"github.com/veil-project/veil/internal/kmsfake"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/pipeline/sample"
 	"github.com/veil-project/veil/sinks/store"
@@ -79,18 +80,6 @@ func sampleRecords(seed uint64, n int) ([]*kgo.Record, []string) {
 	return recs, canaries
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestKMSDownHoldsAndResumes: with the KMS unreachable nothing is produced and nothing committed,
 // readiness reports the keys down, and the pipeline resumes by itself when the KMS returns.
 func TestKMSDownHoldsAndResumes(t *testing.T) {
@@ -111,7 +100,7 @@ func TestKMSDownHoldsAndResumes(t *testing.T) {
 	stop := h.run(pipeline.Config{Observer: rec})
 	defer stop()
 
-	waitFor(t, 20*time.Second, "keys reported down", func() bool { return rec.sawDown("keys") })
+	testkit.WaitFor(t, 20*time.Second, "keys reported down", func() bool { return rec.sawDown("keys") })
 	time.Sleep(500 * time.Millisecond)
 	if got := h.consume(0, 300*time.Millisecond, outputTopics()...); len(got) != 0 {
 		t.Fatalf("%d records produced while the KMS was down", len(got))
@@ -164,7 +153,7 @@ func TestStoreDownHoldsAndResumes(t *testing.T) {
 	rec := &recorder{}
 	stop := h.run(pipeline.Config{Observer: rec, Store: fs})
 	defer stop()
-	waitFor(t, 20*time.Second, "two failed store writes", func() bool { return fs.fails.Load() >= 2 })
+	testkit.WaitFor(t, 20*time.Second, "two failed store writes", func() bool { return fs.fails.Load() >= 2 })
 	if got := h.consume(0, 300*time.Millisecond, outputTopics()...); len(got) != 0 {
 		t.Fatalf("%d records produced while the store was down", len(got))
 	}

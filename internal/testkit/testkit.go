@@ -112,6 +112,19 @@ func Ledgers(t testing.TB, overrides map[string]time.Duration) *ledgers.Table {
 	return table
 }
 
+// WaitFor polls cond every 20 ms until it holds, and fails the test naming what it waited for
+// once d has passed.
+func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Produce writes recs synchronously with a fresh client and fails the test on any error.
 func Produce(t testing.TB, addrs []string, recs ...*kgo.Record) {
 	t.Helper()
