@@ -1,6 +1,7 @@
 // Package testkit is the setup veil's tests share: a kfake cluster with veil's topics, a local
-// key stack (local KMS root key, file key store, keyring), a Badger store, and read_committed
-// produce/consume helpers. It is for tests only: no non-test file imports it (TestOnlyTestsImport
+// key stack (local KMS root key, file key store, keyring), a Badger store, the ledger table,
+// read_committed produce/consume helpers, a settable clock, a locked log buffer and polling
+// (WaitFor). It is for tests only: no non-test file imports it (TestOnlyTestsImport
 // enforces it). It imports the packages it sets up, so only external test packages (package
 // x_test) of those packages can use it.
 package testkit

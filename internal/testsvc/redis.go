@@ -2,6 +2,10 @@
 // a temporary directory, stopped when the test ends. A test that needs a service which is not
 // installed fails when the CI environment variable is set and is skipped otherwise, so a missing
 // dependency can never pass silently in CI.
+//
+// Every server is one process run the same way (server.go): output kept for error messages,
+// ready when it answers its own probe (PING, a DynamoDB request id, /health, a KMS call), stopped
+// with SIGINT and, after 5 s, SIGKILL.
 package testsvc
 
 import (
