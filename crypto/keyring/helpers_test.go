@@ -3,7 +3,6 @@ package keyring_test
 import (
 	"context"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/testclock"
 )
 
 var _ keyring.KMS = (*kmslocal.Provider)(nil)
@@ -21,26 +21,7 @@ var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
 const p0 = int64(20779)
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: t0} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
-func (c *clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
+func newClock() *testclock.Clock { return testclock.New(t0) }
 
 // countingKMS counts the calls that reach a real provider.
 type countingKMS struct {
@@ -64,7 +45,7 @@ type env struct {
 	t     testing.TB
 	kms   *countingKMS
 	dir   string
-	clock *clock
+	clock *testclock.Clock
 }
 
 func newEnv(t testing.TB) *env {

@@ -23,6 +23,7 @@ import (
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/testclock"
 )
 
 // Opener opens a store on the namespace ns: stores opened with the same ns share their keys (as
@@ -278,8 +279,8 @@ type deployment struct {
 	t     *testing.T
 	open  func(*testing.T) keyring.KeyStore
 	kms   *kmslocal.Provider
-	now   time.Time
-	mu    sync.Mutex
+	clk   *testclock.Clock
+	mu    sync.Mutex // guards calls
 	calls map[string]int
 }
 
@@ -288,20 +289,12 @@ func newDeployment(t *testing.T, open func(*testing.T) keyring.KeyStore) *deploy
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &deployment{t: t, open: open, kms: p, now: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), calls: map[string]int{}}
+	return &deployment{t: t, open: open, kms: p, clk: testclock.New(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)), calls: map[string]int{}}
 }
 
-func (d *deployment) clock() time.Time {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.now
-}
+func (d *deployment) clock() time.Time { return d.clk.Now() }
 
-func (d *deployment) advance(dt time.Duration) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.now = d.now.Add(dt)
-}
+func (d *deployment) advance(dt time.Duration) { d.clk.Advance(dt) }
 
 // process returns the keyring of one more process of the deployment, on its own store connection.
 func (d *deployment) process(mod ...func(*keyring.Config)) *keyring.Keyring {
@@ -663,7 +656,7 @@ func testOfflineAttack(t *testing.T, open func(*testing.T) keyring.KeyStore) {
 			}
 			setClock := func(t0 time.Time) {
 				d.mu.Lock()
-				d.now = t0
+				d.clk.Set(t0)
 				d.mu.Unlock()
 				if _, err := k.DestroyExpired(ctx); err != nil {
 					t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/veil-project/veil/crypto/keyring/dynamokeys"
 	"github.com/veil-project/veil/crypto/keyring/rediskeys"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/testclock"
 	"github.com/veil-project/veil/internal/testsvc"
 	"github.com/veil-project/veil/sinks/store"
 	"github.com/veil-project/veil/sinks/store/badgerstore"
@@ -49,14 +49,6 @@ var ledgers = []struct {
 	name string
 	ttl  time.Duration
 }{{"log", time.Hour}, {"event", 24 * time.Hour}}
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.now = t }
 
 // backend is one store with the key store veil uses beside it (keys.store defaults to the
 // store's backend; Badger's is the file key store in the data dir).
@@ -238,7 +230,7 @@ func TestNothingOpensAfterTTL(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			t0 := time.Now().UTC().Truncate(time.Minute).Add(7 * time.Second)
-			clk := &clock{now: t0}
+			clk := testclock.New(t0)
 			st, ks := b.open(t, clk.Now)
 			topics := newTopics(t)
 			rootPath := filepath.Join(t.TempDir(), "root.key")

@@ -18,38 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veil-project/veil/internal/testclock"
 	"github.com/veil-project/veil/sinks/store"
 )
-
-// Clock is a settable clock, safe for concurrent use.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// NewClock returns a clock reading now.
-func NewClock(now time.Time) *Clock { return &Clock{now: now} }
-
-// Now returns the clock's time; pass the method value to a store.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Set moves the clock to now, forwards or backwards.
-func (c *Clock) Set(now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = now
-}
-
-// Advance moves the clock forwards by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // Opener opens a store reading time from clock. It is called once per case; the store may share
 // its backend with earlier cases (every case uses its own app ids) and the suite closes it.
@@ -91,9 +62,9 @@ type suite struct {
 }
 
 // start opens a store on a fresh clock reading the current second and closes it when t ends.
-func (s *suite) start(t *testing.T) (store.Store, *Clock) {
+func (s *suite) start(t *testing.T) (store.Store, *testclock.Clock) {
 	t.Helper()
-	clock := NewClock(time.Now().Truncate(time.Second))
+	clock := testclock.New(time.Now().Truncate(time.Second))
 	st := s.open(t, clock.Now)
 	t.Cleanup(func() {
 		if err := st.Close(context.Background()); err != nil {
@@ -502,7 +473,7 @@ func (s *suite) cancelledContext(t *testing.T) {
 }
 
 func (s *suite) close(t *testing.T) {
-	clock := NewClock(time.Now())
+	clock := testclock.New(time.Now())
 	st := s.open(t, clock.Now)
 	ctx := t.Context()
 	app := s.app(t, "close")

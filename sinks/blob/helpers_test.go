@@ -13,32 +13,16 @@ import (
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/testclock"
 	"github.com/veil-project/veil/sinks/store"
 	"github.com/veil-project/veil/sinks/store/badgerstore"
 )
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // env is one real keyring (local KMS root, file key store), one Badger store and one Service,
 // all on the same test clock. The clock starts at the wall clock so Badger's native TTL agrees.
 type env struct {
 	t       testing.TB
-	clock   *clock
+	clock   *testclock.Clock
 	keys    *keyring.Keyring
 	sealer  *envelope.Sealer
 	store   store.Store
@@ -49,7 +33,7 @@ type env struct {
 func newEnv(t testing.TB, objects Objects, mod ...func(*Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
-	c := &clock{now: time.Now().Truncate(time.Second)}
+	c := testclock.New(time.Now().Truncate(time.Second))
 	kms, err := kmslocal.Open(filepath.Join(dir, "root", "root.key"))
 	if err != nil {
 		t.Fatalf("kmslocal.Open = %v", err)
