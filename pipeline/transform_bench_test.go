@@ -2,14 +2,13 @@ package pipeline_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
-	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/pipeline/sample"
@@ -71,24 +70,8 @@ func BenchmarkTransform(b *testing.B) {
 // on the default settings.
 func benchTransformer(b testing.TB) *pipeline.Transformer {
 	b.Helper()
-	dir := b.TempDir()
-	kms, err := kmslocal.Open(filepath.Join(dir, "root.key"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ks, err := keyring.NewFileKeyStore(filepath.Join(dir, "keys"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: kmslocal.DefaultKeyID, Store: ks})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { kr.Close(context.Background()) })
-	table, err := ledgers.NewTable(nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	kr, _ := testkit.LocalKeys(b, b.TempDir(), testkit.Keys{KeyID: kmslocal.DefaultKeyID})
+	table := testkit.Ledgers(b, nil)
 	return &pipeline.Transformer{Registry: schemas.DefaultRegistry(), Ledgers: table, Sealer: envelope.NewSealer(kr),
 		Apps: func(string) (ledgers.AppSettings, bool) { return ledgers.DefaultAppSettings, true }}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -16,8 +15,8 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
-	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/pipeline/internal/reference"
@@ -38,25 +37,9 @@ type rig struct {
 func newRig(tb testing.TB) *rig {
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	dir := tb.TempDir()
-	kms, err := kmslocal.Open(filepath.Join(dir, "root.key"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ks, err := keyring.NewFileKeyStore(filepath.Join(dir, "keys"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	kr, err := keyring.New(keyring.Config{KMS: kms, KeyID: kmslocal.DefaultKeyID, Store: ks, Clock: clock})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { kr.Close(context.Background()) })
+	kr, _ := testkit.LocalKeys(tb, tb.TempDir(), testkit.Keys{KeyID: kmslocal.DefaultKeyID, Clock: clock})
 	sealer := envelope.NewSealer(kr, envelope.WithClock(clock))
-	table, err := ledgers.NewTable(nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	table := testkit.Ledgers(tb, nil)
 	apps := map[string]ledgers.AppSettings{
 		"app-1": ledgers.DefaultAppSettings,
 		"app-2": {Transcript: false, Transport: false},
