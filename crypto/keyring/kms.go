@@ -64,8 +64,8 @@ var permanentKMSCodes = map[string]bool{
 // ErrInvalidApp and ErrClosed, for a cancelled context, and for KMS errors that reject the
 // request itself (bad ciphertext, wrong context, unknown key, access denied).
 //
-// veil run uses it at start, where a KMS outage means waiting (readiness "keys" false, retried
-// with backoff) and a refusal means exit 4. The pipeline does not need it: a record is never to
+// A veil process uses it at start, reading the media-link key (cmd/veil linkSecret): a KMS outage
+// means waiting (readiness "keys" false, retried with backoff), a refusal means exit 4. The pipeline does not need it: a record is never to
 // blame for a KMS failure, so every sealing failure is retried there (pipeline.Transient) and
 // nothing is dead-lettered or let through unsealed (fail closed).
 func IsTransient(err error) bool {
