@@ -54,6 +54,34 @@ func (r AuditRecord) KafkaRecord() (*kgo.Record, error) {
 	return &kgo.Record{Topic: broker.AuditTopic, Key: []byte(r.Principal), Value: b}, nil
 }
 
+// kafkaRecords is KafkaRecord for each of recs in three allocations in all rather than three
+// each: the records share one array, their values one buffer (each capped at its own length), and
+// records of the same principal (all of them, for one request) one key.
+func kafkaRecords(recs []AuditRecord) ([]*kgo.Record, error) {
+	size := 0
+	for i := range recs {
+		size += auditRecordSize(&recs[i])
+	}
+	buf := make([]byte, 0, size)
+	krs := make([]kgo.Record, len(recs))
+	out := make([]*kgo.Record, len(recs))
+	var key []byte
+	for i := range recs {
+		r := &recs[i]
+		n := len(buf)
+		var err error
+		if buf, err = r.appendJSON(buf); err != nil {
+			return nil, fmt.Errorf("encoding audit record: %w", err)
+		}
+		if key == nil || string(key) != r.Principal {
+			key = []byte(r.Principal)
+		}
+		krs[i] = kgo.Record{Topic: broker.AuditTopic, Key: key, Value: buf[n:len(buf):len(buf)]}
+		out[i] = &krs[i]
+	}
+	return out, nil
+}
+
 // auditRecordSize is the length of r's JSON when no string needs escaping.
 func auditRecordSize(r *AuditRecord) int {
 	return 140 + len(time.RFC3339Nano) + len(r.RequestID) + len(r.Source) + len(r.Principal) +
@@ -182,13 +210,9 @@ func (a *KafkaAuditor) Audit(ctx context.Context, recs []AuditRecord) error {
 	if a.close {
 		return ErrAuditClosed
 	}
-	krs := make([]*kgo.Record, len(recs))
-	for i, r := range recs {
-		kr, err := r.KafkaRecord()
-		if err != nil {
-			return err
-		}
-		krs[i] = kr
+	krs, err := kafkaRecords(recs)
+	if err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("writing audit records: %w", err)

@@ -131,3 +131,37 @@ func TestAuditRecordJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestKafkaRecords: the batch encoding gives each record KafkaRecord's topic, key and value, and
+// no record's value can be extended over the next one's.
+func TestKafkaRecords(t *testing.T) {
+	base := AuditRecord{Time: time.Date(2026, 12, 2, 19, 7, 49, 0, time.UTC), RequestID: "r", Source: "api",
+		Principal: "p1", Kind: KindSupport, App: "app-1", Ref: "00", Field: 1, Status: "ok"}
+	var recs []AuditRecord
+	for i, p := range []string{"p1", "p1", "p2", "p1", `we"ird`} {
+		r := base
+		r.Principal, r.Field = p, i
+		recs = append(recs, r)
+	}
+	krs, err := kafkaRecords(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, kr := range krs {
+		want, err := recs[i].KafkaRecord()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kr.Topic != want.Topic || !bytes.Equal(kr.Key, want.Key) || !bytes.Equal(kr.Value, want.Value) {
+			t.Errorf("record %d = %s %q %s, want %s %q %s", i, kr.Topic, kr.Key, kr.Value, want.Topic, want.Key, want.Value)
+		}
+		if cap(kr.Value) != len(kr.Value) {
+			t.Errorf("record %d: value capacity %d > length %d", i, cap(kr.Value), len(kr.Value))
+		}
+	}
+	bad := base
+	bad.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := kafkaRecords([]AuditRecord{base, bad}); err == nil {
+		t.Error("kafkaRecords with a time json.Marshal refuses = nil error")
+	}
+}
