@@ -485,3 +485,29 @@ func TestConnectIsRetried(t *testing.T) {
 		t.Errorf("Run() = %v, want ErrClosed", err)
 	}
 }
+
+// In transactional mode only End commits: a handler that reports a commit without ending its
+// transaction stops Run with a fatal error instead of wedging the session (the next Begin would
+// fail) or handing the batch over forever.
+func TestCommitWithoutEndIsFatal(t *testing.T) {
+	_, addrs := setup(t, 2)
+	e, err := consume.New(consume.Config{Brokers: addrs, Group: "w", Topics: []string{"in"}, TransactionalID: "tw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- e.Run(context.Background(), func(ctx context.Context, b *consume.Batch) (bool, error) {
+			return true, nil // no transaction: nothing would commit the offsets
+		})
+	}()
+	select {
+	case err := <-done:
+		if !consume.IsFatal(err) {
+			t.Errorf("Run() = %v, want a fatal error", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+}
