@@ -159,6 +159,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	testkit.WaitFor(t, 10*time.Second, what, cond)
 }
 
+// produceEvents produces the app-1 event entries e-<from> … e-<to-1>, one second apart from
+// hour0, on partition 0, sensitive where sensitive(i) says, and records each in want by id.
+func (c *cluster) produceEvents(t *testing.T, from, to int, sensitive func(int) bool, want map[string]*schemas.Entry) {
+	t.Helper()
+	var recs []*kgo.Record
+	for i := from; i < to; i++ {
+		r, e := entry(t, fmt.Sprintf("e-%03d", i), "app-1", "event", hour0.Add(time.Duration(i)*time.Second), sensitive(i), 0)
+		recs = append(recs, r)
+		want[e.ID] = e
+	}
+	c.produce(recs...)
+}
+
 // entry builds a redacted entry record for ledger "event" or "log", as the pipeline emits it:
 // sensitive values are the redacted view, the rest is as the producer sent it.
 func entry(t *testing.T, id, app, ledger string, ts time.Time, sensitive bool, partition int32) (*kgo.Record, *schemas.Entry) {

@@ -109,15 +109,7 @@ func TestSinkRowLimitRestartAndRedelivery(t *testing.T) {
 	w := newLocal(t)
 	topic := broker.RedactedTopic("event")
 	want := make(map[string]*schemas.Entry)
-	produce := func(from, to int) {
-		var recs []*kgo.Record
-		for i := from; i < to; i++ {
-			r, e := entry(t, fmt.Sprintf("e-%03d", i), "app-1", "event", hour0.Add(time.Duration(i)*time.Second), i%3 == 0, 0)
-			recs = append(recs, r)
-			want[e.ID] = e
-		}
-		c.produce(recs...)
-	}
+	produce := func(from, to int) { c.produceEvents(t, from, to, func(i int) bool { return i%3 == 0 }, want) }
 	cfg := analytics.Config{Brokers: c.addrs, Writer: w, Ledgers: []string{"event"}, MaxRows: 10, FlushInterval: time.Hour}
 	dir := "app=app-1/ledger=event/date=2026-11-22/hour=10/"
 
@@ -396,15 +388,7 @@ func TestSinkRewindIntoCommittedFileLosesNothing(t *testing.T) {
 	w := newLocal(t)
 	topic := broker.RedactedTopic("event")
 	want := make(map[string]*schemas.Entry)
-	produce := func(from, to int) {
-		var recs []*kgo.Record
-		for i := from; i < to; i++ {
-			r, e := entry(t, fmt.Sprintf("e-%03d", i), "app-1", "event", hour0.Add(time.Duration(i)*time.Second), false, 0)
-			recs = append(recs, r)
-			want[e.ID] = e
-		}
-		c.produce(recs...)
-	}
+	produce := func(from, to int) { c.produceEvents(t, from, to, func(int) bool { return false }, want) }
 	cfg := analytics.Config{Brokers: c.addrs, Writer: w, Ledgers: []string{"event"}, MaxRows: 10, FlushInterval: 50 * time.Millisecond}
 	produce(0, 10)
 	run := startSink(t, cfg)
