@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -170,6 +171,28 @@ func (c *cluster) produceEvents(t *testing.T, from, to int, sensitive func(int) 
 		want[e.ID] = e
 	}
 	c.produce(recs...)
+}
+
+// checkListRemove checks a writer whose dir holds p0-o0-o9.parquet and p1-o0-o9.parquet among
+// things List must not show (files below or beside dir, temp files): List names only the two,
+// Remove deletes p0, removing it again is no error, and List then names p1 alone.
+func checkListRemove(t *testing.T, w analytics.Writer, dir string) {
+	t.Helper()
+	ctx := t.Context()
+	got, err := w.List(ctx, dir)
+	slices.Sort(got)
+	if want := []string{"p0-o0-o9.parquet", "p1-o0-o9.parquet"}; err != nil || !slices.Equal(got, want) {
+		t.Fatalf("List = %v, %v, want %v, nil", got, err, want)
+	}
+	if err := w.Remove(ctx, dir+"/p0-o0-o9.parquet"); err != nil {
+		t.Fatalf("Remove = %v, want nil", err)
+	}
+	if err := w.Remove(ctx, dir+"/p0-o0-o9.parquet"); err != nil {
+		t.Fatalf("Remove(missing) = %v, want nil", err)
+	}
+	if got, _ := w.List(ctx, dir); !slices.Equal(got, []string{"p1-o0-o9.parquet"}) {
+		t.Fatalf("List after Remove = %v, want [p1-o0-o9.parquet]", got)
+	}
 }
 
 // entry builds a redacted entry record for ledger "event" or "log", as the pipeline emits it:

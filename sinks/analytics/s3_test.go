@@ -181,20 +181,7 @@ func TestS3ListAndRemove(t *testing.T) {
 			t.Fatalf("WriteFile(%s) = %v", n, err)
 		}
 	}
-	got, err := w.List(ctx, dir)
-	slices.Sort(got)
-	if want := []string{"p0-o0-o9.parquet", "p1-o0-o9.parquet"}; err != nil || !slices.Equal(got, want) {
-		t.Fatalf("List = %v, %v, want %v, nil", got, err, want)
-	}
-	if err := w.Remove(ctx, dir+"/p0-o0-o9.parquet"); err != nil {
-		t.Fatalf("Remove = %v, want nil", err)
-	}
-	if err := w.Remove(ctx, dir+"/p0-o0-o9.parquet"); err != nil {
-		t.Fatalf("Remove(missing) = %v, want nil", err)
-	}
-	if got, _ := w.List(ctx, dir); !slices.Equal(got, []string{"p1-o0-o9.parquet"}) {
-		t.Fatalf("List after Remove = %v, want [p1-o0-o9.parquet]", got)
-	}
+	checkListRemove(t, w, dir)
 	obj, err := cl.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("list"), Key: aws.String("pre/" + dir + "/p1-o0-o9.parquet")})
 	if err != nil {
 		t.Fatalf("object not under the prefix: %v", err)

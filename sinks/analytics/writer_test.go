@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 
 	"github.com/veil-project/veil/sinks/analytics"
@@ -93,20 +92,7 @@ func TestLocalDirListAndRemove(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(full, "sub"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	got, err := w.List(ctx, dir)
-	slices.Sort(got)
-	if want := []string{"p0-o0-o9.parquet", "p1-o0-o9.parquet"}; err != nil || !slices.Equal(got, want) {
-		t.Fatalf("List = %v, %v, want %v, nil", got, err, want)
-	}
-	if err := w.Remove(ctx, dir+"/p0-o0-o9.parquet"); err != nil {
-		t.Fatalf("Remove = %v, want nil", err)
-	}
-	if err := w.Remove(ctx, dir+"/p0-o0-o9.parquet"); err != nil {
-		t.Fatalf("Remove(missing) = %v, want nil", err)
-	}
-	if got, _ := w.List(ctx, dir); !slices.Equal(got, []string{"p1-o0-o9.parquet"}) {
-		t.Fatalf("List after Remove = %v, want [p1-o0-o9.parquet]", got)
-	}
+	checkListRemove(t, w, dir)
 }
 
 func TestLocalDirRejectsNames(t *testing.T) {
