@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -340,19 +341,19 @@ func TestWebhookDelivery(t *testing.T) {
 	}
 }
 
+// hitCounter is a server that answers 200 and counts the requests it receives.
+type hitCounter struct{ n atomic.Int64 }
+
+func (h *hitCounter) ServeHTTP(http.ResponseWriter, *http.Request) { h.n.Add(1) }
+
 // TestWebhookRefusesOldTLS: a server that offers only TLS 1.1 never receives an entry.
 func TestWebhookRefusesOldTLS(t *testing.T) {
 	h := newHarness(t, nil)
 	recs, _, _ := sampleRecords(t, 3, 4)
 	h.produce(recs...)
 	h.runPipeline()
-	var mu sync.Mutex
-	got := 0
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		got++
-		mu.Unlock()
-	}))
+	var got hitCounter
+	srv := httptest.NewUnstartedServer(&got)
 	srv.TLS = &tls.Config{MaxVersion: tls.VersionTLS11}
 	handshake := make(chan struct{}, 1)
 	srv.Config.ErrorLog = log.New(writerFunc(func(p []byte) (int, error) {
@@ -378,10 +379,8 @@ func TestWebhookRefusesOldTLS(t *testing.T) {
 		t.Fatal("no TLS handshake was attempted")
 	}
 	stop()
-	mu.Lock()
-	defer mu.Unlock()
-	if got != 0 {
-		t.Errorf("a TLS 1.1 server received %d requests", got)
+	if n := got.n.Load(); n != 0 {
+		t.Errorf("a TLS 1.1 server received %d requests", n)
 	}
 }
 
@@ -483,13 +482,8 @@ func TestWebhookRedirectNotFollowed(t *testing.T) {
 	recs, _, canaries := sampleRecords(t, 8, 1)
 	h.produce(recs...)
 	h.runPipeline()
-	var mu sync.Mutex
-	plainHits := 0
-	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		plainHits++
-		mu.Unlock()
-	}))
+	var plainHits hitCounter
+	plain := httptest.NewServer(&plainHits)
 	defer plain.Close()
 	hook := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, plain.URL+"/stolen", http.StatusTemporaryRedirect)
@@ -520,9 +514,7 @@ func TestWebhookRedirectNotFollowed(t *testing.T) {
 	if !found {
 		t.Errorf("no %s dead letter with status 307", egress.ReasonWebhookRejected)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if plainHits != 0 {
-		t.Errorf("the redirect target received %d requests", plainHits)
+	if n := plainHits.n.Load(); n != 0 {
+		t.Errorf("the redirect target received %d requests", n)
 	}
 }
