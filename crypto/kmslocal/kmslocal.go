@@ -189,11 +189,8 @@ func (p *Provider) LogValue() slog.Value { return slog.StringValue(p.String()) }
 // GenerateDataKey returns a fresh data key of KeySpec (AES_128, AES_256) or NumberOfBytes (1 to
 // 1024), in plaintext and wrapped under the root key, bound to KeyId and EncryptionContext.
 func (p *Provider) GenerateDataKey(ctx context.Context, in *kms.GenerateDataKeyInput, _ ...func(*kms.Options)) (*kms.GenerateDataKeyOutput, error) {
-	if err := ctx.Err(); err != nil {
+	if err := begin(ctx, in == nil); err != nil {
 		return nil, err
-	}
-	if in == nil {
-		return nil, validation("missing input")
 	}
 	keyID, err := checkKeyID(in.KeyId)
 	if err != nil {
@@ -229,11 +226,8 @@ func (p *Provider) GenerateDataKey(ctx context.Context, in *kms.GenerateDataKeyI
 // Encrypt wraps up to 4096 bytes of Plaintext under the root key, bound to KeyId and
 // EncryptionContext.
 func (p *Provider) Encrypt(ctx context.Context, in *kms.EncryptInput, _ ...func(*kms.Options)) (*kms.EncryptOutput, error) {
-	if err := ctx.Err(); err != nil {
+	if err := begin(ctx, in == nil); err != nil {
 		return nil, err
-	}
-	if in == nil {
-		return nil, validation("missing input")
 	}
 	keyID, err := checkKeyID(in.KeyId)
 	if err != nil {
@@ -256,11 +250,8 @@ func (p *Provider) Encrypt(ctx context.Context, in *kms.EncryptInput, _ ...func(
 // InvalidCiphertextException unless the blob is intact and EncryptionContext is exactly the one
 // it was made with, and with IncorrectKeyException if KeyId is set and differs from the blob's.
 func (p *Provider) Decrypt(ctx context.Context, in *kms.DecryptInput, _ ...func(*kms.Options)) (*kms.DecryptOutput, error) {
-	if err := ctx.Err(); err != nil {
+	if err := begin(ctx, in == nil); err != nil {
 		return nil, err
-	}
-	if in == nil {
-		return nil, validation("missing input")
 	}
 	if in.EncryptionAlgorithm != "" && in.EncryptionAlgorithm != types.EncryptionAlgorithmSpecSymmetricDefault {
 		return nil, validation("unsupported EncryptionAlgorithm")
@@ -277,6 +268,17 @@ func (p *Provider) Decrypt(ctx context.Context, in *kms.DecryptInput, _ ...func(
 		return nil, invalidCiphertext()
 	}
 	return &kms.DecryptOutput{Plaintext: pt, KeyId: aws.String(keyID), EncryptionAlgorithm: types.EncryptionAlgorithmSpecSymmetricDefault}, nil
+}
+
+// begin is what every KMS call checks first: ctx is live and there is an input.
+func begin(ctx context.Context, missing bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if missing {
+		return validation("missing input")
+	}
+	return nil
 }
 
 // KeyIDOf returns the key id bound into a blob, or an error if the blob is malformed.
