@@ -6,10 +6,12 @@
 // that install the file their own way: the key store's and the local KMS root key's put-if-absent
 // (a hard link that fails if the target exists), the key store's compare-then-rename.
 //
-// The embedded broker (broker/keep.go) keeps its own writer: it rewrites every partition's record
-// file at restore and the group offsets every interval, and does not sync the directory after
-// each rename (a directory fsync per file would slow both); a lost rename there leaves the
-// previous copy, which the keeper rewrites on its next pass.
+// The embedded broker keeps its own writer (broker/keep.go writeFileAtomic: fixed "path.tmp"
+// temp, no directory sync). It sits on the broker's hot paths: every partition's record file at
+// restore, the group offsets each interval, the transaction log's compaction; a directory fsync
+// per file there would slow all of them. It also writes the raw-key files (broker/rawkeys.go),
+// where a rename lost to a power cut (not a process crash) would lose a wrapped key: a question
+// for the broker, not settled here.
 package atomicfile
 
 import (
