@@ -134,31 +134,30 @@ func benchLatency(ctx context.Context, o sweepOpts, mk func(brokers []string) (*
 				lo = max(lo, r.Rate)
 			}
 		}
-		for hi == 0 && lo > 0 && lo < o.MaxRate {
-			rate := min(o.MaxRate, lo*3/2)
+		// probe measures rate and moves the bound it falls on.
+		probe := func(rate int) error {
 			r, err := measure(rate)
 			if err != nil {
-				return res, err
+				return err
 			}
 			if r.Overloaded {
 				hi = rate
 			} else {
 				lo = rate
+			}
+			return nil
+		}
+		for hi == 0 && lo > 0 && lo < o.MaxRate {
+			if err := probe(min(o.MaxRate, lo*3/2)); err != nil {
+				return res, err
 			}
 		}
 		for range 2 {
 			if lo == 0 || hi == 0 || hi-lo <= hi/10 {
 				break
 			}
-			rate := (lo + hi) / 2
-			r, err := measure(rate)
-			if err != nil {
+			if err := probe((lo + hi) / 2); err != nil {
 				return res, err
-			}
-			if r.Overloaded {
-				hi = rate
-			} else {
-				lo = rate
 			}
 		}
 	}
