@@ -70,14 +70,7 @@ integrations:
 		t.Errorf("no audit record of the desk integration's decrypt")
 	}
 	cancel()
-	select {
-	case got := <-done:
-		if got != exitOK {
-			t.Errorf("run exited %d, want 0; stderr:\n%s", got, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("veil run did not stop")
-	}
+	waitExit(t, done, 30*time.Second, exitOK, &stderr)
 }
 
 // TestRunStopsWhenAnEgressStageFails: an egress stage whose transactional producer is fenced (a
@@ -125,15 +118,6 @@ integrations:
 		t.Fatal(err)
 	}
 	produce("e2")
-	select {
-	case got := <-done:
-		if got != exitFailure {
-			t.Errorf("veil run exited %d, want %d", got, exitFailure)
-		}
-		if l := logs.String(); !strings.Contains(l, `"component":"egress stage desk"`) || !strings.Contains(l, "a component stopped; stopping veil") {
-			t.Errorf("the log does not name the failed stage:\n%s", l)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("veil run kept running after its egress stage failed; log:\n%s", logs.String())
-	}
+	// The stage failed: veil stops with exit 1 and its log names the stage.
+	waitExit(t, done, 60*time.Second, exitFailure, &logs, `"component":"egress stage desk"`, "a component stopped; stopping veil")
 }

@@ -53,6 +53,25 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// waitExit waits up to within for the exit code on done (runInProcess) and checks that it is code
+// and that log holds every string of want.
+func waitExit(t *testing.T, done <-chan int, within time.Duration, code int, log fmt.Stringer, want ...string) {
+	t.Helper()
+	select {
+	case got := <-done:
+		if got != code {
+			t.Errorf("veil run exited %d, want %d; log:\n%s", got, code, log)
+		}
+		for _, w := range want {
+			if !strings.Contains(log.String(), w) {
+				t.Errorf("the log does not hold %s:\n%s", w, log)
+			}
+		}
+	case <-time.After(within):
+		t.Fatalf("veil run did not stop within %v; log:\n%s", within, log)
+	}
+}
+
 // runInProcess runs `veil run -config cfg` in this process until ctx is cancelled, printing its
 // banner to where (when not nil) and its logs to logs. The channel gets the exit code once the
 // service is closed: a test's TempDir is removed right after it reads the code, and a store still

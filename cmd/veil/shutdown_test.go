@@ -93,14 +93,7 @@ integrations:
 		t.Fatalf("%d veil goroutines while running, want at least one per actor (8)", running)
 	}
 	cancel()
-	select {
-	case code := <-done:
-		if code != exitOK {
-			t.Errorf("veil run exited %d, want 0; log:\n%s", code, logs.String())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("veil run did not stop; log:\n%s", logs.String())
-	}
+	waitExit(t, done, 60*time.Second, exitOK, &logs)
 	for id, g := range veilGoroutines() {
 		if _, ok := before[id]; !ok {
 			t.Errorf("left running after veil run returned:\n%s", g)
@@ -160,15 +153,6 @@ listen: {metrics: ""}
 	default:
 	}
 	cancel()
-	select {
-	case code := <-done:
-		if code != exitFailure {
-			t.Errorf("veil run exited %d, want %d", code, exitFailure)
-		}
-		if l := logs.String(); !strings.Contains(l, `"component":"analytics sink"`) || !strings.Contains(l, "not a directory") {
-			t.Errorf("the log does not name the sink and its cause:\n%s", l)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("veil run did not stop; log:\n%s", logs.String())
-	}
+	// The log names the sink and the cause.
+	waitExit(t, done, 60*time.Second, exitFailure, &logs, `"component":"analytics sink"`, "not a directory")
 }

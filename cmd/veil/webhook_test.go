@@ -74,9 +74,7 @@ integrations:
 		t.Fatalf("the webhook received nothing; log:\n%s", logs.String())
 	}
 	cancel()
-	if code := <-done; code != exitOK {
-		t.Errorf("veil run exited %d, want %d", code, exitOK)
-	}
+	waitExit(t, done, 60*time.Second, exitOK, &logs)
 	if strings.Contains(logs.String(), "SECRET") {
 		t.Errorf("plaintext in the log")
 	}
