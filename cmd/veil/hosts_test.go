@@ -208,8 +208,11 @@ reveal: {principals_file: %q, rate_per_second: 100000, burst: 100000}
 blob: {dir: %q}
 `, addrs[0], i, h.data, lk.Alias, lk.Region, lk.Endpoint, storeYAML, h.api, principals, filepath.Join(dir, "shared", "blobs"))
 		if i == 0 {
-			// Only A delivers to the integration: it must open what B and C sealed.
-			yaml += "integrations:\n  desk: {kind: support, apps: [app-1], ledgers: [event], topic: out.desk}\n"
+			// Only A delivers to the integration: it must open what B and C sealed. Every
+			// ledger but blob, so that every process owns some of the integration's input
+			// partitions whatever the group assigns after C's restart (with event alone, all
+			// three raw.event partitions could end with A and B: a flake, not a finding).
+			yaml += "integrations:\n  desk: {kind: support, apps: [app-1], ledgers: [event, bot, http, ws, log, presence, thread, user], topic: out.desk}\n"
 		}
 		if err := os.WriteFile(h.cfg, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
@@ -454,11 +457,11 @@ blob: {dir: %q}
 		return e.App, tok, tok != "" && strings.HasPrefix(a.rec.Topic, "encrypted.")
 	}
 
-	// Egress on A opens the tokens B and C sealed: every app-1 event entry reaches the
+	// Egress on A opens the tokens B and C sealed: every app-1 entry (blob aside) reaches the
 	// integration with its values, no token and no redacted view left.
 	var want int
 	for _, a := range out {
-		if app, _, ok := firstToken(a); ok && app == "app-1" && a.rec.Topic == broker.EncryptedTopic("event") {
+		if app, _, ok := firstToken(a); ok && app == "app-1" && a.rec.Topic != broker.EncryptedTopic("blob") {
 			want++
 		}
 	}
@@ -716,7 +719,7 @@ blob: {dir: %q}
 	}
 	t.Logf("%d entries over 3 processes; SIGKILL of C + restart after 1s: every input exactly once (%d outputs), stall %v", n, len(seen), stall.Round(time.Millisecond))
 	t.Logf("reveal matrix (60 tokens per sealing process, sample):\n%s", matrix)
-	t.Logf("egress on A (integration desk, app-1 event): entries delivered with every value opened, by sealing process (0=A, 1=B, 2=C) %v; media links:%s", delivered, links)
+	t.Logf("egress on A (integration desk, app-1, every ledger but blob): entries delivered with every value opened, by sealing process (0=A, 1=B, 2=C) %v; media links:%s", delivered, links)
 	t.Logf("rotation (keys rotate on one process):%s", rotation)
 	t.Logf("erasure (keys erase took %v; rows restored from backup after it):%s", eraseTook.Round(time.Millisecond), erasure)
 	t.Logf("KMS: %d GenerateDataKey for %d key versions %v + the media-link key; %d Decrypt", generated, len(rows), states, lk.Calls("Decrypt"))
