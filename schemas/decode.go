@@ -60,10 +60,9 @@ var decodeOptions = json.JoinOptions(
 	jsontext.AllowInvalidUTF8(false),
 )
 
-// Decode parses one entry strictly. The checks run cheapest first: size, UTF-8, nesting depth
-// (a bounded scan that never recurses), then a single parse into Entry, then the field rules.
-// Every failure is a *DecodeError.
-func Decode(b []byte, lim Limits) (*Entry, error) {
+// admit applies the defaults to lim's zero (or negative) limits, refuses an entry b larger than
+// the byte limit, and returns the depth limit. Decode and Scanner.Scan both start here.
+func (lim Limits) admit(b []byte) (maxDepth int, err error) {
 	maxBytes, maxDepth := lim.MaxBytes, lim.MaxDepth
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
@@ -72,7 +71,18 @@ func Decode(b []byte, lim Limits) (*Entry, error) {
 		maxDepth = DefaultMaxDepth
 	}
 	if len(b) > maxBytes {
-		return nil, decodeErr(ReasonTooLarge, "", int64(maxBytes))
+		return 0, decodeErr(ReasonTooLarge, "", int64(maxBytes))
+	}
+	return maxDepth, nil
+}
+
+// Decode parses one entry strictly. The checks run cheapest first: size, UTF-8, nesting depth
+// (a bounded scan that never recurses), then a single parse into Entry, then the field rules.
+// Every failure is a *DecodeError.
+func Decode(b []byte, lim Limits) (*Entry, error) {
+	maxDepth, err := lim.admit(b)
+	if err != nil {
+		return nil, err
 	}
 	if !utf8.Valid(b) {
 		return nil, decodeErr(ReasonInvalidUTF8, "", invalidUTF8Offset(b))

@@ -96,18 +96,12 @@ var errScan = errors.New("scan: rejected")
 // Scan reads b. On success, Entry holds the entry's own fields, validated and normalized as Decode
 // does. On failure the error is Decode's *DecodeError for b.
 func (s *Scanner) Scan(b []byte, lim Limits) error {
-	maxBytes, maxDepth := lim.MaxBytes, lim.MaxDepth
-	if maxBytes <= 0 {
-		maxBytes = DefaultMaxBytes
-	}
-	if maxDepth <= 0 {
-		maxDepth = DefaultMaxDepth
-	}
-	if len(b) > maxBytes {
-		return decodeErr(ReasonTooLarge, "", int64(maxBytes))
+	maxDepth, err := lim.admit(b)
+	if err != nil {
+		return err
 	}
 	s.reset(b, maxDepth)
-	err := s.scan()
+	err = s.scan()
 	s.in = bytes.Buffer{}
 	s.dec.Reset(&s.in) // drop the reference to b
 	if err == nil && s.deepest > maxDepth {
@@ -369,18 +363,9 @@ func (s *Scanner) readComponent() error {
 		s.comp = Component{}
 		s.Entry.Component = &s.comp
 	}
-	s.strs[strComponentID] = textRef{}
-	return s.readObject(func(name []byte) error {
-		switch string(name) {
-		case "id":
-			return s.readString(strComponentID)
-		case "sensitive":
-			var err error
-			s.comp.Sensitive, err = s.readBool(&s.compSens)
-			return err
-		}
-		return errScan
-	})
+	var err error
+	s.comp.Sensitive, err = s.readRef("id", strComponentID, &s.compSens)
+	return err
 }
 
 func (s *Scanner) readTrigger() error {
@@ -389,19 +374,27 @@ func (s *Scanner) readTrigger() error {
 		s.trig = Trigger{}
 		s.Entry.Trigger = &s.trig
 	}
-	s.strs[strTriggerID] = textRef{}
-	return s.readObject(func(name []byte) error {
+	_, err := s.readRef("entry_id", strTriggerID, &s.trig.Sensitive)
+	return err
+}
+
+// readRef reads a Component or a Trigger (null is none): an object of at most the string member
+// idName, into the entry string i, and "sensitive", read into *flag as readBool does (sens is
+// flag, or nil when the member is absent or null).
+func (s *Scanner) readRef(idName string, i int, flag *bool) (sens *bool, err error) {
+	s.strs[i] = textRef{}
+	err = s.readObject(func(name []byte) error {
 		switch string(name) {
-		case "entry_id":
-			return s.readString(strTriggerID)
+		case idName:
+			return s.readString(i)
 		case "sensitive":
-			var b bool
-			_, err := s.readBool(&b)
-			s.trig.Sensitive = b
+			var err error
+			sens, err = s.readBool(flag)
 			return err
 		}
 		return errScan
 	})
+	return sens, err
 }
 
 // readData reads data with the decoder (which checks its grammar, UTF-8 and duplicate names, as
