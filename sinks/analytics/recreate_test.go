@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/sinks/analytics"
 )
 
@@ -47,7 +48,10 @@ func TestSinkTopicRecreatedResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(100, 12)
-	waitFor(t, "rows of the recreated topic written", func() bool { return run.sink.Stats().Rows >= 24 })
+	// The engine waits consume.StaleTopicWait (3 s) of failed fetches, backing off, before it
+	// reconnects, then joins the group again: 4–6 s on a quiet machine, so more than waitFor's 10 s
+	// under a loaded test run.
+	testkit.WaitFor(t, 30*time.Second, "rows of the recreated topic written", func() bool { return run.sink.Stats().Rows >= 24 })
 	if err := run.stop(t); err != nil {
 		t.Fatalf("Run = %v, want nil", err)
 	}
