@@ -26,6 +26,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/veil-project/veil/internal/periodic"
 )
 
 // keeper keeps the embedded broker's non-raw state in a directory; see Embedded.
@@ -543,20 +545,13 @@ func writeFileAtomic(path string, b []byte) error {
 // offsetLoop saves the group offsets every offsetInterval (see saveOffsets).
 func (k *keeper) offsetLoop(ctx context.Context) {
 	defer close(k.offDone)
-	t := time.NewTicker(min(k.interval, offsetInterval))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			sctx, cancel := context.WithTimeout(ctx, k.interval)
-			if err := k.saveOffsets(sctx); err != nil && ctx.Err() == nil {
-				k.log.Warn("saving embedded broker group offsets", "err", err)
-			}
-			cancel()
+	periodic.Every(ctx, min(k.interval, offsetInterval), func(ctx context.Context) {
+		sctx, cancel := context.WithTimeout(ctx, k.interval)
+		if err := k.saveOffsets(sctx); err != nil && ctx.Err() == nil {
+			k.log.Warn("saving embedded broker group offsets", "err", err)
 		}
-	}
+		cancel()
+	})
 }
 
 // offsetInterval is how often the group offsets are saved at most.

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/internal/periodic"
 	"github.com/veil-project/veil/ops"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/sinks/store"
@@ -168,17 +169,7 @@ func (c *Console) Run(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
-	c.sampler.sample()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			c.sampler.sample()
-		}
-	}
+	periodic.NowAndEvery(ctx, interval, func(context.Context) { c.sampler.sample() })
 }
 
 // SignInLink returns a path under Prefix that signs the holder of key in once, within ttl

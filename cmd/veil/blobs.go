@@ -11,6 +11,7 @@ import (
 
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/internal/periodic"
 	"github.com/veil-project/veil/sinks/blob"
 )
 
@@ -81,25 +82,18 @@ func (s *service) addBlobSweeper(g *group) {
 }
 
 func (s *service) sweepBlobs(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	periodic.Every(ctx, every, func(ctx context.Context) {
 		start := time.Now()
 		n, err := s.blobs.Sweep(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.obs.m.SinkErrors.WithLabelValues("blob").Inc()
 			s.log.Warn("sweeping expired blobs", "err", err)
-			continue
+			return
 		}
 		if n > 0 {
 			s.log.Info("swept expired blobs", "deleted", n, "took", time.Since(start))
 		}
-	}
+	})
 }
 
 // linkSecretName names the signing key of media links among the key store's shared secrets

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/internal/periodic"
 	"github.com/veil-project/veil/reveal"
 )
 
@@ -39,9 +40,7 @@ func newDeploymentGauges(reg prometheus.Registerer) *deploymentGauges {
 // broken file (failing closed, see reveal.PrincipalsFile) through readiness and the
 // veil_principals_file_invalid gauge; the log line comes from the file's error callback.
 func (s *service) watchPrincipals(ctx context.Context, pf *reveal.PrincipalsFile, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
+	periodic.NowAndEvery(ctx, every, func(context.Context) {
 		pf.Current()
 		if err := pf.Status(); err != nil {
 			s.obs.dep.principalsDegraded.Set(1)
@@ -50,12 +49,7 @@ func (s *service) watchPrincipals(ctx context.Context, pf *reveal.PrincipalsFile
 			s.obs.dep.principalsDegraded.Set(0)
 			s.obs.ready.Set("principals", true, "")
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // keyStoreClientPrefix starts the Kafka client id of every stream processor: veil/ks-<id>, where
@@ -88,10 +82,8 @@ func foreignKeyStores(members []kadm.DescribedGroupMember, mine string) []string
 // readiness ("keystore"), the log and veil_sealing_refused; it lifts by itself once the group
 // agrees again.
 func (s *service) watchKeyStores(ctx context.Context, adm *kadm.Client, group, mine string, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
 	refused := ""
-	for {
+	periodic.NowAndEvery(ctx, every, func(ctx context.Context) {
 		dctx, cancel := context.WithTimeout(ctx, every)
 		groups, err := adm.DescribeGroups(dctx, group)
 		cancel()
@@ -122,12 +114,7 @@ func (s *service) watchKeyStores(ctx context.Context, adm *kadm.Client, group, m
 				s.obs.ready.Set("keystore", true, "")
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // keyStoreWatchInterval is how often a running veil compares its key store with the group's.

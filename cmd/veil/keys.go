@@ -27,6 +27,7 @@ import (
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmsaws"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/periodic"
 	"github.com/veil-project/veil/sinks/blob"
 	"github.com/veil-project/veil/sinks/store"
 )
@@ -552,18 +553,11 @@ func keyJanitorInterval(cfg *config.Config) time.Duration {
 // keyJanitor deletes every key past its destroy time at once and then every interval until ctx
 // ends: the keyring already refuses such keys, and this makes them gone from the key store too.
 func keyJanitor(ctx context.Context, kr *keyring.Keyring, log *slog.Logger, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
+	periodic.NowAndEvery(ctx, every, func(ctx context.Context) {
 		if n, err := kr.DestroyExpired(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("destroying expired keys", "err", err)
 		} else if n > 0 {
 			log.Info("destroyed expired keys", "keys", n)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/internal/periodic"
 	"github.com/veil-project/veil/ops"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/sinks/analytics"
@@ -88,9 +89,7 @@ func (o *observer) server(addr string) *http.Server { return ops.NewServer(addr,
 // watch refreshes consumer lag and key-cache counters every interval until ctx ends, and sets the
 // broker's readiness from whether the lag request succeeded.
 func (o *observer) watch(ctx context.Context, adm *kadm.Client, group string, keys *keyring.Keyring, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
+	periodic.NowAndEvery(ctx, every, func(ctx context.Context) {
 		st := keys.Stats()
 		o.m.KeyCacheHits.Add(float64(st.CacheHits - o.last.CacheHits))
 		o.m.KeyCacheMisses.Add(float64(st.CacheMisses - o.last.CacheMisses))
@@ -115,12 +114,7 @@ func (o *observer) watch(ctx context.Context, adm *kadm.Client, group string, ke
 				}
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 func listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
