@@ -403,6 +403,13 @@ func startBrokerChild() (string, func(), error) {
 		return "", nil, err
 	}
 	cmd := exec.Command(self, "-broker-child")
+	// GOMEMLIMIT set for the bench is meant for veil's side: the broker holds every record in
+	// memory, and a limit below that would make its collector run without pause.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOMEMLIMIT=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return "", nil, err
