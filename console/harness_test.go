@@ -18,9 +18,7 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/console"
-	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/crypto/keyring"
-	"github.com/veil-project/veil/crypto/kmslocal"
 	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/ops"
@@ -28,7 +26,6 @@ import (
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
 	"github.com/veil-project/veil/sinks/store"
-	"github.com/veil-project/veil/sinks/store/badgerstore"
 )
 
 // env is veil's reveal side and the console on real components: kfake, the local KMS, the file
@@ -70,11 +67,8 @@ func newEnvWith(t testing.TB, conOpt func(*console.Config), apiOpts ...func(*rev
 	t.Helper()
 	c := testkit.Kafka(t, kfake.SeedTopics(2, broker.EncryptedTopic("event")),
 		kfake.SeedTopics(1, broker.EncryptedTopic("log"), broker.DeadLetterTopic, broker.AuditTopic))
-	dir := t.TempDir()
-	clk := &testkit.Clock{}
-	kr, _ := testkit.LocalKeys(t, dir, testkit.Keys{KeyID: kmslocal.DefaultKeyID, Clock: clk.Now})
-	st := testkit.Badger(t, dir, badgerstore.WithClock(clk.Now))
-	sealer := envelope.NewSealer(kr, envelope.WithClock(clk.Now))
+	ks := testkit.NewSealing(t, t.TempDir())
+	clk, kr, st, sealer := ks.Clock, ks.Keys, ks.Store, ks.Sealer
 	aud, err := reveal.DialKafkaAuditor(c.ListenAddrs())
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/veil-project/veil/egress"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/reveal"
 )
 
@@ -23,24 +24,9 @@ func TestCloseStopsRunningStage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			done := make(chan error, 1)
-			go func() { done <- s.Run(context.Background()) }()
+			done := testkit.Start(s)
 			time.Sleep(200 * time.Millisecond) // let Run reach its poll (Close before it is the other path)
-			if err := s.Close(context.Background()); err != nil {
-				t.Errorf("Close() = %v, want nil", err)
-			}
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run() = %v, want nil after Close", err)
-				}
-			default:
-				t.Errorf("Close returned while Run still ran")
-				<-done
-			}
-			if err := s.Close(context.Background()); err != nil {
-				t.Errorf("second Close() = %v, want nil", err)
-			}
+			testkit.CheckClose(t, s, done, nil)
 			if err := s.Run(context.Background()); err != nil {
 				t.Errorf("Run after Close = %v, want nil", err)
 			}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 )
@@ -21,28 +22,13 @@ func TestCloseStopsRunningProcessor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- p.Run(context.Background()) }()
+	done := testkit.Start(p)
 	recs, _ := sampleRecords(7, 20)
 	h.produce(recs...)
 	if got := h.consume(40, 30*time.Second, outputTopics()...); len(got) != 40 {
 		t.Fatalf("%d outputs, want 40", len(got))
 	}
-	if err := p.Close(context.Background()); err != nil {
-		t.Errorf("Close() = %v, want nil", err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run() = %v, want nil after Close", err)
-		}
-	default:
-		t.Errorf("Close returned while Run still ran")
-		<-done
-	}
-	if err := p.Close(context.Background()); err != nil {
-		t.Errorf("second Close() = %v, want nil", err)
-	}
+	testkit.CheckClose(t, p, done, nil)
 	if err := p.Run(context.Background()); err != nil {
 		t.Errorf("Run after Close = %v, want nil", err)
 	}

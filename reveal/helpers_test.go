@@ -22,12 +22,10 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
-	"github.com/veil-project/veil/crypto/kmslocal"
 	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/sinks/blob"
 	"github.com/veil-project/veil/sinks/store"
-	"github.com/veil-project/veil/sinks/store/badgerstore"
 )
 
 // env is the reveal side of veil on real components: kfake, the local KMS, the file key store and
@@ -46,19 +44,15 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	c := testkit.Kafka(t, kfake.SeedTopics(1, broker.AuditTopic))
-	dir := t.TempDir()
-	clk := &testkit.Clock{}
-	kr, _ := testkit.LocalKeys(t, dir, testkit.Keys{KeyID: kmslocal.DefaultKeyID, Clock: clk.Now})
-	st := testkit.Badger(t, dir, badgerstore.WithClock(clk.Now))
-	sealer := envelope.NewSealer(kr, envelope.WithClock(clk.Now))
+	s := testkit.NewSealing(t, t.TempDir())
 	aud, err := reveal.DialKafkaAuditor(c.ListenAddrs())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { aud.Close(context.Background()) })
 	return &env{
-		t: t, clock: clk, cluster: c, addrs: c.ListenAddrs(), store: st, sealer: sealer,
-		opener: &reveal.Opener{Store: st, Sealer: sealer}, auditor: aud,
+		t: t, clock: s.Clock, cluster: c, addrs: c.ListenAddrs(), store: s.Store, sealer: s.Sealer,
+		opener: &reveal.Opener{Store: s.Store, Sealer: s.Sealer}, auditor: aud,
 	}
 }
 

@@ -14,8 +14,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/internal/testsvc"
 )
 
@@ -187,11 +186,7 @@ func TestCerts(t *testing.T) {
 
 // TestCheck: veil check prints one line per dependency and fails when one does not answer.
 func TestCheck(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := testkit.Kafka(t)
 	dead, _ := net.Listen("tcp", "127.0.0.1:0")
 	deadAddr := dead.Addr().String()
 	dead.Close() // nothing listens here now
@@ -248,11 +243,7 @@ func TestCheckAWS(t *testing.T) {
 	s3 := testsvc.VersityGW(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", s3.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", s3.SecretKey)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := testkit.Kafka(t)
 	if err := os.Mkdir(filepath.Join(s3.Dir, "veil-blobs"), 0o755); err != nil { // a bucket of the posix backend
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
@@ -42,16 +41,8 @@ func buildVeil(t *testing.T) string {
 // veil's topics with the ledger retention.
 func externalBroker(t *testing.T) []string {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	c := testkit.Kafka(t)
+	cl := testkit.Client(t, c)
 	var lt []broker.LedgerTTL
 	for _, l := range ledgers.All() {
 		lt = append(lt, broker.LedgerTTL{Name: l.Name, TTL: l.TTL})

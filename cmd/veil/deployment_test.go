@@ -15,6 +15,7 @@ import (
 	"github.com/veil-project/veil/config"
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/testkit"
 )
 
 func TestForeignKeyStores(t *testing.T) {
@@ -50,11 +51,7 @@ func TestForeignKeyStores(t *testing.T) {
 // its consumer group advertising another key store: it refuses to seal (readiness, metric) until
 // that member leaves.
 func TestRefusesToSealBesideAnotherKeyStore(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "ledger.event"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testkit.Kafka(t, kfake.SeedTopics(3, "ledger.event"))
 	newKeys := func() *keyring.Keyring {
 		dir := t.TempDir()
 		p, err := kmslocal.Open(filepath.Join(dir, "root.key"))

@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/internal/testkit"
 )
 
 // TestRunBoundsIntegrationTopics: veil run creates the topic of a decrypting integration with the
@@ -20,17 +20,9 @@ import (
 // topic already exists with the cluster's default retention — the guard that raw topics have.
 func TestRunBoundsIntegrationTopics(t *testing.T) {
 	// A bare cluster (no topics): veil creates the raw topics with the shortened TTLs below.
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testkit.Kafka(t)
 	addrs := c.ListenAddrs()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := testkit.Client(t, c)
 	adm := kadm.NewClient(cl)
 	startWith := func(t *testing.T, integrations string) (string, error) {
 		t.Helper()

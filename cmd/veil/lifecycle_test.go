@@ -13,12 +13,12 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/config"
 	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
@@ -350,16 +350,8 @@ func TestReplayBadArguments(t *testing.T) {
 // TestRunEnforcesRetention starts veil against a broker whose raw event topic keeps data for
 // 48 h: it refuses to start (exit 4) unless kafka.retention_check is warn.
 func TestRunEnforcesRetention(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	c := testkit.Kafka(t)
+	cl := testkit.Client(t, c)
 	long := "172800000"
 	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 1, 1, map[string]*string{"retention.ms": &long}, broker.RawTopic("event")); err != nil {
 		t.Fatal(err)

@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/sinks/store"
 )
@@ -26,11 +26,7 @@ import (
 // the key reveals a token through the API that `veil serve` runs, with `veil reveal`; the reveal
 // is audited.
 func TestPrincipalsAndReveal(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := testkit.Kafka(t)
 	dir := t.TempDir()
 	api := freeAddr(t)
 	cfgFile := filepath.Join(dir, "veil.yaml")

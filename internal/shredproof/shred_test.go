@@ -24,6 +24,7 @@ import (
 	"github.com/veil-project/veil/crypto/keyring/rediskeys"
 	"github.com/veil-project/veil/crypto/kmslocal"
 	"github.com/veil-project/veil/internal/testclock"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/internal/testsvc"
 	"github.com/veil-project/veil/sinks/store"
 	"github.com/veil-project/veil/sinks/store/badgerstore"
@@ -431,16 +432,8 @@ func newTopics(t *testing.T) *topicsT {
 	for _, l := range ledgers {
 		names = append(names, broker.EncryptedTopic(l.name))
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, names...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
+	c := testkit.Kafka(t, kfake.SeedTopics(1, names...))
+	cl := testkit.Client(t, c)
 	return &topicsT{cl: cl, cf: c}
 }
 

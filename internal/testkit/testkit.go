@@ -1,9 +1,10 @@
-// Package testkit is the setup veil's tests share: a kfake cluster with veil's topics, a local
-// key stack (local KMS root key, file key store, keyring), a Badger store, the ledger table,
-// read_committed produce/consume helpers, a settable clock, a locked log buffer and polling
-// (WaitFor). It is for tests only: no non-test file imports it (TestOnlyTestsImport
-// enforces it). It imports the packages it sets up, so only external test packages (package
-// x_test) of those packages can use it.
+// Package testkit is the setup veil's tests share: a kfake cluster with veil's topics and a
+// client of it, a local key stack (local KMS root key, file key store, keyring), a Badger store,
+// the two on one clock with a sealer (NewSealing), the ledger table, read_committed
+// produce/consume helpers, a settable clock, a locked log buffer, polling (WaitFor) and the check
+// of a component's Close (Start, CheckClose). It is for tests only: no non-test file imports it
+// (TestOnlyTestsImport enforces it). It imports the packages it sets up, so only external test
+// packages (package x_test) of those packages can use it.
 package testkit
 
 import (
@@ -56,6 +57,17 @@ func Kafka(t testing.TB, opts ...kfake.Opt) *kfake.Cluster {
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// Client returns a client seeded with c's brokers, with opts, closed when the test ends.
+func Client(t testing.TB, c *kfake.Cluster, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
 }
 
 // Keys configures LocalKeys; the zero value is the local KMS under key id "local" and time.Now.

@@ -1,8 +1,6 @@
 package analytics_test
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -11,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/schemas"
 	"github.com/veil-project/veil/sinks/analytics"
 )
@@ -38,28 +37,13 @@ func TestCloseFlushesRunningSink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
+	done := testkit.Start(s)
 	waitFor(t, "the records to be read", func() bool { return s.Stats().Records == uint64(len(recs)) })
-	if err := s.Close(context.Background()); err != nil {
-		t.Errorf("Close() = %v, want nil", err)
-	}
-	select {
-	case err := <-done:
-		if !errors.Is(err, analytics.ErrClosed) {
-			t.Errorf("Run() = %v, want ErrClosed", err)
-		}
-	default:
-		t.Errorf("Close returned while Run still ran")
-		<-done
-	}
+	testkit.CheckClose(t, s, done, analytics.ErrClosed) // Close is idempotent: CheckClose closes twice
 	checkRows(t, readTree(t, w.Root()), want)
 	for p, n := range perPartition {
 		if got := c.committed(analytics.DefaultGroup, broker.RedactedTopic("event"), p); got != n {
 			t.Errorf("committed offset of partition %d = %d, want %d", p, got, n)
 		}
-	}
-	if err := s.Close(context.Background()); err != nil {
-		t.Errorf("second Close() = %v, want nil", err)
 	}
 }

@@ -42,16 +42,8 @@ func newCluster(t *testing.T) *cluster {
 	for _, l := range ledgers.All() {
 		topics = append(topics, broker.RedactedTopic(l.Name))
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topics...))
-	if err != nil {
-		t.Fatalf("starting kfake: %v", err)
-	}
-	t.Cleanup(c.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
+	c := testkit.Kafka(t, kfake.SeedTopics(3, topics...))
+	cl := testkit.Client(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	return &cluster{t: t, addrs: c.ListenAddrs(), cl: cl, adm: kadm.NewClient(cl)}
 }
 

@@ -1,0 +1,43 @@
+package testkit
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+// Component is a long-lived stage (the stream processor, an egress stage, the analytics sink):
+// Run until stopped, Close(ctx) to stop it.
+type Component interface {
+	Run(ctx context.Context) error
+	Close(ctx context.Context) error
+}
+
+// Start runs c.Run in a goroutine and returns the channel its result arrives on.
+func Start(c Component) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- c.Run(context.Background()) }()
+	return done
+}
+
+// CheckClose closes c, whose Run (started by Start) reports on done, and checks what every
+// component's Close promises: it returns nil, Run has returned by then, Run's result matches
+// want (errors.Is; a nil want means nil), and a second Close returns nil.
+func CheckClose(t testing.TB, c Component, done <-chan error, want error) {
+	t.Helper()
+	if err := c.Close(context.Background()); err != nil {
+		t.Errorf("Close() = %v, want nil", err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, want) { // a nil want matches only nil
+			t.Errorf("Run() = %v, want %v after Close", err, want)
+		}
+	default:
+		t.Errorf("Close returned while Run still ran")
+		<-done
+	}
+	if err := c.Close(context.Background()); err != nil {
+		t.Errorf("second Close() = %v, want nil", err)
+	}
+}
