@@ -118,12 +118,9 @@ func TestCrashExactlyOnce(t *testing.T) {
 	addrs := externalBroker(t)
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
-	cfgPath := filepath.Join(dir, "veil.yaml")
 	logPath := filepath.Join(dir, "veil.log")
 	cfg := fmt.Sprintf("kafka:\n  brokers: [%s]\n  transactional_id: veil-crash-test\ndata_dir: %s\napps:\n  app-1: {}\n  app-2: {}\nlisten:\n  metrics: \"\"\n", addrs[0], dataDir)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeConfig(t, dir, cfg)
 
 	const n, chunks, kills = 3000, 10, 6
 	gen := sample.New(sample.Options{Seed: 99, Canaries: true})

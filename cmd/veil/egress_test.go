@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,7 +23,6 @@ import (
 func TestRunDeliversToIntegrations(t *testing.T) {
 	addrs := externalBroker(t)
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "veil.yaml")
 	yaml := fmt.Sprintf(`kafka: {brokers: [%s], transactional_id: veil-it}
 data_dir: %s
 apps: {app-1: {}}
@@ -34,9 +32,7 @@ integrations:
   desk: {kind: support, ledgers: [event], topic: out.desk}
   crm: {kind: other, ledgers: [event], topic: out.crm}
 `, addrs[0], filepath.Join(dir, "data"))
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeConfig(t, dir, yaml)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stderr bytes.Buffer
@@ -80,7 +76,6 @@ integrations:
 func TestRunStopsWhenAnEgressStageFails(t *testing.T) {
 	addrs := externalBroker(t)
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "veil.yaml")
 	yaml := fmt.Sprintf(`kafka: {brokers: [%s], transactional_id: veil-fence}
 data_dir: %s
 apps: {app-1: {}}
@@ -89,9 +84,7 @@ listen: {metrics: ""}
 integrations:
   desk: {kind: other, ledgers: [event], topic: out.desk}
 `, addrs[0], filepath.Join(dir, "data"))
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeConfig(t, dir, yaml)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var logs testkit.Buffer

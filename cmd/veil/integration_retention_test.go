@@ -27,12 +27,9 @@ func TestRunBoundsIntegrationTopics(t *testing.T) {
 	startWith := func(t *testing.T, integrations string) (string, error) {
 		t.Helper()
 		dir := t.TempDir()
-		path := filepath.Join(dir, "veil.yaml")
 		yaml := fmt.Sprintf("kafka: {brokers: [%s]}\ndata_dir: %s\napps: {app-1: {}}\nanalytics: {enabled: false}\nlisten: {metrics: \"\"}\nledgers: {http: {ttl: 30m}, event: {ttl: 2h}}\nintegrations:\n%s",
 			addrs[0], filepath.Join(dir, "data"), integrations)
-		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		path := writeConfig(t, dir, yaml)
 		cfg, err := parseConfig("run", []string{"-config", path}, os.Stderr, nil)
 		if err != nil {
 			t.Fatal(err)

@@ -40,12 +40,9 @@ func newLifecycle(t *testing.T) *lifecycle {
 	addrs := externalBroker(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	cfg := filepath.Join(dir, "veil.yaml")
 	// One key per app per 24 h period (keys.window 0): these tests follow a period key's life.
 	body := fmt.Sprintf("kafka:\n  brokers: [%s]\ndata_dir: %s\napps: {app-1: {}, app-2: {}}\nkeys: {window: 0s}\n", addrs[0], data)
-	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeConfig(t, dir, body)
 	return &lifecycle{t: t, cfg: cfg, data: data, addrs: addrs}
 }
 

@@ -99,6 +99,16 @@ func runInProcess(ctx context.Context, cfg string, where, logs io.Writer) <-chan
 	return done
 }
 
+// writeConfig writes yaml to dir/veil.yaml and returns the file's path.
+func writeConfig(t *testing.T, dir, yaml string) string {
+	t.Helper()
+	path := filepath.Join(dir, "veil.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func freeAddr(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

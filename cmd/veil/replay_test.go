@@ -67,12 +67,9 @@ func newRaceSetup(t *testing.T, bin, prefix string) *raceSetup {
 	redis := testsvc.Redis(t)
 	addrs := externalBroker(t)
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "veil.yaml")
 	body := fmt.Sprintf("kafka:\n  brokers: [%s]\ndata_dir: %s\napps: {app-1: {}, app-2: {}}\nanalytics: {enabled: false}\nlisten: {metrics: \"\"}\nstore:\n  kind: redis\n  redis: {addr: %q}\n",
 		addrs[0], filepath.Join(dir, "data"), redis)
-	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeConfig(t, dir, body)
 	return &raceSetup{t: t, bin: bin, addrs: addrs, cfg: cfg, log: filepath.Join(dir, "veil.log"), prefix: prefix}
 }
 

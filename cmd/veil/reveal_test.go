@@ -29,12 +29,9 @@ func TestPrincipalsAndReveal(t *testing.T) {
 	c := testkit.Kafka(t)
 	dir := t.TempDir()
 	api := freeAddr(t)
-	cfgFile := filepath.Join(dir, "veil.yaml")
 	yaml := fmt.Sprintf("kafka: {brokers: [%s]}\ndata_dir: %s\napps: {app-1: {}}\nlisten: {api: %q, metrics: \"\"}\ndev: {plain_http: true}\n",
 		c.ListenAddrs()[0], filepath.Join(dir, "data"), api)
-	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := writeConfig(t, dir, yaml)
 	run := func(args ...string) (int, string, string) {
 		var stdout, stderr bytes.Buffer
 		code := runMain(args, &stdout, &stderr)

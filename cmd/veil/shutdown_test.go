@@ -55,7 +55,6 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	addrs := externalBroker(t)
 	dir := t.TempDir()
 	metrics, api := freeAddr(t), freeAddr(t)
-	cfg := filepath.Join(dir, "veil.yaml")
 	yaml := fmt.Sprintf(`kafka: {brokers: [%s], transactional_id: veil-stop}
 data_dir: %s
 apps: {app-1: {}}
@@ -65,9 +64,7 @@ dev: {plain_http: true}
 integrations:
   desk: {kind: other, ledgers: [event], topic: out.desk}
 `, addrs[0], filepath.Join(dir, "data"), metrics, api)
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeConfig(t, dir, yaml)
 	before := veilGoroutines()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -112,16 +109,13 @@ func TestRunReportsAnalyticsFailure(t *testing.T) {
 	addrs := externalBroker(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "analytics")
-	cfg := filepath.Join(dir, "veil.yaml")
 	yaml := fmt.Sprintf(`kafka: {brokers: [%s]}
 data_dir: %s
 apps: {app-1: {}}
 analytics: {dir: %q, flush_interval: 1s}
 listen: {metrics: ""}
 `, addrs[0], filepath.Join(dir, "data"), out)
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeConfig(t, dir, yaml)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var logs testkit.Buffer

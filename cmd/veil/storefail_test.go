@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -49,10 +48,7 @@ func TestStoreUnavailableExitsRefused(t *testing.T) {
 				dir := t.TempDir()
 				yaml := fmt.Sprintf("kafka:\n  brokers: [%s]\ndata_dir: %s\napps: {app-1: {}}\nlisten: {metrics: \"\", api: %q}\ndev: {plain_http: true}\n%s",
 					addrs[0], c.dataDir, freeAddr(t), c.store)
-				path := filepath.Join(dir, "veil.yaml")
-				if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-					t.Fatal(err)
-				}
+				path := writeConfig(t, dir, yaml)
 				var out bytes.Buffer
 				p := exec.Command(bin, cmd, "-config", path)
 				p.Stdout, p.Stderr = &out, &out

@@ -45,7 +45,6 @@ func TestRunDeliversToWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("VEIL_INTEGRATIONS_HOOK_SECRET", secret)
-	cfgPath := filepath.Join(dir, "veil.yaml")
 	yaml := fmt.Sprintf(`kafka: {brokers: [%s], transactional_id: veil-wh}
 data_dir: %s
 apps: {app-1: {}}
@@ -54,9 +53,7 @@ listen: {metrics: ""}
 integrations:
   hook: {kind: messaging, ledgers: [event], delivery: webhook, url: %q, ca_file: %s}
 `, addrs[0], filepath.Join(dir, "data"), srv.URL+"/in", ca)
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeConfig(t, dir, yaml)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var logs syncBuffer
