@@ -1,7 +1,8 @@
-// Package dynatable creates the DynamoDB tables of veil's two DynamoDB backends, the encrypted
-// store (sinks/store/dynamostore) and the key store (crypto/keyring/dynamokeys): both are keyed by
-// pk (String, HASH) and sk (String, RANGE), on on-demand capacity, so both are created, and waited
-// for, the same way.
+// Package dynatable creates the DynamoDB clients and tables of veil's two DynamoDB backends, the
+// encrypted store (sinks/store/dynamostore) and the key store (crypto/keyring/dynamokeys): both
+// reach DynamoDB, or an endpoint standing in for it, through one client setup, and both tables
+// are keyed by pk (String, HASH) and sk (String, RANGE), on on-demand capacity, so both are
+// created, and waited for, the same way.
 package dynatable
 
 import (
@@ -20,6 +21,16 @@ const (
 	PartitionKey = "pk" // String, HASH
 	SortKey      = "sk" // String, RANGE
 )
+
+// NewClient returns a DynamoDB client on cfg (see internal/awsload) that sends its requests to
+// endpoint when it is not "" (dynalite, LocalStack) and to AWS otherwise; opts apply after.
+func NewClient(cfg aws.Config, endpoint string, opts ...func(*dynamodb.Options)) *dynamodb.Client {
+	return dynamodb.NewFromConfig(cfg, append([]func(*dynamodb.Options){func(o *dynamodb.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+	}}, opts...)...)
+}
 
 // Create creates table with PartitionKey and SortKey as keys and on-demand capacity
 // (PAY_PER_REQUEST), unless it exists already, and waits until it is ACTIVE. It does not check

@@ -20,7 +20,7 @@ func TestCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(endpoint) })
+	db := dynatable.NewClient(cfg, endpoint)
 	for i := range 2 {
 		if err := dynatable.Create(t.Context(), db, "veil-t"); err != nil {
 			t.Fatalf("Create #%d = %v", i+1, err)

@@ -100,6 +100,17 @@ func ValidateApp(app string) error {
 	return nil
 }
 
+// ValidateItems checks the app id of every item as ValidateApp does, and returns the first
+// error. Every Put runs it before writing anything.
+func ValidateItems(items []Item) error {
+	for _, it := range items {
+		if err := ValidateApp(it.App); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Expired reports whether an item with the given expiry is dead at now. Stores keep expiries to
 // the second (the grain of Redis EXAT and Badger ExpiresAt), so both are compared as Unix
 // seconds: an item is dead from the first instant of its expiry second, never later, so a

@@ -49,6 +49,30 @@ func TestValidateApp(t *testing.T) {
 	}
 }
 
+func TestValidateItems(t *testing.T) {
+	tests := []struct {
+		name string
+		apps []string
+		ok   bool
+	}{
+		{"none", nil, true},
+		{"all valid", []string{"app-1", "app-2"}, true},
+		{"one invalid", []string{"app-1", "a:b", "app-2"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			items := make([]Item, len(tt.apps))
+			for i, a := range tt.apps {
+				items[i] = Item{App: a}
+			}
+			err := ValidateItems(items)
+			if tt.ok != (err == nil) || err != nil && !errors.Is(err, ErrInvalidApp) {
+				t.Errorf("ValidateItems(%q) = %v, want ok %t (else ErrInvalidApp)", tt.apps, err, tt.ok)
+			}
+		})
+	}
+}
+
 func TestExpired(t *testing.T) {
 	exp := time.Unix(1_000, 0)
 	tests := []struct {

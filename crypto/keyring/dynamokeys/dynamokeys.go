@@ -77,11 +77,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening dynamodb key store: %w", err)
 	}
-	s := &Store{table: opts.Table, db: dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
-		if opts.Endpoint != "" {
-			o.BaseEndpoint = aws.String(opts.Endpoint)
-		}
-	})}
+	s := &Store{table: opts.Table, db: dynatable.NewClient(cfg, opts.Endpoint)}
 	if opts.CreateTable {
 		if err := s.createTable(ctx); err != nil {
 			return nil, err

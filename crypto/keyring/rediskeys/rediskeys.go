@@ -19,9 +19,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/internal/redisconn"
 )
 
 // DefaultPrefix is the default of Options.Prefix.
@@ -72,20 +72,12 @@ var _ keyring.KeyStore = (*Store)(nil)
 
 // Open connects to Redis and checks the connection with PING. Cancelling ctx abandons the check.
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	if opts.Addr == "" {
-		opts.Addr = "127.0.0.1:6379"
-	}
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
 	}
-	c := redis.NewClient(&redis.Options{
-		Addr: opts.Addr, Username: opts.Username, Password: opts.Password, DB: opts.DB, TLSConfig: opts.TLS,
-		Protocol: 2, DisableIdentity: true,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
-	if err := c.Ping(ctx).Err(); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("connecting to redis at %s: %w", opts.Addr, err)
+	c, err := redisconn.Open(ctx, &redis.Options{Addr: opts.Addr, Username: opts.Username, Password: opts.Password, DB: opts.DB, TLSConfig: opts.TLS})
+	if err != nil {
+		return nil, err
 	}
 	return &Store{c: c, prefix: opts.Prefix}, nil
 }

@@ -141,10 +141,8 @@ func Open(dir string, opts ...Option) (*Store, error) {
 // do not fit in one: on error some may have been written, and a retry of the same items is
 // harmless.
 func (s *Store) Put(ctx context.Context, items []store.Item) error {
-	for _, it := range items {
-		if err := store.ValidateApp(it.App); err != nil {
-			return fmt.Errorf("putting items: %w", err)
-		}
+	if err := store.ValidateItems(items); err != nil {
+		return fmt.Errorf("putting items: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("putting items: %w", err)

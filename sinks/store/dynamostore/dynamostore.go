@@ -180,10 +180,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening dynamodb store: %w", err)
 	}
-	s.db = dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
-		if opts.Endpoint != "" {
-			o.BaseEndpoint = aws.String(opts.Endpoint)
-		}
+	s.db = dynatable.NewClient(cfg, opts.Endpoint, func(o *dynamodb.Options) {
 		if opts.HTTPClient != nil {
 			o.HTTPClient = opts.HTTPClient
 		}
@@ -296,10 +293,8 @@ func (s *Store) checkTable(ctx context.Context) error {
 // DynamoDB's TTL: a dead record is never replaced. Items are not written atomically: on error
 // some may have been written, and a retry of the same items is harmless.
 func (s *Store) Put(ctx context.Context, items []store.Item) error {
-	for _, it := range items {
-		if err := store.ValidateApp(it.App); err != nil {
-			return fmt.Errorf("putting items: %w", err)
-		}
+	if err := store.ValidateItems(items); err != nil {
+		return fmt.Errorf("putting items: %w", err)
 	}
 	if err := s.ready(ctx); err != nil {
 		return fmt.Errorf("putting items: %w", err)

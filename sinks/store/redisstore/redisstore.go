@@ -22,8 +22,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/veil-project/veil/internal/redisconn"
 	"github.com/veil-project/veil/sinks/store"
 )
 
@@ -91,27 +91,13 @@ var _ store.Store = (*Store)(nil)
 
 // Open connects to Redis and checks the connection with PING. Cancelling ctx abandons the check.
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	if opts.Addr == "" {
-		opts.Addr = "127.0.0.1:6379"
-	}
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
-	c := redis.NewClient(&redis.Options{
-		Addr:      opts.Addr,
-		Username:  opts.Username,
-		Password:  opts.Password,
-		DB:        opts.DB,
-		TLSConfig: opts.TLS,
-		// Plain RESP2 and no client metadata: the store uses only SET (with NX), GET, UNLINK and SCAN, and
-		// works the same on every server version that has EXAT (6.2+).
-		Protocol:                 2,
-		DisableIdentity:          true,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
-	if err := c.Ping(ctx).Err(); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("connecting to redis at %s: %w", opts.Addr, err)
+	// The store uses only SET (with NX), GET, UNLINK and SCAN: redisconn's plain RESP2 suffices.
+	c, err := redisconn.Open(ctx, &redis.Options{Addr: opts.Addr, Username: opts.Username, Password: opts.Password, DB: opts.DB, TLSConfig: opts.TLS})
+	if err != nil {
+		return nil, err
 	}
 	return &Store{c: c, clock: opts.Clock}, nil
 }
@@ -123,10 +109,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // since counts as differing: it is never written again). Items are not written atomically: on
 // error some may have been written, and a retry of the same items is harmless.
 func (s *Store) Put(ctx context.Context, items []store.Item) error {
-	for _, it := range items {
-		if err := store.ValidateApp(it.App); err != nil {
-			return fmt.Errorf("putting items: %w", err)
-		}
+	if err := store.ValidateItems(items); err != nil {
+		return fmt.Errorf("putting items: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("putting items: %w", err)
