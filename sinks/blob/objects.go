@@ -156,16 +156,7 @@ func (d *Dir) List(ctx context.Context, prefix string, fn func(key string) error
 		}
 		start = filepath.Join(d.root, filepath.FromSlash(prefix[:i]))
 	}
-	err := filepath.WalkDir(start, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	err := walk(ctx, start, func(p string, e fs.DirEntry) error {
 		if e.IsDir() || !e.Type().IsRegular() || strings.HasPrefix(e.Name(), tmpPrefix) {
 			return nil
 		}
@@ -189,16 +180,7 @@ func (d *Dir) List(ctx context.Context, prefix string, fn func(key string) error
 // They hold only ciphertext, but nothing else would ever delete them.
 func (d *Dir) RemoveStaleTemp(ctx context.Context, age time.Duration, now time.Time) (int, error) {
 	n := 0
-	err := filepath.WalkDir(d.root, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	err := walk(ctx, d.root, func(p string, e fs.DirEntry) error {
 		if e.IsDir() || !strings.HasPrefix(e.Name(), tmpPrefix) {
 			return nil
 		}
@@ -213,6 +195,23 @@ func (d *Dir) RemoveStaleTemp(ctx context.Context, age time.Duration, now time.T
 		return n, fmt.Errorf("removing stale temporary files: %w", err)
 	}
 	return n, nil
+}
+
+// walk calls fn for every entry under root, in lexical order, until ctx ends. What a concurrent
+// delete removed during the walk is skipped, not an error.
+func walk(ctx context.Context, root string, fn func(p string, e fs.DirEntry) error) error {
+	return filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fn(p, e)
+	})
 }
 
 // PresignGet is not supported by the local directory.
