@@ -13,9 +13,7 @@ import (
 var OpenAPI []byte
 
 func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, "use GET")
+	if !allowGet(w, r) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

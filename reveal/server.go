@@ -241,25 +241,17 @@ func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/v1/reveal":
-			if r.Method != http.MethodPost {
-				w.Header().Set("Allow", http.MethodPost)
-				writeError(w, http.StatusMethodNotAllowed, "use POST")
-				return
+			if allowPost(w, r) {
+				s.reveal(w, r)
 			}
-			s.reveal(w, r)
 		case "/v1/blobs/link":
-			if r.Method != http.MethodPost {
-				w.Header().Set("Allow", http.MethodPost)
-				writeError(w, http.StatusMethodNotAllowed, "use POST")
-				return
+			if allowPost(w, r) {
+				s.link(w, r)
 			}
-			s.link(w, r)
 		case "/v1/openapi.json":
 			serveOpenAPI(w, r)
 		case "/healthz":
-			if r.Method != http.MethodGet && r.Method != http.MethodHead {
-				w.Header().Set("Allow", "GET, HEAD")
-				writeError(w, http.StatusMethodNotAllowed, "use GET")
+			if !allowGet(w, r) {
 				return
 			}
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -278,6 +270,26 @@ func (s *Server) Handler() http.Handler {
 			writeError(w, http.StatusNotFound, "no such endpoint")
 		}
 	})
+}
+
+// allowPost reports whether r is a POST, and answers 405 (Allow: POST) when not.
+func allowPost(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "use POST")
+		return false
+	}
+	return true
+}
+
+// allowGet reports whether r is a GET or HEAD, and answers 405 (Allow: GET, HEAD) when not.
+func allowGet(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, "use GET")
+		return false
+	}
+	return true
 }
 
 // Result is the answer for one token: Status, and Value: the JSON value when ok, the JSON string
