@@ -199,13 +199,7 @@ func TestKeyringEndToEnd(t *testing.T) {
 		if len(stored) != 1 || stored[0].KeyID != b.arn {
 			t.Errorf("stored key = %+v, want one wrapped under %s", stored, b.arn)
 		}
-		var ref envelope.RefID
-		rand.Read(ref[:])
-		rec, toks, err := envelope.SealWith(key, rand.Reader, envelope.Header{App: "app-1", Ledger: "event", Ref: ref, Expiry: now.Add(time.Hour)},
-			[]envelope.Field{{Path: "data.text", Value: []byte(`"hello"`)}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		rec, toks := sealHello(t, key, now)
 		open := func(k *keyring.Keyring) (string, error) {
 			got, err := envelope.NewSealer(k, envelope.WithClock(func() time.Time { return now })).Open(ctx, rec, toks[0])
 			return string(got), err
@@ -323,13 +317,7 @@ func TestKeyringOnAWSClient(t *testing.T) {
 		t.Fatalf("SealingKey = %v", err)
 	}
 	sealer := envelope.NewSealer(newKeyring(), envelope.WithClock(func() time.Time { return now }))
-	var ref envelope.RefID
-	rand.Read(ref[:])
-	rec, toks, err := envelope.SealWith(key, rand.Reader, envelope.Header{App: "app-1", Ledger: "event", Ref: ref, Expiry: now.Add(time.Hour)},
-		[]envelope.Field{{Path: "data.text", Value: []byte(`"hello"`)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec, toks := sealHello(t, key, now)
 	got, err := sealer.Open(ctx, rec, toks[0])
 	if err != nil || string(got) != `"hello"` {
 		t.Errorf("Open through a second keyring = %q, %v, want \"hello\"", got, err)
@@ -337,4 +325,18 @@ func TestKeyringOnAWSClient(t *testing.T) {
 	if g, d := fake.Calls(kmsfake.OpGenerateDataKey), fake.Calls(kmsfake.OpDecrypt); g != 2 || d != 1 {
 		t.Errorf("fake saw %d GenerateDataKey (1 failed while down) and %d Decrypt, want 2 and 1", g, d)
 	}
+}
+
+// sealHello seals the value "hello" at data.text of an app-1 event entry under key, expiring an
+// hour after now, with a fresh ref.
+func sealHello(t *testing.T, key *envelope.AppKey, now time.Time) (*envelope.Record, []envelope.Token) {
+	t.Helper()
+	var ref envelope.RefID
+	rand.Read(ref[:])
+	rec, toks, err := envelope.SealWith(key, rand.Reader, envelope.Header{App: "app-1", Ledger: "event", Ref: ref, Expiry: now.Add(time.Hour)},
+		[]envelope.Field{{Path: "data.text", Value: []byte(`"hello"`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec, toks
 }
