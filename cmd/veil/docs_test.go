@@ -19,6 +19,7 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/internal/testkit"
 )
 
 var updateDocs = flag.Bool("update-docs", false, "rewrite the redacted examples of docs/entries.md from what veil produces")
@@ -69,11 +70,7 @@ func docService(t *testing.T) []string {
 // entry id arrived.
 func awaitOutputs(t *testing.T, addrs []string, ledger, id string) (enc, red *kgo.Record) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(broker.EncryptedTopic(ledger), broker.RedactedTopic(ledger)),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := testkit.Reader(t, addrs, []string{broker.EncryptedTopic(ledger), broker.RedactedTopic(ledger)})
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -99,11 +96,7 @@ func awaitOutputs(t *testing.T, addrs []string, ledger, id string) (enc, red *kg
 // awaitDeadLetter returns the first record of veil.deadletter (read_committed).
 func awaitDeadLetter(t *testing.T, addrs []string) *kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(broker.DeadLetterTopic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := testkit.Reader(t, addrs, []string{broker.DeadLetterTopic})
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

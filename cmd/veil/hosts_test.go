@@ -23,6 +23,7 @@ import (
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/config"
 	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/internal/testsvc"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
@@ -101,11 +102,7 @@ func collect(t *testing.T, addrs []string) *collector {
 	for _, l := range ledgers.All() {
 		topics = append(topics, broker.EncryptedTopic(l.Name), broker.RedactedTopic(l.Name))
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topics...),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := testkit.Reader(t, addrs, topics)
 	c := &collector{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/internal/testkit"
 )
 
 // TestEmbeddedBrokerRestarts runs veil on its embedded broker (no kafka.brokers) and stops the
@@ -150,12 +152,7 @@ func TestEmbeddedBrokerRestarts(t *testing.T) {
 // records or d passed, and returns how many it saw: the caller times the wait.
 func countOutputs(t *testing.T, addrs []string, want int, d time.Duration) int {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(outputTopics()...),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := testkit.Reader(t, addrs, outputTopics(), kgo.FetchMaxWait(100*time.Millisecond))
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()

@@ -151,15 +151,23 @@ func Produce(t testing.TB, addrs []string, recs ...*kgo.Record) {
 	}
 }
 
+// Reader returns a read_committed consumer of topics from their start (what a downstream reader
+// sees: no record of an aborted or open transaction), with opts; the caller closes it.
+func Reader(t testing.TB, addrs, topics []string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topics...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
 // Consume reads topics from the start with read_committed until want records arrived or timeout
 // passed, then polls once more for up to grace to catch records beyond want (duplicates).
 func Consume(t testing.TB, addrs []string, want int, timeout, grace time.Duration, topics ...string) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topics...),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := Reader(t, addrs, topics)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/schemas"
 	"github.com/veil-project/veil/sinks/analytics"
 )
@@ -147,12 +148,8 @@ func sinkAcrossRestarts(t *testing.T, w analytics.Writer, read func() map[string
 	runSink()
 
 	// Every record of redacted.event, as the broker holds it now, is a row exactly once.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	cl := testkit.Reader(t, e.Addrs(), []string{topic},
 		kgo.KeepControlRecords()) // the last offset below the LSO may be a marker: read up to it
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer cl.Close()
 	lsos, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
 	if err != nil {
