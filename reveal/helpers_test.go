@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -240,4 +241,20 @@ func (e *env) blobService() (*blob.Service, *blob.Dir) {
 		e.t.Fatal(err)
 	}
 	return svc, objects
+}
+
+// sealBlob seals media with svc as a blob of app-a (ref: first byte refByte, the rest zero),
+// expiring in 24 h, stores its item, and returns the media token.
+func (e *env) sealBlob(svc *blob.Service, refByte byte, media io.Reader) envelope.Token {
+	e.t.Helper()
+	var ref envelope.RefID
+	ref[0] = refByte
+	tok, item, _, err := svc.Seal(context.Background(), "app-a", "blob", ref, time.Now().Add(24*time.Hour).Truncate(time.Second), media)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.store.Put(context.Background(), []store.Item{item}); err != nil {
+		e.t.Fatal(err)
+	}
+	return tok
 }

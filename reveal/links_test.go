@@ -2,7 +2,6 @@ package reveal_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -10,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/reveal"
-	"github.com/veil-project/veil/sinks/store"
 )
 
 // TestBlobLinks: a principal allowed to decrypt gets a signed link that streams the media; a
@@ -22,15 +19,7 @@ func TestBlobLinks(t *testing.T) {
 	e := newEnv(t)
 	svc, _ := e.blobService()
 	media := bytes.Repeat([]byte("CANARY-media "), 10000)
-	var ref envelope.RefID
-	ref[0] = 7
-	tok, item, _, err := svc.Seal(context.Background(), "app-a", "blob", ref, time.Now().Add(24*time.Hour).Truncate(time.Second), bytes.NewReader(media))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.store.Put(context.Background(), []store.Item{item}); err != nil {
-		t.Fatal(err)
-	}
+	tok := e.sealBlob(svc, 7, bytes.NewReader(media))
 	support := newPrincipal(t, "support-a", reveal.KindSupport, false, "app-a")
 	other := newPrincipal(t, "support-b", reveal.KindSupport, false, "app-b")
 	base := e.serve(reveal.ServerConfig{Principals: principalSet(t, support, other), Blobs: svc})

@@ -16,10 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/sinks/blob"
-	"github.com/veil-project/veil/sinks/store"
 )
 
 // TestOpenAPI checks reveal/openapi.json against the real handlers, both ways: every path the
@@ -47,15 +45,7 @@ func TestOpenAPI(t *testing.T) {
 	// Real components: kfake audit, local KMS, Badger, a blob directory.
 	e := newEnv(t)
 	svc, objects := e.blobService()
-	var ref envelope.RefID
-	ref[0] = 9
-	mediaTok, item, _, err := svc.Seal(context.Background(), "app-a", "blob", ref, time.Now().Add(24*time.Hour).Truncate(time.Second), strings.NewReader("media bytes"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.store.Put(context.Background(), []store.Item{item}); err != nil {
-		t.Fatal(err)
-	}
+	mediaTok := e.sealBlob(svc, 9, strings.NewReader("media bytes"))
 	support := newPrincipal(t, "support-a", reveal.KindSupport, false, "app-a")
 	other := newPrincipal(t, "support-b", reveal.KindSupport, false, "app-b")
 	ps := principalSet(t, support, other)
