@@ -7,7 +7,6 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,9 +186,7 @@ func TestCerts(t *testing.T) {
 // TestCheck: veil check prints one line per dependency and fails when one does not answer.
 func TestCheck(t *testing.T) {
 	c := testkit.Kafka(t)
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close() // nothing listens here now
+	deadAddr := testsvc.FreeAddr(t) // nothing listens here now
 	dir := t.TempDir()
 	write := func(name, yaml string) string {
 		p := filepath.Join(dir, name)

@@ -186,7 +186,7 @@ func severalHosts(t *testing.T, bin string, lk *testsvc.LocalKMS, storeYAML stri
 	hosts := make([]*host, 3)
 	for i := range hosts {
 		h := &host{
-			name: string(rune('A' + i)), data: filepath.Join(dir, fmt.Sprintf("data-%d", i)), api: freeAddr(t),
+			name: string(rune('A' + i)), data: filepath.Join(dir, fmt.Sprintf("data-%d", i)), api: testsvc.FreeAddr(t),
 			cfg: filepath.Join(dir, fmt.Sprintf("veil-%d.yaml", i)), log: filepath.Join(dir, fmt.Sprintf("veil-%d.log", i)),
 		}
 		yaml := fmt.Sprintf(`kafka:

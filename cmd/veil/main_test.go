@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -109,21 +108,12 @@ func writeConfig(t *testing.T, dir, yaml string) string {
 	return path
 }
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // TestRunServesHealthAndMetrics starts `veil run` against a broker and checks the operations
 // endpoints: ready once keys, store and broker work, and metrics counting processed entries.
 func TestRunServesHealthAndMetrics(t *testing.T) {
 	addrs := externalBroker(t)
 	dir := t.TempDir()
-	metrics := freeAddr(t)
+	metrics := testsvc.FreeAddr(t)
 	cfg := filepath.Join(dir, "veil.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("kafka:\n  brokers: [%s]\ndata_dir: %s\napps: {app-1: {}}\nanalytics: {flush_interval: 1s}\nlisten:\n  metrics: %s\n", addrs[0], filepath.Join(dir, "data"), metrics)), 0o600)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/veil-project/veil/internal/testkit"
+	"github.com/veil-project/veil/internal/testsvc"
 )
 
 // TestQuickStart runs the README's quick start on the real binary, in a fresh directory, as a
@@ -32,7 +33,7 @@ func TestQuickStart(t *testing.T) {
 			env = append(env, kv)
 		}
 	}
-	env = append(env, "VEIL_KAFKA_EMBEDDED_ADDR="+freeAddr(t), "VEIL_LISTEN_API="+freeAddr(t), "VEIL_LISTEN_METRICS="+freeAddr(t))
+	env = append(env, "VEIL_KAFKA_EMBEDDED_ADDR="+testsvc.FreeAddr(t), "VEIL_LISTEN_API="+testsvc.FreeAddr(t), "VEIL_LISTEN_METRICS="+testsvc.FreeAddr(t))
 	veil := func(extraEnv []string, args ...string) (int, string, string) {
 		t.Helper()
 		cmd := exec.Command(bin, args...)

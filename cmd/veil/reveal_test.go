@@ -18,6 +18,7 @@ import (
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/internal/testkit"
+	"github.com/veil-project/veil/internal/testsvc"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/sinks/store"
 )
@@ -28,7 +29,7 @@ import (
 func TestPrincipalsAndReveal(t *testing.T) {
 	c := testkit.Kafka(t)
 	dir := t.TempDir()
-	api := freeAddr(t)
+	api := testsvc.FreeAddr(t)
 	yaml := fmt.Sprintf("kafka: {brokers: [%s]}\ndata_dir: %s\napps: {app-1: {}}\nlisten: {api: %q, metrics: \"\"}\ndev: {plain_http: true}\n",
 		c.ListenAddrs()[0], filepath.Join(dir, "data"), api)
 	cfgFile := writeConfig(t, dir, yaml)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/veil-project/veil/internal/testkit"
+	"github.com/veil-project/veil/internal/testsvc"
 )
 
 // veilGoroutines returns the stacks of the goroutines (other than the caller's) running code of
@@ -54,7 +55,7 @@ func veilGoroutines() map[string]string {
 func TestRunLeavesNoGoroutine(t *testing.T) {
 	addrs := externalBroker(t)
 	dir := t.TempDir()
-	metrics, api := freeAddr(t), freeAddr(t)
+	metrics, api := testsvc.FreeAddr(t), testsvc.FreeAddr(t)
 	yaml := fmt.Sprintf(`kafka: {brokers: [%s], transactional_id: veil-stop}
 data_dir: %s
 apps: {app-1: {}}

@@ -5,12 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/veil-project/veil/internal/testsvc"
 	"github.com/veil-project/veil/sinks/store/badgerstore"
 )
 
@@ -22,12 +22,7 @@ func TestStoreUnavailableExitsRefused(t *testing.T) {
 	addrs := externalBroker(t)
 
 	// A loopback port that was free a moment ago: nothing answers there.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadRedis := l.Addr().String()
-	l.Close()
+	deadRedis := testsvc.FreeAddr(t)
 
 	held := t.TempDir()
 	st, err := badgerstore.Open(filepath.Join(held, "store"))
@@ -47,7 +42,7 @@ func TestStoreUnavailableExitsRefused(t *testing.T) {
 			t.Run(c.name+"/"+cmd, func(t *testing.T) {
 				dir := t.TempDir()
 				yaml := fmt.Sprintf("kafka:\n  brokers: [%s]\ndata_dir: %s\napps: {app-1: {}}\nlisten: {metrics: \"\", api: %q}\ndev: {plain_http: true}\n%s",
-					addrs[0], c.dataDir, freeAddr(t), c.store)
+					addrs[0], c.dataDir, testsvc.FreeAddr(t), c.store)
 				path := writeConfig(t, dir, yaml)
 				var out bytes.Buffer
 				p := exec.Command(bin, cmd, "-config", path)

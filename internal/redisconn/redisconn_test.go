@@ -2,7 +2,6 @@ package redisconn_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 
@@ -31,12 +30,7 @@ func TestOpen(t *testing.T) {
 
 // Nothing listens: Open fails, names the address and never the password, and closes the client.
 func TestOpenUnreachable(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := l.Addr().String()
-	l.Close()
+	dead := testsvc.FreeAddr(t)
 	const pw = "hunter2-secret"
 	c, err := redisconn.Open(context.Background(), &redis.Options{Addr: dead, Password: pw, MaxRetries: -1})
 	if err == nil || c != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/internal/testkit"
+	"github.com/veil-project/veil/internal/testsvc"
 )
 
 // TestEmbeddedBrokerRestarts runs veil on its embedded broker (no kafka.brokers) and stops the
@@ -36,7 +37,7 @@ func TestEmbeddedBrokerRestarts(t *testing.T) {
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	cfg := veilConfig{DataDir: filepath.Join(dir, "data"), Metrics: freeAddr(t), TxnID: "veil-embedded", EmbeddedAddr: freeAddr(t)}
+	cfg := veilConfig{DataDir: filepath.Join(dir, "data"), Metrics: testsvc.FreeAddr(t), TxnID: "veil-embedded", EmbeddedAddr: testsvc.FreeAddr(t)}
 	cfgPath, logPath := filepath.Join(dir, "veil.yaml"), filepath.Join(dir, "veil.log")
 	if err := os.WriteFile(cfgPath, []byte(cfg.yaml()), 0o600); err != nil {
 		t.Fatal(err)

@@ -46,7 +46,7 @@ func newFaultRig(t *testing.T, setup func(*veilConfig)) *faultRig {
 		t.Fatal(err)
 	}
 	r.b = startBroker(t, brokerBin, filepath.Join(dir, "broker"), filepath.Join(dir, "broker.log"))
-	r.cfg = veilConfig{Brokers: r.b.addrs(), DataDir: filepath.Join(dir, "data"), Metrics: freeAddr(t), TxnID: "veil-fault"}
+	r.cfg = veilConfig{Brokers: r.b.addrs(), DataDir: filepath.Join(dir, "data"), Metrics: testsvc.FreeAddr(t), TxnID: "veil-fault"}
 	if setup != nil {
 		setup(&r.cfg)
 	}

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/internal/testkit"
+	"github.com/veil-project/veil/internal/testsvc"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/pipeline/sample"
@@ -72,16 +72,6 @@ func binaries(t *testing.T) (veil, brokerBin string) {
 	return filepath.Join(binDir, "veil"), filepath.Join(binDir, "soakbroker")
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // brokerProc is the embedded broker in a process of its own, on a fixed address.
 type brokerProc struct {
 	bin, addr, dataDir, log string
@@ -91,7 +81,7 @@ type brokerProc struct {
 
 func startBroker(t *testing.T, bin, dataDir, logPath string) *brokerProc {
 	t.Helper()
-	b := &brokerProc{bin: bin, addr: freeAddr(t), dataDir: dataDir, log: logPath}
+	b := &brokerProc{bin: bin, addr: testsvc.FreeAddr(t), dataDir: dataDir, log: logPath}
 	b.start(t)
 	t.Cleanup(func() { b.stop(t) })
 	ensureTopics(t, []string{b.addr})

@@ -59,7 +59,7 @@ func TestLeakScanUnderCrashes(t *testing.T) {
 	}
 	redisAddr := testsvc.Redis(t)
 	b := startBroker(t, brokerBin, brokerDir, brokerLog)
-	cfg := veilConfig{Brokers: b.addrs(), DataDir: dataDir, RedisAddr: redisAddr, Metrics: freeAddr(t), API: freeAddr(t), TxnID: "veil-soak"}
+	cfg := veilConfig{Brokers: b.addrs(), DataDir: dataDir, RedisAddr: redisAddr, Metrics: testsvc.FreeAddr(t), API: testsvc.FreeAddr(t), TxnID: "veil-soak"}
 	cfgPath := filepath.Join(dir, "veil.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg.yaml()), 0o600); err != nil {
 		t.Fatal(err)

@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"os/exec"
 	"path"
 	"slices"
 	"strings"
@@ -20,50 +18,21 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/internal/testsvc"
 	"github.com/veil-project/veil/schemas"
 	"github.com/veil-project/veil/sinks/analytics"
 )
 
-// startVersity runs versitygw (posix backend) on loopback and returns a client for it with one
-// bucket created. The test is skipped when versitygw is not installed.
+// startVersity runs versitygw (testsvc.VersityGW) and returns a client for it with one bucket
+// created.
 func startVersity(t *testing.T, bucket string) *s3.Client {
 	t.Helper()
-	bin, err := exec.LookPath("versitygw")
-	if err != nil {
-		t.Skip("versitygw not installed")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	const access, secret = "analytics-test", "analytics-test-secret"
-	cmd := exec.Command(bin, "--access", access, "--secret", secret, "--port", addr, "--quiet", "posix", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting versitygw: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("versitygw did not listen on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	srv := testsvc.VersityGW(t)
 	cl := s3.New(s3.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String("http://" + addr),
+		Region:       srv.Region,
+		BaseEndpoint: aws.String(srv.Endpoint),
 		UsePathStyle: true,
-		Credentials:  credentials.NewStaticCredentialsProvider(access, secret, ""),
+		Credentials:  credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, ""),
 	})
 	if _, err := cl.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
 		t.Fatalf("creating bucket: %v", err)
