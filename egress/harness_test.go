@@ -1,8 +1,6 @@
 package egress_test
 
 import (
-	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -66,7 +64,7 @@ func (h *harness) runPipeline() (stop func()) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return h.background("pipeline", p.Run, p.Close)
+	return testkit.Background(h.t, "pipeline", p)
 }
 
 // runStage starts an egress stage (Brokers and Opener filled in when unset).
@@ -82,29 +80,7 @@ func (h *harness) runStage(cfg egress.Config) (stop func()) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return h.background("egress "+cfg.Integration.Name, s.Run, s.Close)
-}
-
-func (h *harness) background(what string, run func(context.Context) error, closeFn func(context.Context) error) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := run(ctx); err != nil {
-			h.t.Errorf("%s: %v", what, err)
-		}
-	})
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			wg.Wait()
-			if err := closeFn(context.Background()); err != nil {
-				h.t.Errorf("%s: Close: %v", what, err)
-			}
-		})
-	}
-	h.t.Cleanup(stop)
-	return stop
+	return testkit.Background(h.t, "egress "+cfg.Integration.Name, s)
 }
 
 func (h *harness) produce(recs ...*kgo.Record) { h.t.Helper(); testkit.Produce(h.t, h.addrs, recs...) }

@@ -2,11 +2,9 @@ package pipeline_test
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -58,7 +56,8 @@ func newHarnessWith(t *testing.T, kms keyring.KMS, keyID string) *harness {
 	}
 }
 
-// run starts a processor and returns a stop function that waits for it.
+// run starts a processor and returns a stop function that waits for it and closes it (also at
+// the end of the test, if the test did not stop it).
 func (h *harness) run(cfg pipeline.Config) (stop func()) {
 	h.t.Helper()
 	cfg.Brokers = h.addrs
@@ -77,20 +76,7 @@ func (h *harness) run(cfg pipeline.Config) (stop func()) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := p.Run(ctx); err != nil {
-			h.t.Errorf("processor: %v", err)
-		}
-	})
-	return func() {
-		cancel()
-		wg.Wait()
-		if err := p.Close(context.Background()); err != nil {
-			h.t.Errorf("processor: Close: %v", err)
-		}
-	}
+	return testkit.Background(h.t, "processor", p)
 }
 
 func (h *harness) produce(recs ...*kgo.Record) { h.t.Helper(); testkit.Produce(h.t, h.addrs, recs...) }

@@ -3,6 +3,7 @@ package testkit
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 )
 
@@ -40,4 +41,29 @@ func CheckClose(t testing.TB, c Component, done <-chan error, want error) {
 	if err := c.Close(context.Background()); err != nil {
 		t.Errorf("second Close() = %v, want nil", err)
 	}
+}
+
+// Background runs c.Run until the returned stop is called: stop cancels Run's context, waits for
+// Run to return, then closes c. It acts once (later calls do nothing), and at the end of the test
+// if the test did not call it. An error from Run or Close fails the test, named by what.
+func Background(t testing.TB, what string, c Component) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := c.Run(ctx); err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			if err := c.Close(context.Background()); err != nil {
+				t.Errorf("%s: Close: %v", what, err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
