@@ -284,21 +284,32 @@ func (r *runner) capToPipeline(ctx context.Context, topic string, sp spans) erro
 	return nil
 }
 
+// listErr is err, else the first per-partition error of o.
+func listErr(o kadm.ListedOffsets, err error) error {
+	if err != nil {
+		return err
+	}
+	return o.Error()
+}
+
+// endOffsets lists the end offsets of topic's partitions.
+func (r *runner) endOffsets(ctx context.Context, topic string) (kadm.ListedOffsets, error) {
+	ends, err := r.adm.ListEndOffsets(ctx, topic)
+	if err = listErr(ends, err); err != nil {
+		return nil, fmt.Errorf("listing end offsets of %s: %w", topic, err)
+	}
+	return ends, nil
+}
+
 // rawHeld lists what each partition of a raw topic still holds.
 func (r *runner) rawHeld(ctx context.Context, topic string) (map[int32]held, error) {
 	starts, err := r.adm.ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
+	if err = listErr(starts, err); err != nil {
 		return nil, fmt.Errorf("listing start offsets of %s: %w", topic, err)
 	}
-	ends, err := r.adm.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	ends, err := r.endOffsets(ctx, topic)
 	if err != nil {
-		return nil, fmt.Errorf("listing end offsets of %s: %w", topic, err)
+		return nil, err
 	}
 	out := make(map[int32]held)
 	first := make(spans)
@@ -362,18 +373,12 @@ func (r *runner) gap(n int64) { r.total.Add(-n) }
 // before the pipeline group's offsets were fetched (plan) is seen.
 func (r *runner) outputs(ctx context.Context, topic string) (map[string]bool, error) {
 	lo, err := r.adm.ListOffsetsAfterMilli(ctx, r.cfg.From.Add(-r.cfg.OutputSlack).UnixMilli(), topic)
-	if err == nil {
-		err = lo.Error()
-	}
-	if err != nil {
+	if err = listErr(lo, err); err != nil {
 		return nil, fmt.Errorf("listing offsets of %s: %w", topic, err)
 	}
-	ends, err := r.adm.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	ends, err := r.endOffsets(ctx, topic)
 	if err != nil {
-		return nil, fmt.Errorf("listing end offsets of %s: %w", topic, err)
+		return nil, err
 	}
 	if err := waitStable(ctx, r.adm, topic, ends); err != nil {
 		return nil, err
