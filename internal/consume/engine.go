@@ -246,10 +246,7 @@ func (e *Engine) Run(ctx context.Context, h Handler) error {
 				if err := e.reconnect(); err != nil {
 					return err
 				}
-				// A new client starts afresh: poll it at once, with the backoff from the
-				// start (fetchFailures stays above 0 so that recovery is still reported).
-				staleSince, fetchFailures = time.Time{}, 1
-				continue
+				staleSince = time.Time{}
 			}
 			Backoff(ctx, fetchFailures)
 		case fetchErrs == 0:
