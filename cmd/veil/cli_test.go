@@ -245,15 +245,14 @@ func TestCheckAWS(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "veil.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`kafka: {brokers: [%s]}
+	cfg := writeConfig(t, dir, fmt.Sprintf(`kafka: {brokers: [%s]}
 data_dir: %s
 kms: {provider: aws, key_id: %s, aws: {region: %s, endpoint: %q}}
 store: {kind: dynamodb, dynamodb: {table: veil-items, region: %s, endpoint: %q}}
 keys: {store: dynamodb}
 analytics: {s3: {bucket: veil-analytics, region: %s, endpoint: %q, path_style: true}}
 blob: {s3: {bucket: veil-blobs, region: %s, endpoint: %q, path_style: true}}
-`, c.ListenAddrs()[0], dir, kms.Alias, kms.Region, kms.Endpoint, kms.Region, ddb, kms.Region, s3.Endpoint, s3.Region, s3.Endpoint)), 0o600)
+`, c.ListenAddrs()[0], dir, kms.Alias, kms.Region, kms.Endpoint, kms.Region, ddb, kms.Region, s3.Endpoint, s3.Region, s3.Endpoint))
 	var stdout, stderr bytes.Buffer
 	code := runMain([]string{"check", "--config", cfg}, &stdout, &stderr)
 	out := stdout.String()

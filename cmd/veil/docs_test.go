@@ -45,8 +45,7 @@ func docService(t *testing.T) []string {
 	t.Helper()
 	addrs := externalBroker(t)
 	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "veil.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf("kafka: {brokers: [%s]}\ndata_dir: %s\napps: {app-42: {transcript: true, transport: true}}\nanalytics: {enabled: false}\nlisten: {metrics: \"\"}\n", addrs[0], filepath.Join(dir, "data"))), 0o600)
+	cfgFile := writeConfig(t, dir, fmt.Sprintf("kafka: {brokers: [%s]}\ndata_dir: %s\napps: {app-42: {transcript: true, transport: true}}\nanalytics: {enabled: false}\nlisten: {metrics: \"\"}\n", addrs[0], filepath.Join(dir, "data")))
 	cfg, err := parseConfig("run", []string{"--config", cfgFile}, io.Discard, nil)
 	if err != nil {
 		t.Fatal(err)

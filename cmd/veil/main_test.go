@@ -114,8 +114,7 @@ func TestRunServesHealthAndMetrics(t *testing.T) {
 	addrs := externalBroker(t)
 	dir := t.TempDir()
 	metrics := testsvc.FreeAddr(t)
-	cfg := filepath.Join(dir, "veil.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("kafka:\n  brokers: [%s]\ndata_dir: %s\napps: {app-1: {}}\nanalytics: {flush_interval: 1s}\nlisten:\n  metrics: %s\n", addrs[0], filepath.Join(dir, "data"), metrics)), 0o600)
+	cfg := writeConfig(t, dir, fmt.Sprintf("kafka:\n  brokers: [%s]\ndata_dir: %s\napps: {app-1: {}}\nanalytics: {flush_interval: 1s}\nlisten:\n  metrics: %s\n", addrs[0], filepath.Join(dir, "data"), metrics))
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr bytes.Buffer
 	done := runInProcess(ctx, cfg, &stdout, &stderr)
@@ -187,8 +186,7 @@ func TestRunOnDynamoDBAndRedis(t *testing.T) {
 			}
 			yaml := fmt.Sprintf("kafka:\n  brokers: [%s]\n  group: g-%s\n  transactional_id: veil-%s\ndata_dir: %s\napps: {app-1: {}}\nanalytics: {enabled: false}\nlisten: {metrics: \"\"}\n%s",
 				addrs[0], kind, kind, filepath.Join(dir, "data"), storeCfg)
-			path := filepath.Join(dir, "veil.yaml")
-			os.WriteFile(path, []byte(yaml), 0o600)
+			path := writeConfig(t, dir, yaml)
 			cfg, err := parseConfig("run", []string{"-config", path}, io.Discard, nil)
 			if err != nil {
 				t.Fatal(err)

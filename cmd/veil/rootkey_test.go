@@ -27,14 +27,11 @@ func TestRootKeyOutsideDataDir(t *testing.T) {
 	addrs := externalBroker(t)
 	startWith := func(t *testing.T, data, extra string) (*service, string, error) {
 		t.Helper()
-		path := filepath.Join(t.TempDir(), "veil.yaml")
 		if !strings.Contains(extra, "listen:") {
 			extra += "listen: {metrics: \"\"}\n"
 		}
 		yaml := fmt.Sprintf("kafka:\n  brokers: [%s]\ndata_dir: %s\napps: {app-1: {}}\nanalytics: {enabled: false}\n%s", addrs[0], data, extra)
-		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		path := writeConfig(t, t.TempDir(), yaml)
 		cfg, err := parseConfig("run", []string{"-config", path}, os.Stderr, nil)
 		if err != nil {
 			t.Fatal(err)
