@@ -288,7 +288,7 @@ func TestWebhookDelivery(t *testing.T) {
 	// Decrypted values reached the integration (and only it).
 	sawCanary := false
 	for _, bodies := range hook.bodies {
-		if containsAny(bodies[0], canaries) != "" {
+		if testkit.ContainsAny(bodies[0], canaries) != "" {
 			sawCanary = true
 			break
 		}
@@ -304,7 +304,7 @@ func TestWebhookDelivery(t *testing.T) {
 	}
 	found := false
 	for _, r := range dls {
-		if c := containsAny(r.Value, canaries); c != "" {
+		if c := testkit.ContainsAny(r.Value, canaries); c != "" {
 			t.Errorf("plaintext %q in a dead letter", c)
 		}
 		if err := json.Unmarshal(r.Value, &dl, json.MatchCaseInsensitiveNames(true)); err == nil && dl.Reason == egress.ReasonWebhookRejected {
@@ -326,11 +326,11 @@ func TestWebhookDelivery(t *testing.T) {
 	}
 	for _, a := range as {
 		b, _ := json.Marshal(a)
-		if c := containsAny(b, canaries); c != "" {
+		if c := testkit.ContainsAny(b, canaries); c != "" {
 			t.Errorf("plaintext %q in an audit record", c)
 		}
 	}
-	if c := containsAny([]byte(logs.String()), canaries); c != "" {
+	if c := testkit.ContainsAny([]byte(logs.String()), canaries); c != "" {
 		t.Errorf("plaintext %q in the logs", c)
 	}
 	if strings.Contains(logs.String(), "tenant=x") || strings.Contains(logs.String(), "/veil") {
@@ -465,16 +465,6 @@ func TestWebhookRules(t *testing.T) {
 	}
 }
 
-// containsAny returns the first of markers found in b, or "".
-func containsAny(b []byte, markers []string) string {
-	for _, m := range markers {
-		if bytes.Contains(b, []byte(m)) {
-			return m
-		}
-	}
-	return ""
-}
-
 // TestWebhookRedirectNotFollowed: a webhook that redirects (here to plain HTTP) is not followed:
 // the entry is dead-lettered with the 3xx status and the redirect target receives nothing.
 func TestWebhookRedirectNotFollowed(t *testing.T) {
@@ -500,7 +490,7 @@ func TestWebhookRedirectNotFollowed(t *testing.T) {
 	dls := h.consume(1, 60*time.Second, broker.DeadLetterTopic)
 	found := false
 	for _, r := range dls {
-		if c := containsAny(r.Value, canaries); c != "" {
+		if c := testkit.ContainsAny(r.Value, canaries); c != "" {
 			t.Errorf("plaintext %q in a dead letter", c)
 		}
 		var dl struct {

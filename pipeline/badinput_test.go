@@ -16,6 +16,7 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
@@ -350,11 +351,11 @@ func TestBadInputCatalogue(t *testing.T) {
 
 	// Every output record, dead letters included, is free of every marker.
 	for _, r := range append(cloneRecords(dl), outs...) {
-		if m := containsAny(r.Value, markers); m != "" {
+		if m := testkit.ContainsAny(r.Value, markers); m != "" {
 			t.Errorf("marker %s leaked into %s", m, r.Topic)
 		}
 		for _, hd := range r.Headers {
-			if m := containsAny(hd.Value, markers); m != "" {
+			if m := testkit.ContainsAny(hd.Value, markers); m != "" {
 				t.Errorf("marker %s leaked into a header of %s", m, r.Topic)
 			}
 		}

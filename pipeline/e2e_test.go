@@ -13,6 +13,7 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/pipeline/sample"
@@ -52,7 +53,7 @@ func TestEndToEnd(t *testing.T) {
 	seen := map[string]int{}
 	var sensitive, tokensOpened int
 	for _, r := range out {
-		if m := containsAny(r.Value, canaries); m != "" {
+		if m := testkit.ContainsAny(r.Value, canaries); m != "" {
 			t.Fatalf("canary %s leaked into %s", m, r.Topic)
 		}
 		got, err := schemas.Decode(r.Value, schemas.Limits{})

@@ -115,7 +115,7 @@ func TestKMSDownHoldsAndResumes(t *testing.T) {
 	}
 	assertOnce(t, out)
 	for _, r := range out {
-		if m := containsAny(r.Value, canaries); m != "" {
+		if m := testkit.ContainsAny(r.Value, canaries); m != "" {
 			t.Fatalf("canary %s leaked", m)
 		}
 	}

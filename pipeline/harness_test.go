@@ -1,7 +1,6 @@
 package pipeline_test
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,15 +88,6 @@ func (h *harness) consume(want int, timeout time.Duration, topics ...string) []*
 }
 
 func outputTopics() []string { return testkit.OutputTopics() }
-
-func containsAny(b []byte, markers []string) string {
-	for _, m := range markers {
-		if bytes.Contains(b, []byte(m)) {
-			return m
-		}
-	}
-	return ""
-}
 
 func hasPrefixAny(s string, ps ...string) bool {
 	for _, p := range ps {

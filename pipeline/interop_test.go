@@ -8,6 +8,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/pipeline/sample"
 )
@@ -39,7 +40,7 @@ func TestKafkaGoProducerInterop(t *testing.T) {
 		t.Fatalf("outputs = %d, want %d", len(out), 2*n)
 	}
 	for _, r := range out {
-		if m := containsAny(r.Value, canaries); m != "" {
+		if m := testkit.ContainsAny(r.Value, canaries); m != "" {
 			t.Fatalf("canary %s leaked into %s", m, r.Topic)
 		}
 	}

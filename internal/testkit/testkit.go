@@ -180,6 +180,16 @@ func Consume(t testing.TB, addrs []string, want int, timeout, grace time.Duratio
 	return append(out, cl.PollFetches(gctx).Records()...)
 }
 
+// ContainsAny returns the first of markers (canaries, plaintext values) found in b, or "".
+func ContainsAny(b []byte, markers []string) string {
+	for _, m := range markers {
+		if bytes.Contains(b, []byte(m)) {
+			return m
+		}
+	}
+	return ""
+}
+
 // Header returns the value of the record's header key, nil when it has none.
 func Header(r *kgo.Record, key string) []byte {
 	for _, h := range r.Headers {
