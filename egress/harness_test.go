@@ -14,7 +14,6 @@ import (
 	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
-	"github.com/veil-project/veil/pipeline/sample"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
 	"github.com/veil-project/veil/sinks/store"
@@ -96,19 +95,14 @@ func (h *harness) consume(want int, timeout time.Duration, topics ...string) []*
 // canaries in every value that will be sealed), the decoded originals by id and the canaries.
 func sampleRecords(t *testing.T, seed uint64, n int) ([]*kgo.Record, map[string]*schemas.Entry, []string) {
 	t.Helper()
-	gen := sample.New(sample.Options{Seed: seed, Canaries: true})
-	var recs []*kgo.Record
+	recs, canaries := testkit.SampleRecords(seed, n)
 	byID := map[string]*schemas.Entry{}
-	var canaries []string
-	for range n {
-		e := gen.Next()
-		orig, err := schemas.Decode(e.Value, schemas.Limits{})
+	for _, r := range recs {
+		orig, err := schemas.Decode(r.Value, schemas.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		byID[e.ID] = orig
-		canaries = append(canaries, e.Canaries...)
-		recs = append(recs, &kgo.Record{Topic: broker.RawTopic(e.Ledger), Key: e.Key, Value: e.Value})
+		byID[orig.ID] = orig
 	}
 	return recs, byID, canaries
 }

@@ -23,7 +23,7 @@ func TestCloseStopsRunningProcessor(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := testkit.Start(p)
-	recs, _ := sampleRecords(7, 20)
+	recs, _ := testkit.SampleRecords(7, 20)
 	h.produce(recs...)
 	if got := h.consume(40, 30*time.Second, outputTopics()...); len(got) != 40 {
 		t.Fatalf("%d outputs, want 40", len(got))

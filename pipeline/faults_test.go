@@ -11,12 +11,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/kmsaws"
 	"github.com/veil-project/veil/internal/kmsfake"
 	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/pipeline"
-	"github.com/veil-project/veil/pipeline/sample"
 	"github.com/veil-project/veil/sinks/store"
 )
 
@@ -68,18 +66,6 @@ func (r *recorder) last(name string) (ok, seen bool) {
 	return s[len(s)-1], true
 }
 
-func sampleRecords(seed uint64, n int) ([]*kgo.Record, []string) {
-	gen := sample.New(sample.Options{Seed: seed, Canaries: true})
-	var recs []*kgo.Record
-	var canaries []string
-	for range n {
-		e := gen.Next()
-		canaries = append(canaries, e.Canaries...)
-		recs = append(recs, &kgo.Record{Topic: broker.RawTopic(e.Ledger), Key: e.Key, Value: e.Value})
-	}
-	return recs, canaries
-}
-
 // TestKMSDownHoldsAndResumes: with the KMS unreachable nothing is produced and nothing committed,
 // readiness reports the keys down, and the pipeline resumes by itself when the KMS returns.
 func TestKMSDownHoldsAndResumes(t *testing.T) {
@@ -94,7 +80,7 @@ func TestKMSDownHoldsAndResumes(t *testing.T) {
 	h := newHarnessWith(t, client, "k1")
 	fake.SetDown(true)
 	const n = 120
-	recs, canaries := sampleRecords(21, n)
+	recs, canaries := testkit.SampleRecords(21, n)
 	h.produce(recs...)
 	rec := &recorder{}
 	stop := h.run(pipeline.Config{Observer: rec})
@@ -148,7 +134,7 @@ func TestStoreDownHoldsAndResumes(t *testing.T) {
 	fs := &flakyStore{Store: h.store}
 	fs.down.Store(true)
 	const n = 150
-	recs, _ := sampleRecords(33, n)
+	recs, _ := testkit.SampleRecords(33, n)
 	h.produce(recs...)
 	rec := &recorder{}
 	stop := h.run(pipeline.Config{Observer: rec, Store: fs})

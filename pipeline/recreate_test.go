@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/pipeline"
 )
 
@@ -20,7 +21,7 @@ func TestTopicRecreatedResumes(t *testing.T) {
 	rec := &recorder{}
 	stop := h.run(pipeline.Config{Observer: rec})
 	defer stop()
-	recs, _ := sampleRecords(41, 40)
+	recs, _ := testkit.SampleRecords(41, 40)
 	h.produce(recs...)
 	if got := h.consume(80, 30*time.Second, outputTopics()...); len(got) != 80 {
 		t.Fatalf("before the topic is recreated: %d outputs, want 80", len(got))

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/sinks/store"
@@ -21,7 +22,7 @@ var tokenRE = regexp.MustCompile(`veil:v1:[A-Za-z0-9_\-]+`)
 func TestRetryAfterStoreWriteSealsUnderFreshRefs(t *testing.T) {
 	h := newHarness(t)
 	const n = 150
-	recs, _ := sampleRecords(71, n)
+	recs, _ := testkit.SampleRecords(71, n)
 	h.produce(recs...) // ProduceSync sets each record's partition and offset
 	ctx := context.Background()
 	taken := 0
