@@ -35,7 +35,7 @@ integrations:
 	cfg := writeConfig(t, dir, yaml)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr bytes.Buffer
+	var stderr testkit.Buffer // veil writes it while the test may read it
 	done := runInProcess(ctx, cfg, nil, &stderr)
 
 	produceSay(t, addrs, "t1", "e1", "SECRET-egress-1")
