@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Component is a long-lived stage (the stream processor, an egress stage, the analytics sink):
@@ -29,12 +30,14 @@ func CheckClose(t testing.TB, c Component, done <-chan error, want error) {
 	if err := c.Close(context.Background()); err != nil {
 		t.Errorf("Close() = %v, want nil", err)
 	}
+	// Run has finished its work when Close returns, but its result reaches done a moment later
+	// (Start's goroutine sends it after Run's deferred calls): allow that moment, not more.
 	select {
 	case err := <-done:
 		if !errors.Is(err, want) { // a nil want matches only nil
 			t.Errorf("Run() = %v, want %v after Close", err, want)
 		}
-	default:
+	case <-time.After(time.Second):
 		t.Errorf("Close returned while Run still ran")
 		<-done
 	}
