@@ -179,7 +179,9 @@ func TestDeliveryByKind(t *testing.T) {
 // TestExpiredTokensRedacted: tokens whose TTL ended between sealing and delivery come out as
 // ★★★★★ (audited as expired) while fresher tokens of the same batch still open.
 func TestExpiredTokensRedacted(t *testing.T) {
-	h := newHarness(t, testkit.Ledgers(t, map[string]time.Duration{"event": 2 * time.Second}))
+	// A TTL long enough for the pipeline's first batch (group join and key creation included) on a
+	// loaded machine: with 2 s the event entries sometimes expired before they were sealed.
+	h := newHarness(t, testkit.Ledgers(t, map[string]time.Duration{"event": 6 * time.Second}))
 	ts := time.Now().UTC().Format(time.RFC3339Nano)
 	mk := func(id, ledger, typ, data string) *kgo.Record {
 		return &kgo.Record{Topic: broker.RawTopic(ledger), Key: []byte("t-" + id), Value: []byte(
