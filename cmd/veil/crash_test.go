@@ -24,7 +24,8 @@ import (
 	"github.com/veil-project/veil/pipeline/sample"
 )
 
-// buildVeil builds the real binary once per test binary.
+// buildVeil builds the real binary into the test's temp dir (each call links it again; the Go
+// build cache keeps that to a few seconds for the five tests that run the binary).
 func buildVeil(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "veil")
