@@ -213,6 +213,13 @@ func (e *Engine) Run(ctx context.Context, h Handler) error {
 			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				return // the end of a PollWait, or of ctx
 			}
+			if dl := (*kgo.ErrDataLoss)(nil); errors.As(err, &dl) {
+				// Not a failed fetch: the client has already moved the partition and goes on.
+				// But records may have been skipped, so say so every time, loudly.
+				e.log.Error("consumer reset a partition past records it had not read (reported as data loss)",
+					"topic", dl.Topic, "partition", dl.Partition, "consumed_to", dl.ConsumedTo, "reset_to", dl.ResetTo)
+				return
+			}
 			fetchErrs++
 			stale = stale || errors.Is(err, kerr.UnknownTopicID)
 			// Errors come back at once on every poll while they last: log the first few and then

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -397,12 +399,21 @@ func TestRecreatedTopicReconnects(t *testing.T) {
 				mu   sync.Mutex
 				seen = map[string]bool{}
 			)
-			stop := start(t, e, func(ctx context.Context, b *consume.Batch) (bool, error) {
-				mu.Lock()
-				for _, r := range b.Records {
-					seen[string(r.Value)] = true
-				}
-				mu.Unlock()
+			// Records count as seen once their batch is committed: the test deletes the topic
+			// when v39 is seen, and a commit still in flight then would land on the recreated
+			// topic (offsets are keyed by name), whose records below that offset the client
+			// would then skip as lost.
+			stop := start(t, e, func(ctx context.Context, b *consume.Batch) (committed bool, err error) {
+				defer func() {
+					if !committed || err != nil {
+						return
+					}
+					mu.Lock()
+					for _, r := range b.Records {
+						seen[string(r.Value)] = true
+					}
+					mu.Unlock()
+				}()
 				if txn == "" {
 					return true, e.CommitRecords(ctx, b.Records...)
 				}
@@ -509,5 +520,39 @@ func TestCommitWithoutEndIsFatal(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not stop")
+	}
+}
+
+// A group offset beyond a partition's end (a commit that outlived its topic, or a truncated log)
+// makes the client reset the partition and report data loss: the engine logs it at ERROR with
+// the offsets, every time, instead of counting it among throttled fetch errors.
+func TestDataLossLogged(t *testing.T) {
+	c, addrs := setup(t, 1) // 40 records on in/0
+	cl := testkit.Client(t, c)
+	offs := make(kadm.Offsets)
+	offs.Add(kadm.Offset{Topic: "in", Partition: 0, At: 500, LeaderEpoch: 0})
+	if _, err := kadm.NewClient(cl).CommitOffsets(context.Background(), "dl", offs); err != nil {
+		t.Fatal(err)
+	}
+	var log testkit.Buffer
+	e, err := consume.New(consume.Config{Brokers: addrs, Group: "dl", Topics: []string{"in"},
+		Logger: slog.New(slog.NewJSONHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, e, func(ctx context.Context, b *consume.Batch) (bool, error) {
+		return true, e.CommitRecords(ctx, b.Records...)
+	})
+	if !waitUntil(func() bool { return strings.Contains(log.String(), "reported as data loss") }) {
+		t.Fatalf("no data-loss line logged; log:\n%s", log.String())
+	}
+	line := log.String()
+	for _, want := range []string{`"level":"ERROR"`, `"topic":"in"`, `"partition":0`, `"consumed_to":500`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("data-loss log lacks %s:\n%s", want, line)
+		}
+	}
+	if strings.Contains(line, `"msg":"fetch error"`) {
+		t.Errorf("data loss was also logged as a fetch error:\n%s", line)
 	}
 }
