@@ -6,6 +6,13 @@
 // that install the file their own way: the key store's and the local KMS root key's put-if-absent
 // (a hard link that fails if the target exists), the key store's compare-then-rename.
 //
+// It is written here rather than taken from github.com/google/renameio/v2 (which the structure
+// issue suggested), because renameio v2.0.0 does three things a key file must not: its WriteFile
+// keeps an existing target's mode (WithExistingPermissions is always applied, so a 0644 file
+// replaced with a secret stays 0644), it may put the temporary file in $TMPDIR when that is on
+// the same file system, and it does not sync the directory after the rename; nor does it offer the
+// temp-then-link that put-if-absent needs.
+//
 // The embedded broker keeps its own writer (broker/keep.go writeFileAtomic: fixed "path.tmp"
 // temp, no directory sync). It sits on the broker's hot paths: every partition's record file at
 // restore, the group offsets each interval, the transaction log's compaction; a directory fsync
