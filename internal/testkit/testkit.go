@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/testsvc"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/sinks/store/badgerstore"
 )
@@ -228,22 +228,6 @@ func Warnings(path string, n int) string {
 }
 
 // Buffer is a bytes.Buffer safe for concurrent use: a log destination that the component's
-// goroutines write while the test reads it.
-type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-// Write appends p.
-func (l *Buffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// String returns everything written so far.
-func (l *Buffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// goroutines write while the test reads it. It is testsvc's, which keeps its servers' output in
+// one.
+type Buffer = testsvc.Buffer

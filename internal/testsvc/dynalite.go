@@ -32,18 +32,11 @@ func Dynalite(tb testing.TB) string {
 	if err != nil {
 		dynaliteUnavailable(tb, err)
 	}
-	var lastErr error
-	// The free port is chosen before the server binds it, so another process may take it first:
-	// try a few ports.
-	for range 3 {
-		endpoint, err := startDynalite(tb, bin)
-		if err == nil {
-			return endpoint
-		}
-		lastErr = err
+	endpoint, err := retryPorts(func() (string, error) { return startDynalite(tb, bin) })
+	if err != nil {
+		dynaliteUnavailable(tb, err)
 	}
-	dynaliteUnavailable(tb, lastErr)
-	return ""
+	return endpoint
 }
 
 // dynaliteUnavailable fails tb under CI and skips it elsewhere.

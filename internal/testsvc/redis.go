@@ -27,18 +27,11 @@ import (
 func Redis(tb testing.TB) string {
 	tb.Helper()
 	bin := lookPath(tb, "redis-server")
-	var lastErr error
-	// The free port is chosen before the server binds it, so another process may take it first:
-	// try a few ports.
-	for range 3 {
-		addr, err := startRedis(tb, bin)
-		if err == nil {
-			return addr
-		}
-		lastErr = err
+	addr, err := retryPorts(func() (string, error) { return startRedis(tb, bin) })
+	if err != nil {
+		tb.Fatalf("starting redis-server: %v", err)
 	}
-	tb.Fatalf("starting redis-server: %v", lastErr)
-	return ""
+	return addr
 }
 
 func startRedis(tb testing.TB, bin string) (string, error) {
@@ -142,18 +135,22 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, " | ")
 }
 
-type syncBuffer struct {
+// Buffer is a bytes.Buffer safe for concurrent use: a log destination that a server's or a
+// component's goroutines write while the test reads it.
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+// String returns everything written so far.
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()

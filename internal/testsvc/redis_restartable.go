@@ -25,20 +25,18 @@ type RedisServer struct {
 func StartRedisServer(tb testing.TB) *RedisServer {
 	tb.Helper()
 	r := &RedisServer{tb: tb, bin: lookPath(tb, "redis-server"), dir: tb.TempDir()}
-	var lastErr error
-	for range 3 {
+	if _, err := retryPorts(func() (int, error) {
 		port, err := freePort()
 		if err != nil {
-			tb.Fatal(err)
+			return 0, err
 		}
 		r.port = port
-		if lastErr = r.start(); lastErr == nil {
-			tb.Cleanup(r.Stop)
-			return r
-		}
+		return port, r.start()
+	}); err != nil {
+		tb.Fatalf("starting redis-server: %v", err)
 	}
-	tb.Fatalf("starting redis-server: %v", lastErr)
-	return nil
+	tb.Cleanup(r.Stop)
+	return r
 }
 
 // Addr is the server's host:port; it stays the same across restarts.

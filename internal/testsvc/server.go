@@ -13,7 +13,7 @@ import (
 type server struct {
 	name   string // as error messages name it
 	cmd    *exec.Cmd
-	out    syncBuffer
+	out    Buffer
 	exited chan struct{}
 }
 
@@ -69,4 +69,20 @@ func (s *server) waitReady(timeout, interval time.Duration, waitingFor string, r
 		}
 		time.Sleep(interval)
 	}
+}
+
+// retryPorts calls start up to three times and returns its first success, or the last error.
+// The free port a start chooses is free only until the server binds it, so another process may
+// take it first: a start that fails is retried on another port.
+func retryPorts[T any](start func() (T, error)) (T, error) {
+	var (
+		v   T
+		err error
+	)
+	for range 3 {
+		if v, err = start(); err == nil {
+			return v, nil
+		}
+	}
+	return v, err
 }

@@ -30,18 +30,14 @@ type S3Server struct {
 func VersityGW(tb testing.TB) *S3Server {
 	tb.Helper()
 	bin := versityGWPath(tb)
-	var lastErr error
-	for range 3 {
-		s, err := startVersityGW(tb, bin)
-		if err == nil {
-			return s
-		}
-		lastErr = err
+	s, err := retryPorts(func() (*S3Server, error) { return startVersityGW(tb, bin) })
+	if err == nil {
+		return s
 	}
 	if os.Getenv("CI") != "" {
-		tb.Fatalf("starting versitygw: %v", lastErr)
+		tb.Fatalf("starting versitygw: %v", err)
 	}
-	tb.Skipf("versitygw does not start here: %v", lastErr)
+	tb.Skipf("versitygw does not start here: %v", err)
 	return nil
 }
 
