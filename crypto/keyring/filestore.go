@@ -2,7 +2,6 @@ package keyring
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -137,24 +136,11 @@ func (s *FileKeyStore) read(app string, period int64) (WrappedKey, error) {
 	if err != nil {
 		return WrappedKey{}, fmt.Errorf("reading key file: %w", err)
 	}
-	if len(b) > maxKeyFileSize {
-		return WrappedKey{}, fmt.Errorf("reading key file: larger than %d bytes", maxKeyFileSize)
+	k, err := DecodeKey(b, app, period)
+	if err != nil {
+		return WrappedKey{}, fmt.Errorf("reading key file: %w", err)
 	}
-	var kf keyFile
-	if err := json.Unmarshal(b, &kf); err != nil {
-		return WrappedKey{}, fmt.Errorf("decoding key file: %w", err)
-	}
-	switch {
-	case kf.Version != keyFileVersion:
-		return WrappedKey{}, fmt.Errorf("decoding key file: unsupported version %d", kf.Version)
-	case kf.App != app || kf.Period != period:
-		return WrappedKey{}, errors.New("decoding key file: app or period does not match its name")
-	case kf.Erased && len(kf.Ciphertext) != 0:
-		return WrappedKey{}, errors.New("decoding key file: tombstone with ciphertext")
-	case !kf.Erased && len(kf.Ciphertext) == 0:
-		return WrappedKey{}, errors.New("decoding key file: empty ciphertext")
-	}
-	return WrappedKey{App: kf.App, Period: kf.Period, KeyID: kf.KeyID, Ciphertext: kf.Ciphertext, DestroyAt: kf.DestroyAt, Erased: kf.Erased}, nil
+	return k, nil
 }
 
 // Delete implements KeyStore.
