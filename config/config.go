@@ -430,8 +430,9 @@ func (c *Config) AppSettings(app string) (ledgers.AppSettings, bool) {
 	return ledgers.DefaultAppSettings, c.AllowUnknownApps
 }
 
-// splitList splits a comma-separated list, trimming spaces and dropping empty items.
-func splitList(s string) []string {
+// SplitList splits a comma-separated list, trimming spaces and dropping empty items. It is how
+// every list is read: in the configuration's VEIL_ variables and in veil's flags.
+func SplitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
 		if p = strings.TrimSpace(p); p != "" {

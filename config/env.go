@@ -218,7 +218,7 @@ func setValue(v reflect.Value, s string) error {
 		}
 		v.SetInt(int64(n))
 	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
-		v.Set(reflect.ValueOf(splitList(s)))
+		v.Set(reflect.ValueOf(SplitList(s)))
 	case v.Kind() == reflect.Pointer:
 		p := reflect.New(v.Type().Elem())
 		if err := setValue(p.Elem(), s); err != nil {

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/veil-project/veil/config"
 	"github.com/veil-project/veil/internal/atomicfile"
 )
 
@@ -59,7 +60,7 @@ func cmdCerts(_ context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 		}
 	}
-	fp, err := writeSelfSigned(*dir, splitComma(*hosts), time.Duration(*days)*24*time.Hour)
+	fp, err := writeSelfSigned(*dir, config.SplitList(*hosts), time.Duration(*days)*24*time.Hour)
 	if err != nil {
 		return err
 	}
@@ -145,14 +146,4 @@ func fingerprint(der []byte) string {
 		parts[i] = fmt.Sprintf("%02X", b)
 	}
 	return strings.Join(parts, ":")
-}
-
-func splitComma(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/veil-project/veil/config"
 	"github.com/veil-project/veil/reveal"
 )
 
@@ -68,12 +69,7 @@ func cmdPrincipals(_ context.Context, args []string, stdout, stderr io.Writer) e
 		if !slices.Contains([]reveal.Kind{reveal.KindMessaging, reveal.KindSupport, reveal.KindOther, reveal.KindAdmin}, reveal.Kind(kind)) {
 			return &usageError{fmt.Errorf("--kind %q is not one of messaging, support, other, admin", kind)}
 		}
-		p := reveal.Principal{Name: name, Kind: reveal.Kind(kind), Override: override}
-		for _, a := range strings.Split(apps, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				p.Apps = append(p.Apps, a)
-			}
-		}
+		p := reveal.Principal{Name: name, Kind: reveal.Kind(kind), Apps: config.SplitList(apps), Override: override}
 		key, err := reveal.AddPrincipal(path, p)
 		if err != nil {
 			return fmt.Errorf("adding principal: %w", err)

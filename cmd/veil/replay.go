@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/veil-project/veil/config"
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/replay"
@@ -61,11 +62,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if rc.Targets, err = replay.ParseTargets(targetList); err != nil {
 		return bad(err)
 	}
-	for _, g := range strings.Split(egressGroups, ",") {
-		if g = strings.TrimSpace(g); g != "" {
-			rc.EgressGroups = append(rc.EgressGroups, g)
-		}
-	}
+	rc.EgressGroups = config.SplitList(egressGroups)
 	if slices.Contains(rc.Targets, replay.TargetEgress) && len(rc.EgressGroups) == 0 {
 		if !strings.Contains(targetList, "all") {
 			return bad(errors.New("target egress needs --egress-group NAME (the consumer group of each egress stage)"))
