@@ -192,28 +192,14 @@ func TestTransactions(t *testing.T) {
 
 	seen := 0
 	for seen < n {
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		fs := sess.PollFetches(pctx)
-		cancel()
-		if err := fs.Err0(); err != nil {
-			t.Fatalf("polling: %v", err)
-		}
-		if err := sess.Begin(); err != nil {
-			t.Fatal(err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
+		seen += transact(t, sess, 0, func(r *kgo.Record) {
 			out := &kgo.Record{Topic: EncryptedTopic("event"), Value: bytes.Replace(r.Value, []byte("in"), []byte("out"), 1)}
 			sess.Produce(ctx, out, func(_ *kgo.Record, err error) {
 				if err != nil {
 					t.Errorf("producing: %v", err)
 				}
 			})
-			seen++
 		})
-		committed, err := sess.End(ctx, kgo.TryCommit)
-		if err != nil || !committed {
-			t.Fatalf("End = %v, %v; want committed", committed, err)
-		}
 	}
 
 	got := readAll(t, e.Addrs(), EncryptedTopic("event"), n)
@@ -232,6 +218,32 @@ func TestTransactions(t *testing.T) {
 	if o, _ := offs.Lookup(RawTopic("event"), 0); o.At != n {
 		t.Errorf("committed offset = %d, want %d", o.At, n)
 	}
+}
+
+// transact runs one transaction of sess, as the pipeline does: it polls (at most limit records, no
+// limit when limit <= 0; 10 s at the most), begins, calls each for every record polled and commits.
+// Any error, or a transaction that did not commit, fails t. It returns the number of records.
+func transact(t *testing.T, sess *kgo.GroupTransactSession, limit int, each func(*kgo.Record)) int {
+	t.Helper()
+	ctx := t.Context()
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	fs := sess.PollRecords(pctx, limit)
+	cancel()
+	if err := fs.Err0(); err != nil {
+		t.Fatalf("polling: %v", err)
+	}
+	if err := sess.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	fs.EachRecord(func(r *kgo.Record) {
+		each(r)
+		n++
+	})
+	if committed, err := sess.End(ctx, kgo.TryCommit); err != nil || !committed {
+		t.Fatalf("End = %v, %v; want committed", committed, err)
+	}
+	return n
 }
 
 // readAll reads want records (read_committed) from topic and waits briefly for extras.

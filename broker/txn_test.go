@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -81,25 +80,12 @@ func TestEmbeddedCrashMidTransactions(t *testing.T) {
 	done, txns := 0, 0
 	for done < n {
 		txns++
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		fs := sess.PollRecords(pctx, 7)
-		cancel()
-		if err := fs.Err0(); err != nil {
-			t.Fatalf("polling: %v", err)
-		}
-		if err := sess.Begin(); err != nil {
-			t.Fatal(err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
+		done += transact(t, sess, 7, func(r *kgo.Record) {
 			out := "out-" + strings.TrimPrefix(string(r.Value), "in-")
 			for _, topic := range []string{EncryptedTopic("event"), RedactedTopic("event")} {
 				sess.Produce(ctx, &kgo.Record{Topic: topic, Value: []byte(out)}, nil)
 			}
-			done++
 		})
-		if committed, err := sess.End(ctx, kgo.TryCommit); err != nil || !committed {
-			t.Fatalf("End = %v, %v", committed, err)
-		}
 	}
 	close(stop)
 	wg.Wait()
