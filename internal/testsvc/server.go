@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"testing"
 	"time"
 )
 
@@ -69,6 +70,16 @@ func (s *server) waitReady(timeout, interval time.Duration, waitingFor string, r
 		}
 		time.Sleep(interval)
 	}
+}
+
+// unavailable reports a service that cannot run here: it fails tb under CI, where a missing
+// dependency must never pass silently, and skips it elsewhere.
+func unavailable(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	if os.Getenv("CI") != "" {
+		tb.Fatalf(format, args...)
+	}
+	tb.Skipf(format, args...)
 }
 
 // retryPorts calls start up to three times and returns its first success, or the last error.
