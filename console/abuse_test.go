@@ -143,11 +143,9 @@ func TestAbuse(t *testing.T) {
 // TestRevealRateLimited: console reveals draw on the principal's reveal API rate limit.
 func TestRevealRateLimited(t *testing.T) {
 	e := newEnv(t, func(c *reveal.ServerConfig) { c.RatePerSecond, c.Burst = 0.001, 1 })
-	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", e.clock.Now()))
-	alice, csrf := e.signIn(t, "alice")
-	_, body, _ := get(t, alice, e.srv.URL, "/console/logs")
+	alice, csrf, body := e.aliceWithCanary(t)
 	link := entryLink(t, body, "e-1")
-	form := url.Values{"csrf": {csrf}, "l": {link.Get("l")}, "p": {link.Get("p")}, "o": {link.Get("o")}, "f": {"all"}}
+	form := revealForm(csrf, link, "all")
 	if code, body, _ := post(t, alice, e.srv.URL, "/console/reveal", form); code != 200 || !strings.Contains(body, "canary-4711") {
 		t.Fatalf("first reveal = %d", code)
 	}
@@ -163,15 +161,13 @@ func TestRevealRateLimited(t *testing.T) {
 // guessing which values are live, and a reveal opens nothing.
 func TestStoreDown(t *testing.T) {
 	e := newEnv(t)
-	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", e.clock.Now()))
-	alice, csrf := e.signIn(t, "alice")
-	_, body, _ := get(t, alice, e.srv.URL, "/console/logs")
+	alice, csrf, body := e.aliceWithCanary(t)
 	link := entryLink(t, body, "e-1")
 	e.store.Close(context.Background())
 	if code, body, _ := get(t, alice, e.srv.URL, "/console/logs"); code != http.StatusServiceUnavailable || strings.Contains(body, "canary") {
 		t.Errorf("logs with the store down = %d, want 503", code)
 	}
-	form := url.Values{"csrf": {csrf}, "l": {link.Get("l")}, "p": {link.Get("p")}, "o": {link.Get("o")}, "f": {"all"}}
+	form := revealForm(csrf, link, "all")
 	if code, body, _ := post(t, alice, e.srv.URL, "/console/reveal", form); code != http.StatusServiceUnavailable || strings.Contains(body, "canary-4711") {
 		t.Errorf("reveal with the store down = %d, want 503", code)
 	}

@@ -87,6 +87,27 @@ func entryLink(t *testing.T, body, id string) url.Values {
 	return v
 }
 
+// revealForm is the form the Reveal button of the entry at link posts: its ledger, partition and
+// offset, the field ("all" or an index) and csrf, left out when "".
+func revealForm(csrf string, link url.Values, field string) url.Values {
+	form := url.Values{"l": {link.Get("l")}, "p": {link.Get("p")}, "o": {link.Get("o")}, "f": {field}}
+	if csrf != "" {
+		form.Set("csrf", csrf)
+	}
+	return form
+}
+
+// aliceWithCanary publishes e-1, a sensitive say of app-a in thread t-1 whose text holds
+// canary-4711, signs alice in and opens the Logs page; it returns her client, her CSRF token and
+// the page.
+func (e *env) aliceWithCanary(t *testing.T) (alice *http.Client, csrf, logs string) {
+	t.Helper()
+	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", e.clock.Now()))
+	alice, csrf = e.signIn(t, "alice")
+	_, logs, _ = get(t, alice, e.srv.URL, "/console/logs")
+	return alice, csrf, logs
+}
+
 func TestSignInSessionAndSignOut(t *testing.T) {
 	e := newEnv(t)
 	now := e.clock.Now()
@@ -190,10 +211,7 @@ func TestAppIsolation(t *testing.T) {
 
 func TestRevealIsAuditedOnce(t *testing.T) {
 	e := newEnv(t)
-	now := e.clock.Now()
-	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", now))
-	alice, csrf := e.signIn(t, "alice")
-	_, body, _ := get(t, alice, e.srv.URL, "/console/logs")
+	alice, csrf, body := e.aliceWithCanary(t)
 	if strings.Contains(body, "canary-4711") || strings.Contains(body, "veil:v1:") {
 		t.Fatalf("the logs page shows the value or its token before any reveal:\n%s", body)
 	}
@@ -201,7 +219,7 @@ func TestRevealIsAuditedOnce(t *testing.T) {
 		t.Fatal("the sealed value is not shown as ★★★★★ with its remaining lifetime")
 	}
 	link := entryLink(t, body, "e-1")
-	form := url.Values{"csrf": {csrf}, "l": {link.Get("l")}, "p": {link.Get("p")}, "o": {link.Get("o")}, "f": {"0"}}
+	form := revealForm(csrf, link, "0")
 	code, body, h := post(t, alice, e.srv.URL, "/console/reveal", form)
 	if code != 200 || !strings.Contains(body, "canary-4711") {
 		t.Fatalf("reveal = %d, canary missing", code)
@@ -237,10 +255,7 @@ func TestRevealIsAuditedOnce(t *testing.T) {
 
 func TestExpiredAndErased(t *testing.T) {
 	e := newEnv(t)
-	now := e.clock.Now()
-	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", now))
-	alice, csrf := e.signIn(t, "alice")
-	_, body, _ := get(t, alice, e.srv.URL, "/console/logs")
+	alice, csrf, body := e.aliceWithCanary(t)
 	link := entryLink(t, body, "e-1")
 
 	e.clock.Advance(24*time.Hour + time.Minute)
@@ -249,7 +264,7 @@ func TestExpiredAndErased(t *testing.T) {
 	if !strings.Contains(body, console.Redacted) || !strings.Contains(body, "past its TTL") || strings.Contains(body, `class="reveal"`) {
 		t.Fatal("past the TTL: want ★★★★★, a reason and no Reveal")
 	}
-	form := url.Values{"csrf": {csrf}, "l": {link.Get("l")}, "p": {link.Get("p")}, "o": {link.Get("o")}, "f": {"all"}}
+	form := revealForm(csrf, link, "all")
 	if _, body, _ := post(t, alice, e.srv.URL, "/console/reveal", form); strings.Contains(body, "canary-4711") {
 		t.Fatal("revealed past the TTL")
 	}
@@ -280,11 +295,9 @@ func TestExpiredAndErased(t *testing.T) {
 
 func TestCrossSitePostRefused(t *testing.T) {
 	e := newEnv(t)
-	e.publish(say("e-1", "app-a", "t-1", "u-1", "hello canary-4711", e.clock.Now()))
-	alice, csrf := e.signIn(t, "alice")
-	_, body, _ := get(t, alice, e.srv.URL, "/console/logs")
+	alice, csrf, body := e.aliceWithCanary(t)
 	link := entryLink(t, body, "e-1")
-	form := url.Values{"l": {link.Get("l")}, "p": {link.Get("p")}, "o": {link.Get("o")}, "f": {"all"}}
+	form := revealForm("", link, "all")
 	for name, tc := range map[string]struct {
 		csrf string
 		hdr  []string
@@ -332,7 +345,7 @@ func TestHostileEntryIsEscaped(t *testing.T) {
 		t.Fatal("hostile content not shown as text")
 	}
 	link := entryLink(t, body, "e-s")
-	form := url.Values{"csrf": {csrf}, "l": {link.Get("l")}, "p": {link.Get("p")}, "o": {link.Get("o")}, "f": {"all"}}
+	form := revealForm(csrf, link, "all")
 	_, body, _ = post(t, alice, e.srv.URL, "/console/reveal", form)
 	if strings.Contains(body, "<script>document") || !strings.Contains(body, "&lt;script&gt;") {
 		t.Fatal("revealed hostile value rendered as markup")
