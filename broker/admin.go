@@ -60,30 +60,38 @@ func IntegrationTopicTTL(topic string, ledgers []string, ttls []LedgerTTL) (Topi
 // number of partitions (the broker default when partitions <= 0). Existing topics are left as
 // they are: CheckTopicRetention reports those that keep records too long.
 func EnsureBoundedTopics(ctx context.Context, adm *kadm.Client, topics []TopicTTL, partitions int) error {
-	p := int32(-1)
-	if partitions > 0 {
-		p = int32(partitions)
-	}
 	var errs []error
 	for _, t := range topics {
 		if t.Topic == "" || t.TTL <= 0 {
 			return fmt.Errorf("ensuring topics: topic %q has no positive TTL", t.Topic)
 		}
-		resps, err := adm.CreateTopics(ctx, p, -1, RawTopicConfigs(t.TTL), t.Topic)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, r := range resps.Sorted() {
-			if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-				errs = append(errs, fmt.Errorf("topic %s: %w", r.Topic, r.Err))
-			}
-		}
+		errs = append(errs, createTopics(ctx, adm, partitions, RawTopicConfigs(t.TTL), t.Topic)...)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("ensuring topics: %w", err)
 	}
 	return nil
+}
+
+// createTopics creates those of topics that do not exist yet, with cfg, the given number of
+// partitions (the broker default when partitions <= 0) and the broker's default replication
+// factor. It returns every failure but a topic that already exists.
+func createTopics(ctx context.Context, adm *kadm.Client, partitions int, cfg map[string]*string, topics ...string) []error {
+	p := int32(-1)
+	if partitions > 0 {
+		p = int32(partitions)
+	}
+	resps, err := adm.CreateTopics(ctx, p, -1, cfg, topics...)
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	for _, r := range resps.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			errs = append(errs, fmt.Errorf("topic %s: %w", r.Topic, r.Err))
+		}
+	}
+	return errs
 }
 
 // RawTopicConfigs returns the topic configs a raw ledger topic (or any topic holding plaintext,
@@ -122,31 +130,15 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, ledgers []LedgerTTL, pa
 			return fmt.Errorf("ensuring topics: ledger %q has no positive TTL", l.Name)
 		}
 	}
-	p := int32(-1)
-	if partitions > 0 {
-		p = int32(partitions)
-	}
 	var errs []error
-	create := func(cfg map[string]*string, topics ...string) {
-		resps, err := adm.CreateTopics(ctx, p, -1, cfg, topics...)
-		if err != nil {
-			errs = append(errs, err)
-			return
-		}
-		for _, r := range resps.Sorted() {
-			if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-				errs = append(errs, fmt.Errorf("topic %s: %w", r.Topic, r.Err))
-			}
-		}
-	}
 	for _, l := range ledgers {
-		create(RawTopicConfigs(l.TTL), RawTopic(l.Name))
+		errs = append(errs, createTopics(ctx, adm, partitions, RawTopicConfigs(l.TTL), RawTopic(l.Name))...)
 	}
 	others := []string{DeadLetterTopic, AuditTopic}
 	for _, l := range ledgers {
 		others = append(others, EncryptedTopic(l.Name), RedactedTopic(l.Name))
 	}
-	create(nil, others...)
+	errs = append(errs, createTopics(ctx, adm, partitions, nil, others...)...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("ensuring topics: %w", err)
 	}
