@@ -97,31 +97,37 @@ func (w *walker) walk(v any) {
 	switch c := v.(type) {
 	case map[string]any:
 		for k, x := range c {
+			if r, ok := w.visit(x); ok {
+				c[k] = r
+			}
 			if w.err != nil {
 				return
 			}
-			if str, ok := x.(string); ok {
-				if schemas.IsToken(str) {
-					c[k] = w.replace(str)
-				}
-				continue
-			}
-			w.walk(x)
 		}
 	case []any:
 		for i, x := range c {
+			if r, ok := w.visit(x); ok {
+				c[i] = r
+			}
 			if w.err != nil {
 				return
 			}
-			if str, ok := x.(string); ok {
-				if schemas.IsToken(str) {
-					c[i] = w.replace(str)
-				}
-				continue
-			}
-			w.walk(x)
 		}
 	}
+}
+
+// visit returns what stands in place of x when x is a token; otherwise it walks x and returns
+// false.
+func (w *walker) visit(x any) (any, bool) {
+	str, ok := x.(string)
+	if !ok {
+		w.walk(x)
+		return nil, false
+	}
+	if !schemas.IsToken(str) {
+		return nil, false
+	}
+	return w.replace(str), true
 }
 
 // replace returns what the integration sees in place of one token: its value, or the redacted
