@@ -221,12 +221,7 @@ func run(ctx context.Context, n, partitions, maxPoll int, out string, so sweepOp
 		// do not land in the sweep's tail latencies.
 		v.close()
 		stopBroker()
-		lv, err := newVeil()
-		if err != nil {
-			return err
-		}
-		defer lv.close()
-		lat, err := benchLatency(ctx, so, lv.processor(so))
+		lat, err := latencySweep(ctx, so)
 		if err != nil {
 			return err
 		}
@@ -316,14 +311,20 @@ func (v *veil) processor(so sweepOpts) func([]string) (*pipeline.Processor, erro
 	}
 }
 
-// runLatencyOnly runs the latency sweep alone and prints it.
-func runLatencyOnly(ctx context.Context, so sweepOpts, out string) error {
+// latencySweep runs the latency sweep on a veil of its own (a fresh store; benchLatency starts
+// the broker process), closed when the sweep is done.
+func latencySweep(ctx context.Context, so sweepOpts) (latencyResult, error) {
 	v, err := newVeil()
 	if err != nil {
-		return err
+		return latencyResult{}, err
 	}
 	defer v.close()
-	lat, err := benchLatency(ctx, so, v.processor(so))
+	return benchLatency(ctx, so, v.processor(so))
+}
+
+// runLatencyOnly runs the latency sweep alone and prints it.
+func runLatencyOnly(ctx context.Context, so sweepOpts, out string) error {
+	lat, err := latencySweep(ctx, so)
 	if err != nil {
 		return err
 	}
