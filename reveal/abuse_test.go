@@ -31,9 +31,7 @@ import (
 // character away from a real key. Lookup hashes the presented key before comparing, in constant
 // time, so how close a guess is cannot change the path it takes either.
 func TestWrongKeysLookAlike(t *testing.T) {
-	e := newEnv(t)
-	p := newPrincipal(t, "sup", reveal.KindSupport, false, "app-1")
-	url := e.serve(reveal.ServerConfig{Principals: principalSet(t, p)})
+	e, p, url := serveSupport(t, "sup")
 	tok := e.seal("app-1", time.Hour, secretValue)[0].Encode()
 	body := `{"tokens":["` + tok + `"]}`
 	k := string(p.key)
@@ -109,9 +107,7 @@ func TestWrongKeysLookAlike(t *testing.T) {
 // cannot open app-2's record, whose associated data binds app-2 (audited invalid, answered
 // expired like an absent ref).
 func TestOtherTenantsTokens(t *testing.T) {
-	e := newEnv(t)
-	p := newPrincipal(t, "sup-1", reveal.KindSupport, false, "app-1")
-	url := e.serve(reveal.ServerConfig{Principals: principalSet(t, p)})
+	e, p, url := serveSupport(t, "sup-1")
 	theirs := e.seal("app-2", time.Hour, `"app-2 secret"`)[0]
 	relabelled := theirs
 	relabelled.App = "app-1"
@@ -160,14 +156,8 @@ func TestOtherTenantsTokens(t *testing.T) {
 func TestRemovedPrincipalStopsWorking(t *testing.T) {
 	e := newEnv(t)
 	path := filepath.Join(t.TempDir(), "principals.yaml")
-	gone, err := reveal.AddPrincipal(path, reveal.Principal{Name: "leaver", Kind: reveal.KindSupport, Apps: []string{"app-1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stays, err := reveal.AddPrincipal(path, reveal.Principal{Name: "stayer", Kind: reveal.KindSupport, Apps: []string{"app-1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	gone := addPrincipal(t, path, "leaver", reveal.KindSupport, "app-1")
+	stays := addPrincipal(t, path, "stayer", reveal.KindSupport, "app-1")
 	f, err := reveal.OpenPrincipalsFile(path, 10*time.Millisecond, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -243,12 +233,7 @@ func TestSignedLinkReplay(t *testing.T) {
 		// A fresh client each time, with no credentials: the link alone is enough.
 		hc := &http.Client{Transport: &http.Transport{}}
 		defer hc.CloseIdleConnections()
-		resp, err := hc.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		resp, b := roundTrip(t, hc, newRequest(t, http.MethodGet, url, "", nil))
 		return resp.StatusCode, b
 	}
 
@@ -415,14 +400,7 @@ func TestMethods(t *testing.T) {
 	for _, path := range []string{"/v1/reveal", "/v1/blobs/link"} {
 		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions, http.MethodTrace, "PROPFIND"} {
 			t.Run(m+path, func(t *testing.T) {
-				req, _ := http.NewRequest(m, url+path, strings.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+string(p.key))
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
+				resp, b := roundTrip(t, nil, newRequest(t, m, url+path, bearer(p), strings.NewReader(body)))
 				if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != http.MethodPost {
 					t.Errorf("%s %s = %d, Allow %q; want 405, Allow POST", m, path, resp.StatusCode, resp.Header.Get("Allow"))
 				}
@@ -440,16 +418,9 @@ func TestMethods(t *testing.T) {
 // TestOversizedHeaders: an Authorization header beyond the server's header limit is refused
 // (431) without being looked up.
 func TestOversizedHeaders(t *testing.T) {
-	e := newEnv(t)
-	p := newPrincipal(t, "sup", reveal.KindSupport, false, "app-1")
-	url := e.serve(reveal.ServerConfig{Principals: principalSet(t, p)})
-	req, _ := http.NewRequest(http.MethodPost, url+"/v1/reveal", strings.NewReader(`{"tokens":["x"]}`))
-	req.Header.Set("Authorization", "Bearer "+string(p.key)+strings.Repeat("k", 64<<10))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	_, p, url := serveSupport(t, "sup")
+	req := newRequest(t, http.MethodPost, url+"/v1/reveal", bearer(p)+strings.Repeat("k", 64<<10), strings.NewReader(`{"tokens":["x"]}`))
+	resp, _ := roundTrip(t, nil, req)
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("64 KiB header = %d, want 431", resp.StatusCode)
 	}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -109,6 +110,61 @@ func principalSet(t testing.TB, ps ...principal) *reveal.Principals {
 		t.Fatal(err)
 	}
 	return set
+}
+
+// addPrincipal adds a principal of kind for apps to the principals file at path and returns its
+// key; an error fails t.
+func addPrincipal(t testing.TB, path, name string, kind reveal.Kind, apps ...string) reveal.APIKey {
+	t.Helper()
+	key, err := reveal.AddPrincipal(path, reveal.Principal{Name: name, Kind: kind, Apps: apps})
+	if err != nil {
+		t.Fatalf("AddPrincipal(%s): %v", name, err)
+	}
+	return key
+}
+
+// serveSupport starts an env and a server whose one principal is a support principal of app-1
+// named name; it returns the env, the principal and the server's base URL.
+func serveSupport(t testing.TB, name string) (*env, principal, string) {
+	t.Helper()
+	e := newEnv(t)
+	p := newPrincipal(t, name, reveal.KindSupport, false, "app-1")
+	return e, p, e.serve(reveal.ServerConfig{Principals: principalSet(t, p)})
+}
+
+// newRequest is a request to url with body; auth, when not empty, is its Authorization header.
+func newRequest(t testing.TB, method, url, auth string, body io.Reader) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	return req
+}
+
+// bearer is the Authorization header value of p's key.
+func bearer(p principal) string { return "Bearer " + string(p.key) }
+
+// roundTrip sends req with hc (http.DefaultClient when nil) and returns the response with its
+// whole body read and closed; an error sending fails t.
+func roundTrip(t testing.TB, hc *http.Client, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", req.Method, req.URL.Path, err)
+	}
+	return resp, b
 }
 
 // serve starts a server for cfg (Opener, Auditor, Addr and PlainHTTP filled in when unset) and

@@ -3,7 +3,6 @@ package reveal_test
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -26,23 +25,10 @@ func TestBlobLinks(t *testing.T) {
 
 	post := func(p principal, path string, body any) (*http.Response, []byte) {
 		b, _ := json.Marshal(body)
-		req, _ := http.NewRequest(http.MethodPost, base+path, bytes.NewReader(b))
-		req.Header.Set("Authorization", "Bearer "+string(p.key))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		return resp, out
+		return roundTrip(t, nil, newRequest(t, http.MethodPost, base+path, bearer(p), bytes.NewReader(b)))
 	}
 	get := func(url string) (int, []byte) {
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		resp, b := roundTrip(t, nil, newRequest(t, http.MethodGet, url, "", nil))
 		return resp.StatusCode, b
 	}
 

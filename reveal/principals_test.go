@@ -39,10 +39,7 @@ func TestPrincipalsFile(t *testing.T) {
 	if _, err := reveal.AddPrincipal(path, reveal.Principal{Name: "zendesk", Kind: reveal.KindSupport, Apps: []string{"a"}}); err == nil {
 		t.Errorf("AddPrincipal of an existing name succeeded")
 	}
-	adminKey, err := reveal.AddPrincipal(path, reveal.Principal{Name: "ops", Kind: reveal.KindAdmin, Apps: []string{"*"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	adminKey := addPrincipal(t, path, "ops", reveal.KindAdmin, "*")
 
 	ps, err := reveal.ReadPrincipals(path)
 	if err != nil {
@@ -128,10 +125,7 @@ func TestPrincipalsFileReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := reveal.AddPrincipal(path, reveal.Principal{Name: "a", Kind: reveal.KindSupport, Apps: []string{"x"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := addPrincipal(t, path, "a", reveal.KindSupport, "x")
 	time.Sleep(5 * time.Millisecond)
 	if _, ok := f.Lookup(key); !ok {
 		t.Fatalf("added principal not found after reload")
@@ -149,14 +143,8 @@ func TestPrincipalsFileFailsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyA, err := reveal.AddPrincipal(path, reveal.Principal{Name: "a", Kind: reveal.KindSupport, Apps: []string{"x"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyB, err := reveal.AddPrincipal(path, reveal.Principal{Name: "b", Kind: reveal.KindMessaging, Apps: []string{"x"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	keyA := addPrincipal(t, path, "a", reveal.KindSupport, "x")
+	keyB := addPrincipal(t, path, "b", reveal.KindMessaging, "x")
 	good, _ := os.ReadFile(path)
 	ps, _ := reveal.ReadPrincipals(path)
 	a := ps.List()[0]

@@ -20,6 +20,12 @@ func decodeRevealRequest(body []byte) (tokens []string, ok bool) {
 	if toks, ok := decodeCanonicalRequest(body); ok {
 		return toks, true
 	}
+	return decodeWithEncodingJSON(body)
+}
+
+// decodeWithEncodingJSON reads body with encoding/json's Decoder and DisallowUnknownFields: the
+// definition of what the API accepts, and the reference the fast path is tested against.
+func decodeWithEncodingJSON(body []byte) ([]string, bool) {
 	var req revealRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

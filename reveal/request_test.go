@@ -1,8 +1,6 @@
 package reveal
 
 import (
-	"bytes"
-	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -20,17 +18,6 @@ var requestBodies = []string{
 	`{"tokens":["a"`, `{"tokens":["a"]`, `{"tokens":[,"a"]}`, `{"tokens" "a"}`, `{"tokens":["a" "b"]}`,
 	"", " ", `{`, "\v{\"tokens\":[\"a\"]}", "{\"tokens\":[\"a\"]}\f", "\u00a0{\"tokens\":[\"a\"]}",
 	`{"tokens":["a"]}` + "\x00",
-}
-
-// decodeWithEncodingJSON is the reference: what the API accepted before the fast path.
-func decodeWithEncodingJSON(body []byte) ([]string, bool) {
-	var req revealRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || dec.More() {
-		return nil, false
-	}
-	return req.Tokens, true
 }
 
 func checkRequest(t *testing.T, body []byte) {

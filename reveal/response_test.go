@@ -93,22 +93,8 @@ func TestAuditRecordJSON(t *testing.T) {
 	for _, s := range strs {
 		for i := range 7 {
 			r := base
-			switch i {
-			case 0:
-				r.RequestID = s
-			case 1:
-				r.Source = s
-			case 2:
-				r.Principal = s
-			case 3:
-				r.Kind = Kind(s)
-			case 4:
-				r.App = s
-			case 5:
-				r.Ref = s
-			case 6:
-				r.Status = s
-			}
+			fields := []*string{&r.RequestID, &r.Source, &r.Principal, (*string)(&r.Kind), &r.App, &r.Ref, &r.Status}
+			*fields[i] = s
 			recs = append(recs, r)
 		}
 	}

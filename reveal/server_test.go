@@ -118,9 +118,7 @@ func TestMayDecrypt(t *testing.T) {
 // authenticate (invalid); a token naming a ref the store does not hold answers expired, the same
 // as erased data, so the API is no oracle for which refs exist.
 func TestTamperedAndForged(t *testing.T) {
-	e := newEnv(t)
-	p := newPrincipal(t, "sup", reveal.KindSupport, false, "app-1")
-	url := e.serve(reveal.ServerConfig{Principals: principalSet(t, p)})
+	e, p, url := serveSupport(t, "sup")
 	toks := e.seal("app-1", time.Hour, secretValue, `"second"`)
 	good := toks[0]
 
@@ -183,9 +181,7 @@ func TestTamperedAndForged(t *testing.T) {
 // response byte-identical to one naming an absent ref, so a caller that may decrypt an app cannot
 // probe which (predictable) refs exist. The audit still records the forgery as invalid.
 func TestRefExistenceNotRevealed(t *testing.T) {
-	e := newEnv(t)
-	p := newPrincipal(t, "sup", reveal.KindSupport, false, "app-1")
-	url := e.serve(reveal.ServerConfig{Principals: principalSet(t, p)})
+	e, p, url := serveSupport(t, "sup")
 	live := e.seal("app-1", time.Hour, secretValue)[0]
 	badTag, badKEK, absent := live, live, live
 	badTag.Tag[0] ^= 0x80
@@ -194,14 +190,8 @@ func TestRefExistenceNotRevealed(t *testing.T) {
 	absent.Tag[0] ^= 0x80 // same tampering, on a ref that does not exist
 	body := func(tok envelope.Token) string {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, url+"/v1/reveal", strings.NewReader(`{"tokens":["`+tok.Encode()+`"]}`))
-		req.Header.Set("Authorization", "Bearer "+string(p.key))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		req := newRequest(t, http.MethodPost, url+"/v1/reveal", bearer(p), strings.NewReader(`{"tokens":["`+tok.Encode()+`"]}`))
+		resp, b := roundTrip(t, nil, req)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("POST = %d %s", resp.StatusCode, b)
 		}
@@ -235,29 +225,16 @@ func rand32(b []byte) {
 // post sends a raw request and returns the status and the decoded error message.
 func post(t *testing.T, url, auth string, body io.Reader, length int64) (int, string, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url+"/v1/reveal", body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	req := newRequest(t, http.MethodPost, url+"/v1/reveal", auth, body)
 	req.ContentLength = length
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("POST: %v", err)
-	}
-	defer resp.Body.Close()
+	resp, b := roundTrip(t, nil, req)
 	var er struct{ Error string }
-	b, _ := io.ReadAll(resp.Body)
 	json.Unmarshal(b, &er)
 	return resp.StatusCode, er.Error, resp.Header
 }
 
 func TestAuthentication(t *testing.T) {
-	e := newEnv(t)
-	p := newPrincipal(t, "sup", reveal.KindSupport, false, "app-1")
-	url := e.serve(reveal.ServerConfig{Principals: principalSet(t, p)})
+	e, p, url := serveSupport(t, "sup")
 	tok := e.seal("app-1", time.Hour, secretValue)[0].Encode()
 	body := `{"tokens":["` + tok + `"]}`
 	other, _ := reveal.NewAPIKey()
@@ -342,26 +319,20 @@ func TestRequestLimits(t *testing.T) {
 			}
 		})
 	}
-	t.Run("GET", func(t *testing.T) {
-		resp, err := http.Get(url + "/v1/reveal")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusMethodNotAllowed {
-			t.Errorf("GET /v1/reveal = %d, want 405", resp.StatusCode)
-		}
-	})
-	t.Run("healthz", func(t *testing.T) {
-		resp, err := http.Get(url + "/healthz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("GET /healthz = %d, want 200", resp.StatusCode)
-		}
-	})
+	for _, tt := range []struct {
+		name, path string
+		want       int
+	}{
+		{"GET", "/v1/reveal", http.StatusMethodNotAllowed},
+		{"healthz", "/healthz", http.StatusOK},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, _ := roundTrip(t, nil, newRequest(t, http.MethodGet, url+tt.path, "", nil))
+			if resp.StatusCode != tt.want {
+				t.Errorf("GET %s = %d, want %d", tt.path, resp.StatusCode, tt.want)
+			}
+		})
+	}
 }
 
 func TestRateLimit(t *testing.T) {
@@ -597,9 +568,7 @@ func TestFailClosed(t *testing.T) {
 
 // TestRevealDoesNotExtendTTL: a reveal just before expiry does not keep the value alive.
 func TestRevealDoesNotExtendTTL(t *testing.T) {
-	e := newEnv(t)
-	p := newPrincipal(t, "sup", reveal.KindSupport, false, "app-1")
-	url := e.serve(reveal.ServerConfig{Principals: principalSet(t, p)})
+	e, p, url := serveSupport(t, "sup")
 	tok := e.seal("app-1", 10*time.Second, secretValue)[0].Encode()
 	c := &reveal.Client{BaseURL: url, Key: p.key}
 	for _, step := range []time.Duration{0, 5 * time.Second, 3 * time.Second} {
