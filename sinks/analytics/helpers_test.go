@@ -72,6 +72,14 @@ func (c *cluster) committed(group, topic string, partition int32) int64 {
 	return o.At
 }
 
+// waitCommitted waits until DefaultGroup's committed offset of topic's partition is at.
+func (c *cluster) waitCommitted(t *testing.T, topic string, partition int32, at int64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("offset %d of %s/%d committed", at, topic, partition), func() bool {
+		return c.committed(analytics.DefaultGroup, topic, partition) == at
+	})
+}
+
 // rewind sets the (empty) group's committed offset, as if a run had crashed after writing files
 // but before committing them.
 func (c *cluster) rewind(group, topic string, partition int32, at int64) {
@@ -137,6 +145,14 @@ func (r *running) stop(t *testing.T) error {
 	case <-time.After(15 * time.Second):
 		t.Fatal("sink did not stop within 15 s")
 		return nil
+	}
+}
+
+// stopOK stops the sink and fails the test unless Run returned nil.
+func (r *running) stopOK(t *testing.T) {
+	t.Helper()
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
 	}
 }
 

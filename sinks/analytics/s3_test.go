@@ -97,10 +97,8 @@ func TestSinkS3(t *testing.T) {
 	// Six files (app × hour) of five rows each: the first to reach MaxRows flushes offsets 0-24,
 	// stopping flushes 25-29. The boundaries depend on the records only, not on timing.
 	run := startSink(t, cfg)
-	waitFor(t, "offset 25 committed", func() bool { return c.committed(analytics.DefaultGroup, topic, 0) == 25 })
-	if err := run.stop(t); err != nil {
-		t.Fatalf("Run = %v, want nil", err)
-	}
+	c.waitCommitted(t, topic, 0, 25)
+	run.stopOK(t)
 	if got := c.committed(analytics.DefaultGroup, topic, 0); got != 30 {
 		t.Fatalf("committed after stop = %d, want 30", got)
 	}
@@ -115,10 +113,8 @@ func TestSinkS3(t *testing.T) {
 	// written again, and the bucket holds exactly what it held.
 	c.rewind(analytics.DefaultGroup, topic, 0, 0)
 	run = startSink(t, cfg)
-	waitFor(t, "offset 25 committed again", func() bool { return c.committed(analytics.DefaultGroup, topic, 0) == 25 })
-	if err := run.stop(t); err != nil {
-		t.Fatalf("Run = %v, want nil", err)
-	}
+	c.waitCommitted(t, topic, 0, 25)
+	run.stopOK(t)
 	if got := run.sink.Stats().Rows; got != 30 {
 		t.Errorf("re-delivery wrote %d rows, want 30", got)
 	}

@@ -66,9 +66,7 @@ func TestSinkWritesPartitionedRowsOnInterval(t *testing.T) {
 
 	run := startSink(t, analytics.Config{Brokers: c.addrs, Writer: w, FlushInterval: 100 * time.Millisecond})
 	waitFor(t, "every row written", func() bool { return run.sink.Stats().Rows >= uint64(len(recs)) })
-	if err := run.stop(t); err != nil {
-		t.Fatalf("Run = %v, want nil", err)
-	}
+	run.stopOK(t)
 
 	files := readTree(t, w.Root())
 	checkRows(t, files, want)
@@ -115,13 +113,11 @@ func TestSinkRowLimitRestartAndRedelivery(t *testing.T) {
 
 	produce(0, 35)
 	run := startSink(t, cfg)
-	waitFor(t, "offset 30 committed", func() bool { return c.committed(analytics.DefaultGroup, topic, 0) == 30 })
+	c.waitCommitted(t, topic, 0, 30)
 	if got, want := names(readTree(t, w.Root())), []string{dir + "p0-o0-o9.parquet", dir + "p0-o10-o19.parquet", dir + "p0-o20-o29.parquet"}; !slices.Equal(got, want) {
 		t.Fatalf("files before stop = %v, want %v", got, want)
 	}
-	if err := run.stop(t); err != nil {
-		t.Fatalf("Run = %v, want nil", err)
-	}
+	run.stopOK(t)
 	if got := c.committed(analytics.DefaultGroup, topic, 0); got != 35 {
 		t.Fatalf("committed after stop = %d, want 35", got)
 	}
@@ -134,10 +130,8 @@ func TestSinkRowLimitRestartAndRedelivery(t *testing.T) {
 	// Restart: only the new rows are read.
 	produce(35, 45)
 	run = startSink(t, cfg)
-	waitFor(t, "offset 45 committed", func() bool { return c.committed(analytics.DefaultGroup, topic, 0) == 45 })
-	if err := run.stop(t); err != nil {
-		t.Fatalf("Run = %v, want nil", err)
-	}
+	c.waitCommitted(t, topic, 0, 45)
+	run.stopOK(t)
 	if got := run.sink.Stats().Rows; got != 10 {
 		t.Errorf("second run wrote %d rows, want 10", got)
 	}
@@ -153,10 +147,8 @@ func TestSinkRowLimitRestartAndRedelivery(t *testing.T) {
 	c.rewind(analytics.DefaultGroup, topic, 0, 20)
 	time.Sleep(10 * time.Millisecond) // let the overwritten file's modification time differ
 	run = startSink(t, cfg)
-	waitFor(t, "offset 40 committed", func() bool { return c.committed(analytics.DefaultGroup, topic, 0) == 40 })
-	if err := run.stop(t); err != nil {
-		t.Fatalf("Run = %v, want nil", err)
-	}
+	c.waitCommitted(t, topic, 0, 40)
+	run.stopOK(t)
 	if got := run.sink.Stats().Rows; got != 25 {
 		t.Errorf("re-delivery run wrote %d rows, want 25", got)
 	}
@@ -233,10 +225,8 @@ func TestSinkWriteErrorHoldsCommit(t *testing.T) {
 		}
 	}
 	unblock()
-	waitFor(t, "offset 5 committed", func() bool { return c.committed(analytics.DefaultGroup, topic, 1) == 5 })
-	if err := run.stop(t); err != nil {
-		t.Fatalf("Run = %v, want nil", err)
-	}
+	c.waitCommitted(t, topic, 1, 5)
+	run.stopOK(t)
 	checkRows(t, readTree(t, w.Root()), want)
 	if st := run.sink.Stats(); st.Flushes != 1 || st.Rows != 5 {
 		t.Errorf("Stats() = %+v, want 1 flush of 5 rows", st)
@@ -272,10 +262,8 @@ func TestSinkRefusesTokensAndSkipsInvalid(t *testing.T) {
 		Brokers: c.addrs, Writer: w, Ledgers: []string{"event"}, FlushInterval: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
-	waitFor(t, "offset 4 committed", func() bool { return c.committed(analytics.DefaultGroup, topic, 2) == 4 })
-	if err := run.stop(t); err != nil {
-		t.Fatalf("Run = %v, want nil", err)
-	}
+	c.waitCommitted(t, topic, 2, 4)
+	run.stopOK(t)
 	checkRows(t, readTree(t, w.Root()), map[string]*schemas.Entry{e.ID: e})
 	if st := run.sink.Stats(); st.RefusedTokens != 1 || st.Invalid != 2 || st.Rows != 1 {
 		t.Errorf("Stats() = %+v, want 1 refused token, 2 invalid, 1 row", st)
@@ -344,9 +332,7 @@ func TestSinkReadsCommittedTransactionsOnly(t *testing.T) {
 	}
 	run := startSink(t, analytics.Config{Brokers: c.addrs, Writer: w, Ledgers: []string{"event"}, FlushInterval: 50 * time.Millisecond})
 	waitFor(t, "the committed rows written", func() bool { return run.sink.Stats().Rows >= 6 })
-	if err := run.stop(t); err != nil {
-		t.Fatalf("Run = %v, want nil", err)
-	}
+	run.stopOK(t)
 	checkRows(t, readTree(t, w.Root()), want)
 }
 
@@ -392,17 +378,13 @@ func TestSinkRewindIntoCommittedFileLosesNothing(t *testing.T) {
 	cfg := analytics.Config{Brokers: c.addrs, Writer: w, Ledgers: []string{"event"}, MaxRows: 10, FlushInterval: 50 * time.Millisecond}
 	produce(0, 10)
 	run := startSink(t, cfg)
-	waitFor(t, "offset 10 committed", func() bool { return c.committed(analytics.DefaultGroup, topic, 0) == 10 })
-	if err := run.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	c.waitCommitted(t, topic, 0, 10)
+	run.stopOK(t)
 	c.rewind(analytics.DefaultGroup, topic, 0, 5)
 	produce(10, 13)
 	run = startSink(t, cfg)
-	waitFor(t, "offset 13 committed", func() bool { return c.committed(analytics.DefaultGroup, topic, 0) == 13 })
-	if err := run.stop(t); err != nil {
-		t.Fatal(err)
-	}
+	c.waitCommitted(t, topic, 0, 13)
+	run.stopOK(t)
 	seen := make(map[string]bool)
 	for _, rows := range readTree(t, w.Root()) {
 		for _, row := range rows {
