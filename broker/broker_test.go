@@ -14,6 +14,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/internal/leakcheck"
 )
 
 func TestTopicNames(t *testing.T) {
@@ -434,27 +436,14 @@ func readOffsets(t *testing.T, addrs []string, topic string) map[string]int64 {
 
 func assertNotOnDisk(t *testing.T, dir, marker string) {
 	t.Helper()
-	files := 0
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		files++
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
+	files := leakcheck.Walk(t, dir, func(path string, d fs.DirEntry, b []byte) {
 		if bytes.Contains(b, []byte(marker)) {
 			t.Errorf("raw plaintext found on disk in %s", path)
 		}
 		if info, _ := d.Info(); info.Mode().Perm()&0o077 != 0 {
 			t.Errorf("%s has mode %v, want no group/other access", path, info.Mode().Perm())
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if files == 0 {
 		t.Error("data directory is empty after Close, want kept state")
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/internal/leakcheck"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/reveal"
 	"github.com/veil-project/veil/schemas"
@@ -90,19 +91,7 @@ func TestBlobMediaSealedToBlobStore(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(staging, "app-1", "photo.bin")); !os.IsNotExist(err) {
 		t.Errorf("staged media still present after commit (stat err %v)", err)
 	}
-	scanned := 0
-	filepath.Walk(h.dataDir, func(path string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() {
-			return err
-		}
-		b, _ := os.ReadFile(path)
-		scanned++
-		if bytes.Contains(b, []byte("CANARY")) {
-			t.Errorf("plaintext media on disk in %s", path)
-		}
-		return nil
-	})
-	if scanned == 0 {
+	if scanned := leakcheck.Dir(t, h.dataDir, "plaintext media", []byte("CANARY")); scanned == 0 {
 		t.Fatal("scanned no files")
 	}
 }

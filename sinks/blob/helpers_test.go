@@ -110,6 +110,22 @@ func (e *env) open(token string) ([]byte, Status, error) {
 	return b, st, err
 }
 
+// checkExpired checks that token (what names it) opens as expired, without an error.
+func (e *env) checkExpired(t testing.TB, what, token string) {
+	t.Helper()
+	if _, st, err := e.open(token); st != StatusExpired || err != nil {
+		t.Errorf("Open(%s) = %v, %v; want expired, nil", what, st, err)
+	}
+}
+
+// checkOpens checks that token (what names it) opens to want, without an error.
+func (e *env) checkOpens(t testing.TB, what, token string, want []byte) {
+	t.Helper()
+	if got, st, err := e.open(token); st != StatusOK || err != nil || !bytes.Equal(got, want) {
+		t.Errorf("Open(%s) = %d bytes, %v, %v; want its %d bytes, ok, nil", what, len(got), st, err, len(want))
+	}
+}
+
 func sum(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]

@@ -322,9 +322,7 @@ func TestServiceS3(t *testing.T) {
 		if err != nil || n != 7000 {
 			t.Fatalf("SealStaged = %d, %v; want 7000, nil", n, err)
 		}
-		if got, st, err := e.open(tok.Encode()); st != StatusOK || err != nil || !bytes.Equal(got, media(7000)) {
-			t.Errorf("Open(staged) = %d bytes, %v, %v", len(got), st, err)
-		}
+		e.checkOpens(t, "staged", tok.Encode(), media(7000))
 		if _, err := o.OpenStaged(t.Context(), "veil-staging", "app-42/up/photo.jpg"); !errors.Is(err, ErrObjectNotFound) {
 			t.Errorf("staging object after seal: Get = %v, want ErrObjectNotFound", err)
 		}
@@ -376,21 +374,13 @@ func TestServiceS3(t *testing.T) {
 		if err != nil || n != 1 {
 			t.Fatalf("Sweep = %d, %v; want 1, nil", n, err)
 		}
-		if _, st, _ := e.open(short); st != StatusExpired {
-			t.Errorf("Open(swept) = %v, want expired", st)
-		}
-		if got, st, _ := e.open(long); st != StatusOK || string(got) != "long" {
-			t.Errorf("Open(live) = %q, %v; want \"long\", ok", got, st)
-		}
+		e.checkExpired(t, "swept", short)
+		e.checkOpens(t, "live", long, []byte("long"))
 		if n, err := e.svc.DeleteApp(t.Context(), "app-s"); n != 1 || err != nil {
 			t.Errorf("DeleteApp(app-s) = %d, %v; want 1, nil", n, err)
 		}
-		if _, st, _ := e.open(long); st != StatusExpired {
-			t.Errorf("Open after DeleteApp = %v, want expired", st)
-		}
-		if got, st, _ := e.open(other); st != StatusOK || string(got) != "other" {
-			t.Errorf("Open(other app) = %q, %v; want \"other\", ok", got, st)
-		}
+		e.checkExpired(t, "after DeleteApp", long)
+		e.checkOpens(t, "other app", other, []byte("other"))
 	})
 	t.Run("200 MiB in bounded memory", func(t *testing.T) {
 		if testing.Short() {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/internal/leakcheck"
 	"github.com/veil-project/veil/sinks/store"
 )
 
@@ -55,23 +56,8 @@ func TestServiceNoPlaintextOnDisk(t *testing.T) {
 	}
 	e := newEnv(t, d)
 	e.seal("app-42", time.Hour, bytes.NewReader(media(100<<10)))
-	files := 0
-	err = filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
-		if err != nil || de.IsDir() {
-			return err
-		}
-		files++
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if bytes.Contains(b, canary[:16]) {
-			t.Errorf("%s holds plaintext", p)
-		}
-		return nil
-	})
-	if err != nil || files != 1 {
-		t.Fatalf("walking blob dir: %d files, %v; want 1, nil", files, err)
+	if files := leakcheck.Dir(t, dir, "plaintext", canary[:16]); files != 1 {
+		t.Fatalf("blob dir holds %d files, want 1", files)
 	}
 }
 
@@ -112,27 +98,21 @@ func TestServiceOpenStatuses(t *testing.T) {
 		if err := e.store.Delete(ctx, "app-42", ref); err != nil {
 			t.Fatal(err)
 		}
-		if _, st, err := e.open(tok); st != StatusExpired || err != nil {
-			t.Errorf("Open(erased row) = %v, %v; want expired, nil", st, err)
-		}
+		e.checkExpired(t, "erased row", tok)
 	})
 	t.Run("object swept", func(t *testing.T) {
 		tok, ref := e.seal("app-42", time.Hour, bytes.NewReader([]byte("x")))
 		if err := e.objects.Delete(ctx, ObjectKey("app-42", e.clock.Now().Add(time.Hour), ref)); err != nil {
 			t.Fatal(err)
 		}
-		if _, st, err := e.open(tok); st != StatusExpired || err != nil {
-			t.Errorf("Open(swept object) = %v, %v; want expired, nil", st, err)
-		}
+		e.checkExpired(t, "swept object", tok)
 	})
 	t.Run("keys erased", func(t *testing.T) {
 		tok, _ := e.seal("app-erased", time.Hour, bytes.NewReader([]byte("x")))
 		if _, err := e.keys.EraseApp(ctx, "app-erased"); err != nil {
 			t.Fatal(err)
 		}
-		if _, st, err := e.open(tok); st != StatusExpired || err != nil {
-			t.Errorf("Open(after key erasure) = %v, %v; want expired, nil", st, err)
-		}
+		e.checkExpired(t, "after key erasure", tok)
 	})
 	t.Run("past TTL", func(t *testing.T) {
 		e := newEnv(t, nil)
@@ -141,9 +121,7 @@ func TestServiceOpenStatuses(t *testing.T) {
 			t.Fatalf("Open before TTL = %v, %v; want ok, nil", st, err)
 		}
 		e.clock.Advance(time.Hour)
-		if _, st, err := e.open(tok); st != StatusExpired || err != nil {
-			t.Errorf("Open at TTL = %v, %v; want expired, nil", st, err)
-		}
+		e.checkExpired(t, "at TTL", tok)
 	})
 }
 
@@ -236,12 +214,8 @@ func TestServiceSweep(t *testing.T) {
 	if n, err := e.svc.Sweep(t.Context()); n != 1 || err != nil {
 		t.Fatalf("Sweep after 1h = %d, %v; want 1, nil", n, err)
 	}
-	if _, st, _ := e.open(short); st != StatusExpired {
-		t.Errorf("Open(1h blob) after sweep = %v, want expired", st)
-	}
-	if got, st, err := e.open(long); st != StatusOK || err != nil || string(got) != "24h" {
-		t.Errorf("Open(24h blob) after sweep = %q, %v, %v; want \"24h\", ok, nil", got, st, err)
-	}
+	e.checkExpired(t, "1h blob after sweep", short)
+	e.checkOpens(t, "24h blob after sweep", long, []byte("24h"))
 }
 
 func TestServiceDeleteApp(t *testing.T) {
@@ -252,12 +226,8 @@ func TestServiceDeleteApp(t *testing.T) {
 	if n, err := e.svc.DeleteApp(t.Context(), "app-a"); n != 2 || err != nil {
 		t.Fatalf("DeleteApp(app-a) = %d, %v; want 2, nil", n, err)
 	}
-	if _, st, _ := e.open(a1); st != StatusExpired {
-		t.Errorf("Open(app-a blob) after DeleteApp = %v, want expired", st)
-	}
-	if got, st, err := e.open(b); st != StatusOK || err != nil || string(got) != "b" {
-		t.Errorf("Open(app-ab blob) = %q, %v, %v; want \"b\", ok, nil", got, st, err)
-	}
+	e.checkExpired(t, "app-a blob after DeleteApp", a1)
+	e.checkOpens(t, "app-ab blob", b, []byte("b"))
 }
 
 func TestStaging(t *testing.T) {
@@ -306,9 +276,7 @@ func TestStaging(t *testing.T) {
 			t.Errorf("staging copy after seal: Stat = %v, want not exist", err)
 		}
 		// SealStaged wrote the item itself.
-		if got, st, err := e.open(tok.Encode()); st != StatusOK || err != nil || !bytes.Equal(got, media(3000)) {
-			t.Errorf("Open(staged blob) = %d bytes, %v, %v; want the staged media", len(got), st, err)
-		}
+		e.checkOpens(t, "staged blob", tok.Encode(), media(3000))
 	})
 	t.Run("absolute path inside", func(t *testing.T) {
 		write("app-42/up/2.bin", []byte("two"))

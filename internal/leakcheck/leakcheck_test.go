@@ -1,0 +1,51 @@
+package leakcheck
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// recorder is a testing.TB that records Errorf calls instead of failing.
+type recorder struct {
+	testing.TB
+	errors []string
+}
+
+func (r *recorder) Helper() {}
+
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+func TestDir(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{"a": "sealed", "sub/b": "x SECRET-1 y", "sub/c": "nothing"} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &recorder{TB: t}
+	if n := Dir(r, dir, "plaintext", []byte("SECRET-1")); n != 3 {
+		t.Errorf("Dir read %d files, want 3", n)
+	}
+	if len(r.errors) != 1 || !strings.Contains(r.errors[0], filepath.Join("sub", "b")) {
+		t.Fatalf("Dir reported %q, want one leak, in sub/b", r.errors)
+	}
+	if strings.Contains(r.errors[0], "SECRET") {
+		t.Error("the message quotes the secret")
+	}
+	r = &recorder{TB: t}
+	if n := Dir(r, dir, "plaintext", []byte("SECRET-2")); n != 3 || len(r.errors) != 0 {
+		t.Errorf("Dir of an absent secret = %d files, %d leaks; want 3, 0", n, len(r.errors))
+	}
+	if n := Dir(t, t.TempDir(), "plaintext", []byte("x")); n != 0 {
+		t.Errorf("Dir of an empty directory read %d files", n)
+	}
+}
