@@ -40,14 +40,12 @@ var allLedgers = func() []string {
 func TestDeliveryByKind(t *testing.T) {
 	h := newHarness(t, nil)
 	const n = 240
-	recs, byID, canaries := sampleRecords(t, 11, n)
+	recs, byID, canaries := h.pipelined(11, n)
 	rawKey := map[string][]byte{}
 	for _, r := range recs {
 		e, _ := schemas.Decode(r.Value, schemas.Limits{})
 		rawKey[e.ID] = r.Key
 	}
-	h.produce(recs...)
-	h.runPipeline()
 
 	integrations := []egress.Integration{
 		{Name: "chat", Kind: reveal.KindMessaging, Apps: []string{"app-1"}, Ledgers: []string{"event", "blob"}, Topic: "out.chat"},
@@ -64,7 +62,7 @@ func TestDeliveryByKind(t *testing.T) {
 
 	// The pipeline's views, by entry id.
 	encrypted := map[string]*kgo.Record{}
-	for _, r := range h.consume(n, 60*time.Second, encryptedTopics()...) {
+	for _, r := range h.encrypted(n) {
 		encrypted[decode(t, r).ID] = r
 	}
 	if len(encrypted) != n {
@@ -296,15 +294,9 @@ func TestCrossAppTokenDenied(t *testing.T) {
 func TestRestartDeliversOnce(t *testing.T) {
 	h := newHarness(t, nil)
 	const n = 300
-	recs, _, _ := sampleRecords(t, 5, n)
-	h.produce(recs...)
-	h.runPipeline()
-	enc := h.consume(n, 60*time.Second, encryptedTopics()...)
-	if len(enc) != n {
-		t.Fatalf("pipeline produced %d entries, want %d", len(enc), n)
-	}
+	h.pipelined(5, n)
 	tokens := 0
-	for _, r := range enc {
+	for _, r := range h.encrypted(n) {
 		tokens += countTokens(decode(t, r).Data)
 	}
 	in := egress.Integration{Name: "desk", Kind: reveal.KindSupport, Ledgers: allLedgers, Topic: "out.desk"}
@@ -431,12 +423,8 @@ func TestStoreDownHolds(t *testing.T) {
 	h := newHarness(t, nil)
 	fs := &flakyStore{Store: h.store, fails: make(chan struct{}, 1)}
 	const n = 60
-	recs, byID, _ := sampleRecords(t, 9, n)
-	h.produce(recs...)
-	h.runPipeline()
-	if got := len(h.consume(n, 60*time.Second, encryptedTopics()...)); got != n {
-		t.Fatalf("pipeline produced %d entries, want %d", got, n)
-	}
+	_, byID, _ := h.pipelined(9, n)
+	h.encrypted(n)
 	opener := &reveal.Opener{Store: fs, Sealer: h.sealer}
 	desk := egress.Integration{Name: "desk", Kind: reveal.KindSupport, Ledgers: allLedgers, Topic: "out.desk"}
 	crm := egress.Integration{Name: "crm", Kind: reveal.KindOther, Ledgers: allLedgers, Topic: "out.crm"}

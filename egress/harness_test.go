@@ -107,6 +107,27 @@ func sampleRecords(t *testing.T, seed uint64, n int) ([]*kgo.Record, map[string]
 	return recs, byID, canaries
 }
 
+// pipelined produces n records of sample traffic made from seed and runs the pipeline on them
+// until the test ends; it returns what sampleRecords returns.
+func (h *harness) pipelined(seed uint64, n int) ([]*kgo.Record, map[string]*schemas.Entry, []string) {
+	h.t.Helper()
+	recs, byID, canaries := sampleRecords(h.t, seed, n)
+	h.produce(recs...)
+	h.runPipeline()
+	return recs, byID, canaries
+}
+
+// encrypted reads the pipeline's encrypted views (60 s at the most) and fails the test unless
+// exactly n arrived.
+func (h *harness) encrypted(n int) []*kgo.Record {
+	h.t.Helper()
+	enc := h.consume(n, 60*time.Second, encryptedTopics()...)
+	if len(enc) != n {
+		h.t.Fatalf("pipeline produced %d encrypted entries, want %d", len(enc), n)
+	}
+	return enc
+}
+
 func encryptedTopics() []string {
 	var ts []string
 	for _, l := range ledgers.All() {

@@ -154,13 +154,8 @@ type syncLog = testkit.Buffer
 func TestWebhookDelivery(t *testing.T) {
 	h := newHarness(t, nil)
 	const n = 120
-	recs, byID, canaries := sampleRecords(t, 21, n)
-	h.produce(recs...)
-	h.runPipeline()
-	enc := h.consume(n, 60*time.Second, encryptedTopics()...)
-	if len(enc) != n {
-		t.Fatalf("pipeline produced %d encrypted entries, want %d", len(enc), n)
-	}
+	_, byID, canaries := h.pipelined(21, n)
+	enc := h.encrypted(n)
 	tokens := 0
 	var rejectID string
 	for _, r := range enc {
@@ -349,9 +344,7 @@ func (h *hitCounter) ServeHTTP(http.ResponseWriter, *http.Request) { h.n.Add(1) 
 // TestWebhookRefusesOldTLS: a server that offers only TLS 1.1 never receives an entry.
 func TestWebhookRefusesOldTLS(t *testing.T) {
 	h := newHarness(t, nil)
-	recs, _, _ := sampleRecords(t, 3, 4)
-	h.produce(recs...)
-	h.runPipeline()
+	h.pipelined(3, 4)
 	var got hitCounter
 	srv := httptest.NewUnstartedServer(&got)
 	srv.TLS = &tls.Config{MaxVersion: tls.VersionTLS11}
@@ -469,9 +462,7 @@ func TestWebhookRules(t *testing.T) {
 // the entry is dead-lettered with the 3xx status and the redirect target receives nothing.
 func TestWebhookRedirectNotFollowed(t *testing.T) {
 	h := newHarness(t, nil)
-	recs, _, canaries := sampleRecords(t, 8, 1)
-	h.produce(recs...)
-	h.runPipeline()
+	_, _, canaries := h.pipelined(8, 1)
 	var plainHits hitCounter
 	plain := httptest.NewServer(&plainHits)
 	defer plain.Close()
