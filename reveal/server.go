@@ -21,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/internal/httpserve"
 	"github.com/veil-project/veil/sinks/blob"
 )
 
@@ -217,22 +218,11 @@ func (s *Server) HTTPServer() *http.Server {
 }
 
 // Serve serves the API on ln until ctx is cancelled, then shuts down, giving requests in flight
-// up to 5 seconds. It returns nil after a shutdown caused by ctx.
+// up to 5 seconds (httpserve.Serve). It returns nil after a shutdown caused by ctx.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := s.HTTPServer()
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case err := <-errc:
+	if err := httpserve.Serve(ctx, s.HTTPServer(), ln); err != nil {
 		return fmt.Errorf("serving reveal API: %w", err)
-	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		hs.Close()
-	}
-	<-errc
 	return nil
 }
 

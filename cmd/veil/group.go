@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/veil-project/veil/internal/httpserve"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -146,25 +147,10 @@ func (g *group) run(ctx context.Context) error {
 	return first
 }
 
-// serveHTTP is the actor of an HTTP server on ln: it serves until ctx ends, then shuts down,
-// giving requests in flight up to 5 seconds.
+// serveHTTP is the actor of an HTTP server on ln (httpserve.Serve: until ctx ends, then a
+// graceful shutdown).
 func serveHTTP(srv *http.Server, ln net.Listener) func(context.Context) error {
-	return func(ctx context.Context) error {
-		errc := make(chan error, 1)
-		go func() { errc <- srv.Serve(ln) }()
-		select {
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			srv.Close()
-		}
-		<-errc
-		return nil
-	}
+	return func(ctx context.Context) error { return httpserve.Serve(ctx, srv, ln) }
 }
 
 // loop adapts a function that runs until ctx ends and returns nothing to an actor.
