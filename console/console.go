@@ -362,6 +362,19 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, code int, msg str
 	c.render(w, code, "error", page{Title: http.StatusText(code), Body: msg})
 }
 
+// What a page reads from, named in its answer when it does not answer.
+const (
+	fromBroker = "the broker"
+	fromStore  = "the encrypted store"
+)
+
+// unavailable answers 503 when a page's read from the broker or the encrypted store failed, and
+// logs the error with what the console was doing and for whom.
+func (c *Console) unavailable(w http.ResponseWriter, r *http.Request, p *reveal.Principal, doing, from string, err error) {
+	c.log.Warn("console: "+doing, "principal", p.Name, "err", err)
+	c.fail(w, r, http.StatusServiceUnavailable, from+" did not answer; retry")
+}
+
 // signin shows the sign-in form (GET) or exchanges an API key for a session (POST). The form
 // carries a token that must match a cookie set with it (double submit), so another site cannot
 // sign a browser in under its own key.

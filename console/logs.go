@@ -99,14 +99,12 @@ func (c *Console) logs(w http.ResponseWriter, r *http.Request, rq *request) {
 	start := time.Now()
 	pg, err := c.cfg.Log.Search(r.Context(), q)
 	if err != nil {
-		c.log.Warn("console: searching entries", "principal", rq.p.Name, "err", err)
-		c.fail(w, r, http.StatusServiceUnavailable, "the broker did not answer; retry")
+		c.unavailable(w, r, &rq.p, "searching entries", fromBroker, err)
 		return
 	}
 	body.Entries, err = c.views(r.Context(), &rq.p, pg.Items)
 	if err != nil {
-		c.log.Warn("console: probing sealed values", "principal", rq.p.Name, "err", err)
-		c.fail(w, r, http.StatusServiceUnavailable, "the encrypted store did not answer; retry")
+		c.unavailable(w, r, &rq.p, "probing sealed values", fromStore, err)
 		return
 	}
 	body.Scanned, body.Partial, body.Took = pg.Scanned, pg.Partial, time.Since(start).Round(time.Millisecond)
@@ -143,8 +141,7 @@ func (c *Console) thread(w http.ResponseWriter, r *http.Request, rq *request) {
 	start := time.Now()
 	pg, err := c.cfg.Log.Search(r.Context(), q)
 	if err != nil {
-		c.log.Warn("console: searching thread", "principal", rq.p.Name, "err", err)
-		c.fail(w, r, http.StatusServiceUnavailable, "the broker did not answer; retry")
+		c.unavailable(w, r, &rq.p, "searching thread", fromBroker, err)
 		return
 	}
 	// A conversation reads in order: by entry time, then as written.
@@ -157,7 +154,7 @@ func (c *Console) thread(w http.ResponseWriter, r *http.Request, rq *request) {
 	})
 	body.Entries, err = c.views(r.Context(), &rq.p, items)
 	if err != nil {
-		c.fail(w, r, http.StatusServiceUnavailable, "the encrypted store did not answer; retry")
+		c.unavailable(w, r, &rq.p, "probing sealed values", fromStore, err)
 		return
 	}
 	body.Scanned, body.Partial, body.Took = pg.Scanned, pg.Partial || pg.Next != nil, time.Since(start).Round(time.Millisecond)
@@ -231,7 +228,7 @@ func (c *Console) entryAt(ctx context.Context, p *reveal.Principal, form url.Val
 func (c *Console) viewAt(w http.ResponseWriter, r *http.Request, p *reveal.Principal, q url.Values) (Item, entryView, bool) {
 	it, ok, err := c.entryAt(r.Context(), p, q)
 	if err != nil {
-		c.fail(w, r, http.StatusServiceUnavailable, "the broker did not answer; retry")
+		c.unavailable(w, r, p, "reading entry", fromBroker, err)
 		return Item{}, entryView{}, false
 	}
 	if !ok {
@@ -240,7 +237,7 @@ func (c *Console) viewAt(w http.ResponseWriter, r *http.Request, p *reveal.Princ
 	}
 	vs, err := c.views(r.Context(), p, []Item{it})
 	if err != nil {
-		c.fail(w, r, http.StatusServiceUnavailable, "the encrypted store did not answer; retry")
+		c.unavailable(w, r, p, "probing sealed values", fromStore, err)
 		return Item{}, entryView{}, false
 	}
 	return it, vs[0], true

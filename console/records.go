@@ -76,8 +76,7 @@ func (c *Console) deadletters(w http.ResponseWriter, r *http.Request, rq *reques
 		return json.Unmarshal(kr.Value, &d) == nil && deadLetterVisible(&rq.p, d.AppID)
 	})
 	if err != nil {
-		c.log.Warn("console: reading dead letters", "err", err)
-		c.fail(w, r, http.StatusServiceUnavailable, "the broker did not answer; retry")
+		c.unavailable(w, r, &rq.p, "reading dead letters", fromBroker, err)
 		return
 	}
 	byReason, byApp := map[string]int{}, map[string]int{}
@@ -126,8 +125,7 @@ func (c *Console) audit(w http.ResponseWriter, r *http.Request, rq *request) {
 		return json.Unmarshal(kr.Value, &a) == nil && deadLetterVisible(&rq.p, a.App)
 	})
 	if err != nil {
-		c.log.Warn("console: reading audit trail", "err", err)
-		c.fail(w, r, http.StatusServiceUnavailable, "the broker did not answer; retry")
+		c.unavailable(w, r, &rq.p, "reading audit trail", fromBroker, err)
 		return
 	}
 	for _, kr := range recs {
