@@ -418,10 +418,7 @@ func TestBadInputCatalogue(t *testing.T) {
 	// Good entries and entries carrying edited tokens all come out once in each view.
 	seen := map[string]int{}
 	for _, r := range outs {
-		e, err := schemas.Decode(r.Value, schemas.Limits{})
-		if err != nil {
-			t.Fatalf("output on %s does not decode: %v", r.Topic, err)
-		}
+		e := decodeOutput(t, r)
 		seen[r.Topic+"|"+e.ID]++
 		ti, ok := passThru[e.ID]
 		if !ok {

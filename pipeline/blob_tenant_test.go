@@ -102,10 +102,7 @@ func TestBlobStagingBoundToApp(t *testing.T) {
 		if r.Topic != broker.EncryptedTopic("blob") {
 			continue
 		}
-		e, err := schemas.Decode(r.Value, schemas.Limits{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := decodeOutput(t, r)
 		v, _ := e.Get(schemas.MustParsePath("data.object"))
 		s, _ := v.(string)
 		m, status, err := svc.Open(context.Background(), s)

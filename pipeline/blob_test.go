@@ -62,10 +62,7 @@ func TestBlobMediaSealedToBlobStore(t *testing.T) {
 		if bytes.Contains(r.Value, []byte("CANARY")) {
 			t.Fatalf("plaintext in %s: %.200s", r.Topic, r.Value)
 		}
-		e, err := schemas.Decode(r.Value, schemas.Limits{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := decodeOutput(t, r)
 		p := "data.content"
 		if e.ID == "b2" {
 			p = "data.object"

@@ -89,6 +89,32 @@ func (h *harness) consume(want int, timeout time.Duration, topics ...string) []*
 
 func outputTopics() []string { return testkit.OutputTopics() }
 
+// outputs reads the encrypted and redacted views of n entries (timeout at the most) and fails the
+// test unless exactly 2n arrived, or when any of them holds one of canaries.
+func (h *harness) outputs(n int, timeout time.Duration, canaries []string) []*kgo.Record {
+	h.t.Helper()
+	out := h.consume(2*n, timeout, outputTopics()...)
+	if len(out) != 2*n {
+		h.t.Fatalf("%d output records, want %d", len(out), 2*n)
+	}
+	for _, r := range out {
+		if m := testkit.ContainsAny(r.Value, canaries); m != "" {
+			h.t.Fatalf("canary %s leaked into %s", m, r.Topic)
+		}
+	}
+	return out
+}
+
+// decodeOutput decodes an output record and fails t when it does not decode.
+func decodeOutput(t *testing.T, r *kgo.Record) *schemas.Entry {
+	t.Helper()
+	e, err := schemas.Decode(r.Value, schemas.Limits{})
+	if err != nil {
+		t.Fatalf("output on %s does not decode: %v", r.Topic, err)
+	}
+	return e
+}
+
 func hasPrefixAny(s string, ps ...string) bool {
 	for _, p := range ps {
 		if strings.HasPrefix(s, p) {
