@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/internal/testenv"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/pipeline/sample"
@@ -17,9 +18,7 @@ import (
 // ciphertexts), one block for records, headers and store item, one buffer for the sealed record,
 // both views and the header values. A non-sensitive one: the string, the block, the buffer.
 func TestTransformAllocs(t *testing.T) {
-	if raceEnabled || testing.CoverMode() != "" {
-		t.Skip("allocation counts differ under the race detector and coverage")
-	}
+	testenv.SkipAllocCounts(t)
 	tr := benchTransformer(t)
 	gen := sample.New(sample.Options{Seed: 2026, Now: time.Now})
 	budget := map[bool]float64{true: 8, false: 3}

@@ -3,6 +3,8 @@ package envelope
 import (
 	"crypto/rand"
 	"testing"
+
+	"github.com/veil-project/veil/internal/testenv"
 )
 
 // TestSealAllocs pins the allocation budget of the hot path: two for the DEK's AES-GCM (the block
@@ -11,9 +13,7 @@ import (
 // encoded token. Randomness comes from a pooled buffer and the associated data is built in a
 // pooled scratch: neither allocates.
 func TestSealAllocs(t *testing.T) {
-	if raceEnabled || testing.CoverMode() != "" {
-		t.Skip("allocation counts differ under the race detector and coverage")
-	}
+	testenv.SkipAllocCounts(t)
 	key := testKey(t)
 	h := testHeader()
 	fields := testFields(3, 100)
