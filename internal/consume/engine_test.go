@@ -38,6 +38,24 @@ func setup(t *testing.T, partitions int32) (*kfake.Cluster, []string) {
 	return c, addrs
 }
 
+// newEngine makes an engine for cfg; an error fails t.
+func newEngine(t *testing.T, cfg consume.Config) *consume.Engine {
+	t.Helper()
+	e, err := consume.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// bothModes runs f as a subtest in each commit mode: transactional (txn "tx") and manual
+// commits (txn "").
+func bothModes(t *testing.T, f func(t *testing.T, txn string)) {
+	for _, txn := range []string{"tx", ""} {
+		t.Run(fmt.Sprintf("transactional=%v", txn != ""), func(t *testing.T) { f(t, txn) })
+	}
+}
+
 // start runs e with h and returns a function that stops it and returns Run's error.
 func start(t *testing.T, e *consume.Engine, h consume.Handler) (stop func() error) {
 	t.Helper()
@@ -102,10 +120,7 @@ func want() []string {
 // on out are every input exactly once, none from the failed attempts.
 func TestTransactionalFailedBatchIsRewoundAndRetried(t *testing.T) {
 	_, addrs := setup(t, 1) // one partition: the batch handed again starts where the failed one did
-	e, err := consume.New(consume.Config{Brokers: addrs, Group: "g", Topics: []string{"in"}, TransactionalID: "tx", MaxPoll: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEngine(t, consume.Config{Brokers: addrs, Group: "g", Topics: []string{"in"}, TransactionalID: "tx", MaxPoll: 7})
 	var (
 		mu     sync.Mutex
 		calls  int
@@ -156,10 +171,7 @@ func TestTransactionalFailedBatchIsRewoundAndRetried(t *testing.T) {
 func TestManualFailedBatchIsRewoundAndRetried(t *testing.T) {
 	_, addrs := setup(t, 2)
 	cfg := consume.Config{Brokers: addrs, Group: "m", Topics: []string{"in"}, MaxPoll: 5}
-	e, err := consume.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEngine(t, cfg)
 	var (
 		mu    sync.Mutex
 		calls int
@@ -197,10 +209,7 @@ func TestManualFailedBatchIsRewoundAndRetried(t *testing.T) {
 	}
 
 	// Everything was committed: a new engine in the same group gets nothing.
-	e2, err := consume.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e2 := newEngine(t, cfg)
 	again, stop2 := counting(t, e2)
 	testkit.Produce(t, addrs, &kgo.Record{Topic: "in", Value: []byte("late")})
 	waitUntil(func() bool { return again.Load() > 0 })
@@ -212,36 +221,31 @@ func TestManualFailedBatchIsRewoundAndRetried(t *testing.T) {
 
 // A fatal error stops Run, which returns it; the handler is not called again.
 func TestFatalErrorStopsRun(t *testing.T) {
-	for _, txn := range []string{"tx", ""} {
-		t.Run(fmt.Sprintf("transactional=%v", txn != ""), func(t *testing.T) {
-			_, addrs := setup(t, 2)
-			e, err := consume.New(consume.Config{Brokers: addrs, Group: "f" + txn, Topics: []string{"in"}, TransactionalID: txn})
-			if err != nil {
-				t.Fatal(err)
+	bothModes(t, func(t *testing.T, txn string) {
+		_, addrs := setup(t, 2)
+		e := newEngine(t, consume.Config{Brokers: addrs, Group: "f" + txn, Topics: []string{"in"}, TransactionalID: txn})
+		defer e.Close(context.Background())
+		boom := errors.New("boom")
+		var calls atomic.Int64
+		done := make(chan error, 1)
+		go func() {
+			done <- e.Run(context.Background(), func(ctx context.Context, b *consume.Batch) (bool, error) {
+				calls.Add(1)
+				return false, fmt.Errorf("handling: %w", consume.Fatal(boom))
+			})
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, boom) || !consume.IsFatal(err) {
+				t.Errorf("Run() = %v, want the fatal error", err)
 			}
-			defer e.Close(context.Background())
-			boom := errors.New("boom")
-			var calls atomic.Int64
-			done := make(chan error, 1)
-			go func() {
-				done <- e.Run(context.Background(), func(ctx context.Context, b *consume.Batch) (bool, error) {
-					calls.Add(1)
-					return false, fmt.Errorf("handling: %w", consume.Fatal(boom))
-				})
-			}()
-			select {
-			case err := <-done:
-				if !errors.Is(err, boom) || !consume.IsFatal(err) {
-					t.Errorf("Run() = %v, want the fatal error", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatalf("Run did not return after a fatal error (handler called %d times)", calls.Load())
-			}
-			if n := calls.Load(); n != 1 {
-				t.Errorf("handler called %d times, want 1", n)
-			}
-		})
-	}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("Run did not return after a fatal error (handler called %d times)", calls.Load())
+		}
+		if n := calls.Load(); n != 1 {
+			t.Errorf("handler called %d times, want 1", n)
+		}
+	})
 }
 
 // Polls that return only fetch errors are retried after a growing backoff, not at once: over two
@@ -270,7 +274,7 @@ func TestFetchErrorsAreThrottled(t *testing.T) {
 		return resp, nil, true
 	})
 	var down, up atomic.Int64
-	e, err := consume.New(consume.Config{Brokers: addrs, Group: "t", Topics: []string{"in"}, TransactionalID: "tt",
+	e := newEngine(t, consume.Config{Brokers: addrs, Group: "t", Topics: []string{"in"}, TransactionalID: "tt",
 		Dependency: func(name string, ok bool) {
 			if name != "broker" {
 				t.Errorf("Dependency(%q)", name)
@@ -281,9 +285,6 @@ func TestFetchErrorsAreThrottled(t *testing.T) {
 				down.Add(1)
 			}
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	handled, stop := counting(t, e)
 	if !waitUntil(func() bool { return down.Load() > 0 }) {
 		t.Fatalf("no failed poll reported in 30 s (%d fetches answered with an error)", fetches.Load())
@@ -306,58 +307,50 @@ func TestFetchErrorsAreThrottled(t *testing.T) {
 // Close stops a running Run, waits for it (the handler in flight returns first), is idempotent,
 // and a Run after it returns ErrClosed.
 func TestCloseIsIdempotentAndWaits(t *testing.T) {
-	for _, txn := range []string{"tx", ""} {
-		t.Run(fmt.Sprintf("transactional=%v", txn != ""), func(t *testing.T) {
-			_, addrs := setup(t, 2)
-			e, err := consume.New(consume.Config{Brokers: addrs, Group: "c" + txn, Topics: []string{"in"}, TransactionalID: txn})
-			if err != nil {
-				t.Fatal(err)
-			}
-			inside := make(chan struct{})
-			var handlerDone, runDone atomic.Bool
-			runErr := make(chan error, 1)
-			go func() {
-				var once sync.Once
-				runErr <- e.Run(context.Background(), func(ctx context.Context, b *consume.Batch) (bool, error) {
-					once.Do(func() { close(inside) })
-					<-ctx.Done()
-					time.Sleep(300 * time.Millisecond) // work that takes a while to stop
-					handlerDone.Store(true)
-					return false, ctx.Err()
-				})
-				runDone.Store(true)
-			}()
-			select {
-			case <-inside:
-			case <-time.After(30 * time.Second):
-				t.Fatal("no batch handed over in 30 s")
-			}
-			if err := e.Close(context.Background()); err != nil {
-				t.Errorf("Close() = %v, want nil", err)
-			}
-			if !handlerDone.Load() {
-				t.Errorf("Close returned before the handler in flight did")
-			}
-			if err := <-runErr; !errors.Is(err, consume.ErrClosed) {
-				t.Errorf("Run() = %v, want ErrClosed", err)
-			}
-			if err := e.Close(context.Background()); err != nil {
-				t.Errorf("second Close() = %v, want nil", err)
-			}
-			if err := e.Run(context.Background(), func(context.Context, *consume.Batch) (bool, error) { return true, nil }); !errors.Is(err, consume.ErrClosed) {
-				t.Errorf("Run after Close = %v, want ErrClosed", err)
-			}
-		})
-	}
+	bothModes(t, func(t *testing.T, txn string) {
+		_, addrs := setup(t, 2)
+		e := newEngine(t, consume.Config{Brokers: addrs, Group: "c" + txn, Topics: []string{"in"}, TransactionalID: txn})
+		inside := make(chan struct{})
+		var handlerDone, runDone atomic.Bool
+		runErr := make(chan error, 1)
+		go func() {
+			var once sync.Once
+			runErr <- e.Run(context.Background(), func(ctx context.Context, b *consume.Batch) (bool, error) {
+				once.Do(func() { close(inside) })
+				<-ctx.Done()
+				time.Sleep(300 * time.Millisecond) // work that takes a while to stop
+				handlerDone.Store(true)
+				return false, ctx.Err()
+			})
+			runDone.Store(true)
+		}()
+		select {
+		case <-inside:
+		case <-time.After(30 * time.Second):
+			t.Fatal("no batch handed over in 30 s")
+		}
+		if err := e.Close(context.Background()); err != nil {
+			t.Errorf("Close() = %v, want nil", err)
+		}
+		if !handlerDone.Load() {
+			t.Errorf("Close returned before the handler in flight did")
+		}
+		if err := <-runErr; !errors.Is(err, consume.ErrClosed) {
+			t.Errorf("Run() = %v, want ErrClosed", err)
+		}
+		if err := e.Close(context.Background()); err != nil {
+			t.Errorf("second Close() = %v, want nil", err)
+		}
+		if err := e.Run(context.Background(), func(context.Context, *consume.Batch) (bool, error) { return true, nil }); !errors.Is(err, consume.ErrClosed) {
+			t.Errorf("Run after Close = %v, want ErrClosed", err)
+		}
+	})
 }
 
 // Close bounds its wait by its context: a handler that does not stop does not hold it forever.
 func TestCloseGivesUpWithItsContext(t *testing.T) {
 	_, addrs := setup(t, 2)
-	e, err := consume.New(consume.Config{Brokers: addrs, Group: "s", Topics: []string{"in"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEngine(t, consume.Config{Brokers: addrs, Group: "s", Topics: []string{"in"}})
 	inside, release := make(chan struct{}), make(chan struct{})
 	runErr := make(chan error, 1)
 	go func() {
@@ -385,74 +378,69 @@ func TestCloseGivesUpWithItsContext(t *testing.T) {
 // called) and hands over what arrives on the new topic. This holds in both modes (the egress
 // stages had no reconnect of their own).
 func TestRecreatedTopicReconnects(t *testing.T) {
-	for _, txn := range []string{"tx", ""} {
-		t.Run(fmt.Sprintf("transactional=%v", txn != ""), func(t *testing.T) {
-			t.Parallel() // each waits out StaleTopicWait, the client's own retries and a rejoin
-			_, addrs := setup(t, 2)
-			var reconnects atomic.Int64
-			e, err := consume.New(consume.Config{Brokers: addrs, Group: "r" + txn, Topics: []string{"in"}, TransactionalID: txn,
-				OnReconnect: func() { reconnects.Add(1) }})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var (
-				mu   sync.Mutex
-				seen = map[string]bool{}
-			)
-			// Records count as seen once their batch is committed: the test deletes the topic
-			// when v39 is seen, and a commit still in flight then would land on the recreated
-			// topic (offsets are keyed by name), whose records below that offset the client
-			// would then skip as lost.
-			stop := start(t, e, func(ctx context.Context, b *consume.Batch) (committed bool, err error) {
-				defer func() {
-					if !committed || err != nil {
-						return
-					}
-					mu.Lock()
-					for _, r := range b.Records {
-						seen[string(r.Value)] = true
-					}
-					mu.Unlock()
-				}()
-				if txn == "" {
-					return true, e.CommitRecords(ctx, b.Records...)
+	bothModes(t, func(t *testing.T, txn string) {
+		t.Parallel() // each waits out StaleTopicWait, the client's own retries and a rejoin
+		_, addrs := setup(t, 2)
+		var reconnects atomic.Int64
+		e := newEngine(t, consume.Config{Brokers: addrs, Group: "r" + txn, Topics: []string{"in"}, TransactionalID: txn,
+			OnReconnect: func() { reconnects.Add(1) }})
+		var (
+			mu   sync.Mutex
+			seen = map[string]bool{}
+		)
+		// Records count as seen once their batch is committed: the test deletes the topic
+		// when v39 is seen, and a commit still in flight then would land on the recreated
+		// topic (offsets are keyed by name), whose records below that offset the client
+		// would then skip as lost.
+		stop := start(t, e, func(ctx context.Context, b *consume.Batch) (committed bool, err error) {
+			defer func() {
+				if !committed || err != nil {
+					return
 				}
-				if err := b.Begin(); err != nil {
-					return false, err
+				mu.Lock()
+				for _, r := range b.Records {
+					seen[string(r.Value)] = true
 				}
-				return b.End(ctx, true)
-			})
-			has := func(v string) func() bool {
-				return func() bool { mu.Lock(); defer mu.Unlock(); return seen[v] }
+				mu.Unlock()
+			}()
+			if txn == "" {
+				return true, e.CommitRecords(ctx, b.Records...)
 			}
-			if !waitUntil(has("v39")) {
-				t.Fatal("the first records were not handed over in 30 s")
+			if err := b.Begin(); err != nil {
+				return false, err
 			}
-
-			cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cl.Close()
-			adm := kadm.NewClient(cl)
-			ctx := context.Background()
-			if _, err := adm.DeleteTopic(ctx, "in"); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := adm.CreateTopic(ctx, 2, 1, nil, "in"); err != nil {
-				t.Fatal(err)
-			}
-			testkit.Produce(t, addrs, &kgo.Record{Topic: "in", Value: []byte("after")})
-			ok := waitUntil(has("after")) || waitUntil(has("after")) // StaleTopicWait and a rejoin: up to a minute
-			stop()
-			if !ok {
-				t.Errorf("the record written to the recreated topic was not handed over (reconnects: %d)", reconnects.Load())
-			}
-			if reconnects.Load() == 0 {
-				t.Errorf("OnReconnect was never called")
-			}
+			return b.End(ctx, true)
 		})
-	}
+		has := func(v string) func() bool {
+			return func() bool { mu.Lock(); defer mu.Unlock(); return seen[v] }
+		}
+		if !waitUntil(has("v39")) {
+			t.Fatal("the first records were not handed over in 30 s")
+		}
+
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		adm := kadm.NewClient(cl)
+		ctx := context.Background()
+		if _, err := adm.DeleteTopic(ctx, "in"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := adm.CreateTopic(ctx, 2, 1, nil, "in"); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Produce(t, addrs, &kgo.Record{Topic: "in", Value: []byte("after")})
+		ok := waitUntil(has("after")) || waitUntil(has("after")) // StaleTopicWait and a rejoin: up to a minute
+		stop()
+		if !ok {
+			t.Errorf("the record written to the recreated topic was not handed over (reconnects: %d)", reconnects.Load())
+		}
+		if reconnects.Load() == 0 {
+			t.Errorf("OnReconnect was never called")
+		}
+	})
 }
 
 // Connect is retried until it succeeds, before the first poll; a Run stopped by Close while
@@ -460,16 +448,13 @@ func TestRecreatedTopicReconnects(t *testing.T) {
 func TestConnectIsRetried(t *testing.T) {
 	_, addrs := setup(t, 2)
 	var calls atomic.Int64
-	e, err := consume.New(consume.Config{Brokers: addrs, Group: "k", Topics: []string{"in"},
+	e := newEngine(t, consume.Config{Brokers: addrs, Group: "k", Topics: []string{"in"},
 		Connect: func(ctx context.Context, cl *kgo.Client) error {
 			if calls.Add(1) < 3 {
 				return errors.New("output not ready")
 			}
 			return nil
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	n, stop := counting(t, e)
 	if !waitUntil(func() bool { return n.Load() == records }) {
 		t.Errorf("handled %d records after Connect succeeded, want %d", n.Load(), records)
@@ -479,11 +464,8 @@ func TestConnectIsRetried(t *testing.T) {
 		t.Errorf("Connect called %d times, want 3 (two failures, then success)", c)
 	}
 
-	never, err := consume.New(consume.Config{Brokers: addrs, Group: "k2", Topics: []string{"in"},
+	never := newEngine(t, consume.Config{Brokers: addrs, Group: "k2", Topics: []string{"in"},
 		Connect: func(context.Context, *kgo.Client) error { return errors.New("never ready") }})
-	if err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan error, 1)
 	go func() {
 		done <- never.Run(context.Background(), func(context.Context, *consume.Batch) (bool, error) { return true, nil })
@@ -502,10 +484,7 @@ func TestConnectIsRetried(t *testing.T) {
 // fail) or handing the batch over forever.
 func TestCommitWithoutEndIsFatal(t *testing.T) {
 	_, addrs := setup(t, 2)
-	e, err := consume.New(consume.Config{Brokers: addrs, Group: "w", Topics: []string{"in"}, TransactionalID: "tw"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEngine(t, consume.Config{Brokers: addrs, Group: "w", Topics: []string{"in"}, TransactionalID: "tw"})
 	defer e.Close(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -535,11 +514,8 @@ func TestDataLossLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	var log testkit.Buffer
-	e, err := consume.New(consume.Config{Brokers: addrs, Group: "dl", Topics: []string{"in"},
+	e := newEngine(t, consume.Config{Brokers: addrs, Group: "dl", Topics: []string{"in"},
 		Logger: slog.New(slog.NewJSONHandler(&log, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
 	start(t, e, func(ctx context.Context, b *consume.Batch) (bool, error) {
 		return true, e.CommitRecords(ctx, b.Records...)
 	})
