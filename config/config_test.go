@@ -25,6 +25,19 @@ func writeFile(t *testing.T, body string) string {
 	return p
 }
 
+// loadValid loads the config at path with env and fails t unless it loads and validates.
+func loadValid(t *testing.T, path string, env []string) *Config {
+	t.Helper()
+	c, err := Load(path, env)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	return c
+}
+
 // field is one row of a table over a loaded config: its key, what the config holds, what it
 // should hold.
 type field struct {
@@ -108,13 +121,7 @@ log: {level: debug}
 `
 
 func TestLoadYAML(t *testing.T) {
-	c, err := Load(writeFile(t, sampleYAML), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Validate(); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
+	c := loadValid(t, writeFile(t, sampleYAML), nil)
 	checkFields(t, "", []field{
 		{"kafka.brokers", strings.Join(c.Kafka.Brokers, ","), "kafka-1:9092,kafka-2:9092"},
 		{"kafka.tls.enabled", c.Kafka.TLS.Enabled, true},
@@ -195,13 +202,7 @@ func TestEnvOverrides(t *testing.T) {
 		"VEIL_LIMITS_FUTURE_SKEW=2m",
 		"VEIL_CONFIG=/ignored/by/load",
 	}
-	c, err := Load(path, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Validate(); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
+	c := loadValid(t, path, env)
 	checkFields(t, "", []field{
 		{"kafka.brokers", strings.Join(c.Kafka.Brokers, ","), "a:9092,b:9092"},
 		{"data_dir", c.DataDir, "/data"},

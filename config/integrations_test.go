@@ -21,19 +21,13 @@ integrations:
 `
 
 func TestIntegrationsLoad(t *testing.T) {
-	c, err := Load(writeFile(t, integrationsYAML), []string{
+	c := loadValid(t, writeFile(t, integrationsYAML), []string{
 		"VEIL_INTEGRATIONS_ZENDESK_APPS=app-1, app-2",
 		"VEIL_INTEGRATIONS_BI_KIND=other",
 		"VEIL_INTEGRATIONS_BI_OVERRIDE=true",
 		"VEIL_INTEGRATIONS_BI_LEDGERS=event,http",
 		"VEIL_INTEGRATIONS_BI_TOPIC=out.bi",
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Validate(); err != nil {
-		t.Fatalf("Validate() = %v, want nil", err)
-	}
 	want := map[string]Integration{
 		"zendesk":  {Kind: "support", Apps: []string{"app-1", "app-2"}, Ledgers: []string{"event", "blob"}, Topic: "out.zendesk"},
 		"crm-sync": {Kind: "other", Apps: []string{"app-42"}, Ledgers: []string{"event"}, Topic: "out.crm"},
