@@ -1,17 +1,16 @@
 package keyring_test
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/veil-project/veil/crypto/keyring"
+	"github.com/veil-project/veil/internal/keystoretest"
 )
 
 func TestValidateApp(t *testing.T) {
@@ -100,29 +99,13 @@ func TestFileKeyStoreFiles(t *testing.T) {
 
 func TestFileKeyStoreConcurrentCreateAgrees(t *testing.T) {
 	_, dir := newStore(t)
-	const n = 16
-	got := make([]keyring.WrappedKey, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			s, err := keyring.NewFileKeyStore(dir) // one store per "process"
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			got[i], errs[i] = s.Create(ctx, wrapped("app", 5, fmt.Sprintf("ct-%d", i)))
-		})
-	}
-	wg.Wait()
-	for i := range n {
-		if errs[i] != nil {
-			t.Fatalf("Create #%d = %v", i, errs[i])
+	keystoretest.ConcurrentCreate(t, 16, func(i int) (keyring.WrappedKey, error) {
+		s, err := keyring.NewFileKeyStore(dir) // one store per "process", opened concurrently too
+		if err != nil {
+			return keyring.WrappedKey{}, err
 		}
-		if !bytes.Equal(got[i].Ciphertext, got[0].Ciphertext) {
-			t.Errorf("Create #%d stored %q, #0 stored %q: writers disagree", i, got[i].Ciphertext, got[0].Ciphertext)
-		}
-	}
+		return s.Create(ctx, wrapped("app", 5, fmt.Sprintf("ct-%d", i)))
+	})
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Errorf("store dir holds %d files, want 1", len(entries))
