@@ -39,7 +39,7 @@ func mappings(key []byte) (encrypted, redacted string, err error) {
 	b.WriteString("  _ => {\"c\": \"unknown\", \"f\": []},\n}\n")
 	b.WriteString("let rule = match this.ledger.or(\"\") {\n")
 	for _, l := range ledgers.All() {
-		fmt.Fprintf(&b, "  %q => %q,\n", l.Name, ruleName(l.Rule))
+		fmt.Fprintf(&b, "  %q => %q,\n", l.Name, l.Rule.String())
 	}
 	b.WriteString("  _ => \"unknown\",\n}\n")
 	// An unknown type or ledger seals every top-level key of data (ledgers.Decide: Paths "data").
@@ -72,6 +72,8 @@ if $flagged {
 	return enc, red, nil
 }
 
+// category is the peers' short name of c; Category.String spells DESIGN's "component response"
+// and "trigger response".
 func category(c schemas.Category) string {
 	switch c {
 	case schemas.CategoryOrdinary:
@@ -84,18 +86,6 @@ func category(c schemas.Category) string {
 		return "trigger"
 	case schemas.CategoryTransport:
 		return "transport"
-	}
-	return "unknown"
-}
-
-func ruleName(r ledgers.Rule) string {
-	switch r {
-	case ledgers.RuleEvent:
-		return "event"
-	case ledgers.RuleTransport:
-		return "transport"
-	case ledgers.RuleMedia:
-		return "media"
 	}
 	return "unknown"
 }
