@@ -37,6 +37,15 @@ func CheckReplacement(old, nw WrappedKey) error {
 	return nil
 }
 
+// ExpectedValue is CheckReplacement for a store that replaces by compare-and-swap: it returns
+// EncodeKey(old), the value the store must still hold for nw to replace it.
+func ExpectedValue(old, nw WrappedKey) ([]byte, error) {
+	if err := CheckReplacement(old, nw); err != nil {
+		return nil, err
+	}
+	return EncodeKey(old)
+}
+
 // LeftoverRemover is a KeyStore that may hold partial copies of keys (temp files of writes that
 // never finished). EraseApp calls it so that no copy of an erased key survives.
 type LeftoverRemover interface {

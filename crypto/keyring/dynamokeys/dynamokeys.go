@@ -218,10 +218,7 @@ func (s *Store) Tombstone(ctx context.Context, app string, v int64, destroyAt ti
 
 // Replace implements keyring.Replacer with a PutItem conditioned on the old value.
 func (s *Store) Replace(ctx context.Context, old, nw keyring.WrappedKey) error {
-	if err := keyring.CheckReplacement(old, nw); err != nil {
-		return err
-	}
-	ob, err := keyring.EncodeKey(old)
+	ob, err := keyring.ExpectedValue(old, nw)
 	if err != nil {
 		return err
 	}

@@ -228,10 +228,7 @@ return 1`)
 // Replace implements keyring.Replacer as one compare-and-swap script. The stored value must be
 // byte for byte what EncodeKey makes of old.
 func (s *Store) Replace(ctx context.Context, old, nw keyring.WrappedKey) error {
-	if err := keyring.CheckReplacement(old, nw); err != nil {
-		return err
-	}
-	ob, err := keyring.EncodeKey(old)
+	ob, err := keyring.ExpectedValue(old, nw)
 	if err != nil {
 		return err
 	}
