@@ -129,6 +129,26 @@ func (r *faultRig) checkOnce(timeout time.Duration) {
 
 func (r *faultRig) allWant() map[string]bool { return r.want }
 
+// steady starts veil, produces 300 entries and waits until every one is out exactly once and veil
+// is ready: the state each fault is injected into.
+func (r *faultRig) steady() {
+	r.t.Helper()
+	r.start()
+	r.produce(300)
+	r.checkOnce(60 * time.Second)
+	waitReady(r.t, r.cfg.Metrics, 30*time.Second)
+}
+
+// recovered asserts that, the fault over, every entry so far is out exactly once, veil is ready
+// again and never exited; then it stops veil.
+func (r *faultRig) recovered() {
+	r.t.Helper()
+	r.checkOnce(90 * time.Second)
+	waitReady(r.t, r.cfg.Metrics, 60*time.Second)
+	r.alive()
+	r.p.stop(r.t)
+}
+
 // alive fails the test if veil exited by itself.
 func (r *faultRig) alive() {
 	r.t.Helper()
@@ -175,10 +195,7 @@ func TestFaultKMSUnreachable(t *testing.T) {
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 	r := newFaultRig(t, func(c *veilConfig) { c.KMSEndpoint = srv.URL })
-	r.start()
-	r.produce(300)
-	r.checkOnce(60 * time.Second)
-	waitReady(t, r.cfg.Metrics, 30*time.Second)
+	r.steady()
 
 	r.p.kill()
 	fake.SetDown(true)
@@ -188,10 +205,7 @@ func TestFaultKMSUnreachable(t *testing.T) {
 	r.alive()
 	r.stalled(2 * 300)
 	fake.SetDown(false)
-	r.checkOnce(90 * time.Second)
-	waitReady(t, r.cfg.Metrics, 60*time.Second)
-	r.alive()
-	r.p.stop(t)
+	r.recovered()
 	t.Logf("KMS outage survived: readiness 503 naming keys, resumed after, %d GenerateDataKey calls", fake.Calls(kmsfake.OpGenerateDataKey))
 }
 
@@ -205,10 +219,7 @@ func TestFaultStoreDown(t *testing.T) {
 	// The keys stay in a file: with keys.store on the same Redis (the default), the key store is
 	// what fails first, and readiness names keys instead (also 503, also nothing produced).
 	r := newFaultRig(t, func(c *veilConfig) { c.RedisAddr = rs.Addr(); c.KeysStore = "file" })
-	r.start()
-	r.produce(300)
-	r.checkOnce(60 * time.Second)
-	waitReady(t, r.cfg.Metrics, 30*time.Second)
+	r.steady()
 
 	rs.Kill()
 	r.produce(300)
@@ -216,10 +227,7 @@ func TestFaultStoreDown(t *testing.T) {
 	r.alive()
 	r.stalled(2 * 300)
 	rs.Restart()
-	r.checkOnce(90 * time.Second)
-	waitReady(t, r.cfg.Metrics, 60*time.Second)
-	r.alive()
-	r.p.stop(t)
+	r.recovered()
 }
 
 // TestFaultBrokerRestart: the broker (kfake with its kept state) stops and starts again on the
@@ -233,10 +241,7 @@ func TestFaultBrokerRestart(t *testing.T) {
 		t.Skip("runs the real binary")
 	}
 	r := newFaultRig(t, nil)
-	r.start()
-	r.produce(300)
-	r.checkOnce(60 * time.Second)
-	waitReady(t, r.cfg.Metrics, 30*time.Second)
+	r.steady()
 
 	r.b.stop(t)
 	waitNotReady(t, r.cfg.Metrics, "broker", 60*time.Second)
@@ -244,10 +249,7 @@ func TestFaultBrokerRestart(t *testing.T) {
 	r.b.start(t)
 	ensureTopics(t, r.b.addrs())
 	r.produce(300)
-	r.checkOnce(90 * time.Second)
-	waitReady(t, r.cfg.Metrics, 60*time.Second)
-	r.alive()
-	r.p.stop(t)
+	r.recovered()
 }
 
 // TestFaultAnalyticsDiskFull: the Parquet directory fills up (a 1 MiB tmpfs filled to the brim;
