@@ -5,45 +5,22 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/veil-project/veil/internal/nametest"
 )
 
 func TestValidateApp(t *testing.T) {
-	tests := []struct {
-		name string
-		app  string
-		ok   bool
-	}{
-		{"simple", "app-42", true},
-		{"all punctuation", "a-b_c.d", true},
-		{"colon", "a:b", false},
-		{"at", "a@b", false},
-		{"dot", ".", false},
-		{"dot dot", "..", false},
-		{"max length", strings.Repeat("a", MaxAppLen), true},
-		{"empty", "", false},
-		{"too long", strings.Repeat("a", MaxAppLen+1), false},
-		{"nul", "a\x00b", false},
-		{"open brace", "a{b", false},
-		{"close brace", "a}b", false},
-		{"glob star", "a*", false},
-		{"glob question", "a?", false},
-		{"glob class", "a[b]", false},
-		{"backslash", `a\b`, false},
-		{"slash", "a/b", false},
-		{"space", "a b", false},
-		{"non-ascii", "appé", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := ValidateApp(tt.app)
-			if tt.ok && err != nil {
-				t.Fatalf("ValidateApp(%q) = %v, want nil", tt.app, err)
+	for _, tt := range nametest.Cases(MaxAppLen) {
+		t.Run(tt.Name, func(t *testing.T) {
+			err := ValidateApp(tt.S)
+			if tt.Valid && err != nil {
+				t.Fatalf("ValidateApp(%q) = %v, want nil", tt.S, err)
 			}
-			if !tt.ok && !errors.Is(err, ErrInvalidApp) {
-				t.Fatalf("ValidateApp(%q) = %v, want ErrInvalidApp", tt.app, err)
+			if !tt.Valid && !errors.Is(err, ErrInvalidApp) {
+				t.Fatalf("ValidateApp(%q) = %v, want ErrInvalidApp", tt.S, err)
 			}
-			if err != nil && len(tt.app) > 0 && strings.Contains(err.Error(), tt.app) {
-				t.Fatalf("ValidateApp(%q) error %q repeats the input", tt.app, err)
+			if err != nil && len(tt.S) > 0 && strings.Contains(err.Error(), tt.S) {
+				t.Fatalf("ValidateApp(%q) error %q repeats the input", tt.S, err)
 			}
 		})
 	}
