@@ -16,17 +16,15 @@ import (
 
 func TestValidateApp(t *testing.T) {
 	// 64, not MaxAppLen: the limit is pinned here, as key file names and store keys rely on it.
-	for _, tt := range nametest.Cases(64) {
-		t.Run(tt.Name, func(t *testing.T) {
-			err := keyring.ValidateApp(tt.S)
-			if got := err == nil; got != tt.Valid {
-				t.Errorf("ValidateApp(%q) = %v, want valid=%v", tt.S, err, tt.Valid)
-			}
-			if err != nil && !errors.Is(err, keyring.ErrInvalidApp) {
-				t.Errorf("ValidateApp(%q) = %v, want ErrInvalidApp", tt.S, err)
-			}
-		})
-	}
+	nametest.Run(t, 64, func(t *testing.T, tt nametest.Case) {
+		err := keyring.ValidateApp(tt.S)
+		if got := err == nil; got != tt.Valid {
+			t.Errorf("ValidateApp(%q) = %v, want valid=%v", tt.S, err, tt.Valid)
+		}
+		if err != nil && !errors.Is(err, keyring.ErrInvalidApp) {
+			t.Errorf("ValidateApp(%q) = %v, want ErrInvalidApp", tt.S, err)
+		}
+	})
 }
 
 func newStore(t *testing.T) (*keyring.FileKeyStore, string) {

@@ -1,17 +1,27 @@
 // Package nametest is the one table of identifier cases for veil's one name rule (package names):
 // the rule's own test and the tests of every check built on it (store.ValidateApp,
-// keyring.ValidateApp) run the same rows, so a case added for one is checked for all. It holds
-// data only and imports nothing of veil's, so the internal test of package names can use it.
-// Tests only.
+// keyring.ValidateApp) run the same rows through Run, so a case added for one is checked for all.
+// It imports nothing of veil's, so the internal test of package names can use it. Tests only.
 package nametest
 
-import "strings"
+import (
+	"strings"
+	"testing"
+)
 
 // Case is one identifier and whether the rule accepts it.
 type Case struct {
 	Name  string // the subtest name
 	S     string
 	Valid bool
+}
+
+// Run runs check as a subtest, named after the case, for every case of Cases(maxLen).
+func Run(t *testing.T, maxLen int, check func(t *testing.T, c Case)) {
+	t.Helper()
+	for _, c := range Cases(maxLen) {
+		t.Run(c.Name, func(t *testing.T) { check(t, c) })
+	}
 }
 
 // Cases are the identifier cases for a rule whose longest identifier is maxLen bytes.
