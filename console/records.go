@@ -10,20 +10,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/reveal"
 )
 
-// deadLetter is what the Dead letters page reads of a veil.deadletter record. It has no payload
-// field: the sealed payload token is never decoded into memory, let alone shown.
-type deadLetter struct {
-	Reason    string    `json:"reason"`
-	Field     string    `json:"field"`
-	Source    string    `json:"source"`
-	AppID     string    `json:"app_id"`
-	Received  time.Time `json:"received_at"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Size      int       `json:"size"`
-}
+// deadLetter is what the Dead letters page reads of a veil.deadletter record: the pipeline's
+// DeadLetter, which has no payload field, so the sealed payload token is never decoded into
+// memory, let alone shown.
+type deadLetter = pipeline.DeadLetter
 
 // Count is one row of a count table.
 type Count struct {
@@ -84,7 +78,7 @@ func (c *Console) deadletters(w http.ResponseWriter, r *http.Request, rq *reques
 		var d deadLetter
 		json.Unmarshal(kr.Value, &d)
 		body.Records = append(body.Records, d)
-		byReason[d.Reason]++
+		byReason[string(d.Reason)]++
 		app := d.AppID
 		if app == "" {
 			app = "(unknown)"

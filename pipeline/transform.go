@@ -267,9 +267,10 @@ func (t *Transformer) maxAge() time.Duration {
 	return 7 * 24 * time.Hour
 }
 
-// deadLetterRecord is the JSON value written to veil.deadletter. The raw bytes are never in it:
-// only their token, or nothing when they are too large to keep.
-type deadLetterRecord struct {
+// DeadLetter is what a veil.deadletter record says about the record it sets aside. The record
+// (deadLetterRecord) also holds the token of the raw bytes; a reader that decodes into
+// DeadLetter, as the console does, never has that token in memory.
+type DeadLetter struct {
 	Reason    schemas.Reason `json:"reason"`
 	Field     string         `json:"field,omitempty"`
 	Source    string         `json:"source"`
@@ -277,7 +278,13 @@ type deadLetterRecord struct {
 	Received  time.Time      `json:"received_at"`
 	ExpiresAt time.Time      `json:"expires_at"`
 	Size      int            `json:"size"`
-	Payload   string         `json:"payload,omitempty"` // token of the raw bytes (base64 inside)
+}
+
+// deadLetterRecord is the JSON value written to veil.deadletter. The raw bytes are never in it:
+// only their token, or nothing when they are too large to keep.
+type deadLetterRecord struct {
+	DeadLetter
+	Payload string `json:"payload,omitempty"` // token of the raw bytes (base64 inside)
 	// PayloadOmitted is true when the raw bytes were too large to keep (Reason is then too_large):
 	// they are in the raw topic until its retention ends, and nowhere else.
 	PayloadOmitted bool `json:"payload_omitted,omitempty"`
@@ -298,10 +305,10 @@ func (t *Transformer) deadLetter(ctx context.Context, src Source, value []byte, 
 	now := t.now().UTC().Truncate(time.Second)
 	expiry := now.Add(DeadLetterTTL)
 	ref := refFor(ctx, DeadLetterApp, "", src)
-	dlr := deadLetterRecord{
+	dlr := deadLetterRecord{DeadLetter: DeadLetter{
 		Reason: perm.reason, Field: perm.field, Source: src.String(),
 		Received: now, ExpiresAt: expiry, Size: len(value),
-	}
+	}}
 	var item *store.Item
 	if len(value) <= DeadLetterMaxPayload {
 		payload, err := json.Marshal(base64.StdEncoding.EncodeToString(value))
