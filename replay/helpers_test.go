@@ -176,24 +176,11 @@ func tokensIn(t *testing.T, value []byte) []string {
 		t.Fatalf("output does not decode: %v", err)
 	}
 	var toks []string
-	var walk func(v any)
-	walk = func(v any) {
-		switch x := v.(type) {
-		case string:
-			if strings.HasPrefix(x, envelope.TokenPrefix) {
-				toks = append(toks, x)
-			}
-		case map[string]any:
-			for _, e := range x {
-				walk(e)
-			}
-		case []any:
-			for _, e := range x {
-				walk(e)
-			}
+	for v := range testkit.JSONValues(e.Data) {
+		if s, ok := v.(string); ok && strings.HasPrefix(s, envelope.TokenPrefix) {
+			toks = append(toks, s)
 		}
 	}
-	walk(e.Data)
 	return toks
 }
 

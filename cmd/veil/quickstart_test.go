@@ -168,24 +168,12 @@ func checkRevealedOriginal(t *testing.T, out, demoOut string) string {
 	}
 	want := compactJSON(t, []byte(value))
 	found := false
-	var walk func(v any)
-	walk = func(v any) {
+	for v := range testkit.JSONValues(entry["data"]) {
 		b, _ := json.Marshal(v)
 		if bytes.Equal(compactJSON(t, b), want) {
 			found = true
 		}
-		switch v := v.(type) {
-		case map[string]any:
-			for _, e := range v {
-				walk(e)
-			}
-		case []any:
-			for _, e := range v {
-				walk(e)
-			}
-		}
 	}
-	walk(entry["data"])
 	if !found {
 		t.Fatalf("revealed value %s is not a value of the original entry's data:\n%s", value, orig)
 	}

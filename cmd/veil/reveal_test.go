@@ -20,7 +20,6 @@ import (
 	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/internal/testsvc"
 	"github.com/veil-project/veil/reveal"
-	"github.com/veil-project/veil/sinks/store"
 )
 
 // TestPrincipalsAndReveal: `veil principals add` prints a key, the file keeps only its hash, and
@@ -89,16 +88,8 @@ func TestPrincipalsAndReveal(t *testing.T) {
 	}
 	var ref envelope.RefID
 	rand.Read(ref[:])
-	expiry := time.Now().Add(time.Hour)
-	rec, toks, err := s.sealer.Seal(ctx, envelope.Header{App: "app-1", Ledger: "event", Ref: ref, Expiry: expiry},
-		[]envelope.Field{{Path: "text", Value: []byte(`"alice@example.com"`)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, _ := rec.MarshalBinary()
-	if err := s.store.Put(ctx, []store.Item{{App: "app-1", Ref: ref, Expiry: rec.Expiry, Value: rb}}); err != nil {
-		t.Fatal(err)
-	}
+	toks := testkit.SealStored(t, s.sealer, s.store, envelope.Header{App: "app-1", Ledger: "event", Ref: ref, Expiry: time.Now().Add(time.Hour)},
+		envelope.Field{Path: "text", Value: []byte(`"alice@example.com"`)})
 	g := newGroup(s.log)
 	if err := s.openAPI(ctx, g); err != nil {
 		t.Fatal(err)

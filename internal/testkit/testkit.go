@@ -1,9 +1,10 @@
 // Package testkit is the setup veil's tests share: a kfake cluster with veil's topics and a
 // client of it, a local key stack (local KMS root key, file key store, keyring), a Badger store,
-// the two on one clock with a sealer (NewSealing), the ledger table, sample traffic with canaries
-// (SampleRecords) and the canary check (ContainsAny), read_committed produce/consume helpers, a
-// settable clock, a locked log buffer, polling (WaitFor) and the lifecycle of a component (Start,
-// CheckClose, Background). It is for tests only: no non-test file imports it
+// the two on one clock with a sealer (NewSealing), a sealed value stored as the pipeline stores it
+// (SealStored), the ledger table, sample traffic with canaries (SampleRecords) and the canary
+// check (ContainsAny), every value of a decoded JSON document (JSONValues), read_committed
+// produce/consume helpers, a settable clock, a locked log buffer, polling (WaitFor) and the
+// lifecycle of a component (Start, CheckClose, Background). It is for tests only: no non-test file imports it
 // (TestOnlyTestsImport enforces it). It imports the packages it sets up, so only external test
 // packages (package x_test) of those packages can use it.
 package testkit

@@ -1,13 +1,17 @@
 package testkit_test
 
 import (
+	"encoding/json"
 	"go/parser"
 	"go/token"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/veil-project/veil/internal/testkit"
 )
 
 // TestOnlyTestsImport: testkit is test setup; a non-test file that imports it would ship it in
@@ -46,5 +50,28 @@ func TestOnlyTestsImport(t *testing.T) {
 	}
 	if checked < 50 {
 		t.Fatalf("checked %d non-test files, want the whole module", checked)
+	}
+}
+
+func TestJSONValues(t *testing.T) {
+	var v any
+	if err := json.Unmarshal([]byte(`{"a":"x","b":[1,{"c":"y"}],"d":null}`), &v); err != nil {
+		t.Fatal(err)
+	}
+	var strs []string
+	n := 0
+	for x := range testkit.JSONValues(v) {
+		n++
+		if s, ok := x.(string); ok {
+			strs = append(strs, s)
+		}
+	}
+	slices.Sort(strs)
+	// The object, "x", the array, 1, the inner object, "y", null.
+	if n != 7 || !slices.Equal(strs, []string{"x", "y"}) {
+		t.Errorf("JSONValues visited %d values with strings %q, want 7 with [x y]", n, strs)
+	}
+	for range testkit.JSONValues(v) {
+		break // stopping early must not panic
 	}
 }

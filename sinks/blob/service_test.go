@@ -13,7 +13,7 @@ import (
 
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/internal/leakcheck"
-	"github.com/veil-project/veil/sinks/store"
+	"github.com/veil-project/veil/internal/testkit"
 )
 
 func TestServiceRoundTrip(t *testing.T) {
@@ -71,16 +71,8 @@ func TestServiceOpenStatuses(t *testing.T) {
 		}
 	})
 	t.Run("token of an ordinary field", func(t *testing.T) {
-		ref := newRef()
-		rec, toks, err := e.sealer.Seal(ctx, envelope.Header{App: "app-42", Ledger: "event", Ref: ref, Expiry: e.clock.Now().Add(time.Hour)},
-			[]envelope.Field{{Path: "data.text", Value: []byte(`"hello"`)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		val, _ := rec.MarshalBinary()
-		if err := e.store.Put(ctx, []store.Item{{App: "app-42", Ref: ref, Expiry: rec.Expiry, Value: val}}); err != nil {
-			t.Fatal(err)
-		}
+		toks := testkit.SealStored(t, e.sealer, e.store, envelope.Header{App: "app-42", Ledger: "event", Ref: newRef(), Expiry: e.clock.Now().Add(time.Hour)},
+			envelope.Field{Path: "data.text", Value: []byte(`"hello"`)})
 		if _, st, err := e.svc.Open(ctx, toks[0].Encode()); st != StatusInvalid || err != nil {
 			t.Errorf("Open(text token) = %v, %v; want invalid, nil", st, err)
 		}
