@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,16 +21,9 @@ import (
 func TestRunDeliversToIntegrations(t *testing.T) {
 	addrs := externalBroker(t)
 	dir := t.TempDir()
-	yaml := fmt.Sprintf(`kafka: {brokers: [%s], transactional_id: veil-it}
-data_dir: %s
-apps: {app-1: {}}
-analytics: {enabled: false}
-listen: {metrics: ""}
-integrations:
-  desk: {kind: support, ledgers: [event], topic: out.desk}
+	cfg := writeIntegrationsConfig(t, dir, addrs[0], "veil-it", `  desk: {kind: support, ledgers: [event], topic: out.desk}
   crm: {kind: other, ledgers: [event], topic: out.crm}
-`, addrs[0], filepath.Join(dir, "data"))
-	cfg := writeConfig(t, dir, yaml)
+`)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stderr testkit.Buffer // veil writes it while the test may read it
@@ -76,15 +67,7 @@ integrations:
 func TestRunStopsWhenAnEgressStageFails(t *testing.T) {
 	addrs := externalBroker(t)
 	dir := t.TempDir()
-	yaml := fmt.Sprintf(`kafka: {brokers: [%s], transactional_id: veil-fence}
-data_dir: %s
-apps: {app-1: {}}
-analytics: {enabled: false}
-listen: {metrics: ""}
-integrations:
-  desk: {kind: other, ledgers: [event], topic: out.desk}
-`, addrs[0], filepath.Join(dir, "data"))
-	cfg := writeConfig(t, dir, yaml)
+	cfg := writeIntegrationsConfig(t, dir, addrs[0], "veil-fence", "  desk: {kind: other, ledgers: [event], topic: out.desk}\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var logs testkit.Buffer

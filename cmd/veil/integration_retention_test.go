@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,15 +28,8 @@ func TestRunBoundsIntegrationTopics(t *testing.T) {
 		yaml := fmt.Sprintf("kafka: {brokers: [%s]}\ndata_dir: %s\napps: {app-1: {}}\nanalytics: {enabled: false}\nlisten: {metrics: \"\"}\nledgers: {http: {ttl: 30m}, event: {ttl: 2h}}\nintegrations:\n%s",
 			addrs[0], filepath.Join(dir, "data"), integrations)
 		path := writeConfig(t, dir, yaml)
-		cfg, err := parseConfig("run", []string{"-config", path}, os.Stderr, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var log bytes.Buffer
-		s, err := start(context.Background(), cfg, &log)
-		if err == nil {
-			s.close(context.Background())
-		}
+		err := startAndClose(t, path, &log)
 		return log.String(), err
 	}
 	retention := func(t *testing.T, topic string) string {

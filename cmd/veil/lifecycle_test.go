@@ -112,6 +112,16 @@ func (l *lifecycle) produceSays(prefix string, n int, ts time.Time) {
 	}
 }
 
+// processedSays produces n says as produceSays does and commits veil's group at their end, as if
+// veil had processed them and the outputs were lost: what replay covers. It returns the replay
+// --from that covers them, an hour before ts.
+func (l *lifecycle) processedSays(prefix string, n int, ts time.Time) (from string) {
+	l.t.Helper()
+	l.produceSays(prefix, n, ts)
+	commitPipelineGroup(l.t, l.addrs, "veil", broker.RawTopic("event"))
+	return ts.Add(-time.Hour).UTC().Format(time.RFC3339)
+}
+
 // tokens seals one say entry per app through the pipeline's transformer, stores it as veil run
 // would, and returns the token of each app's entry.
 func (l *lifecycle) seal(apps ...string) map[string]string {
@@ -296,11 +306,7 @@ func TestKeysUsage(t *testing.T) {
 
 func TestReplayCommand(t *testing.T) {
 	l := newLifecycle(t)
-	now := time.Now()
-	l.produceSays("r", 6, now)
-	// As if veil had processed them and the outputs were lost: replay covers what veil committed.
-	commitPipelineGroup(t, l.addrs, "veil", broker.RawTopic("event"))
-	from := now.Add(-time.Hour).UTC().Format(time.RFC3339)
+	from := l.processedSays("r", 6, time.Now())
 	cp := filepath.Join(t.TempDir(), "cp.json")
 	code, stdout, stderr := l.run("replay", "--from", from, "--ledger", "event", "--checkpoint", cp)
 	if code != exitOK || !strings.Contains(stdout, "produced 6 encrypted, 6 redacted") || !strings.Contains(stderr, "replay: 6/6 records") {
@@ -362,15 +368,8 @@ func TestRunEnforcesRetention(t *testing.T) {
 			cfgPath := filepath.Join(dir, tt.mode+".yaml")
 			os.WriteFile(cfgPath, []byte(fmt.Sprintf("kafka:\n  brokers: [%s]\n  retention_check: %s\ndata_dir: %s\n",
 				c.ListenAddrs()[0], tt.mode, filepath.Join(dir, tt.mode))), 0o600)
-			cfg, err := parseConfig("run", []string{"-config", cfgPath}, os.Stderr, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
 			var logs bytes.Buffer
-			s, err := start(context.Background(), cfg, &logs)
-			if err == nil {
-				s.close(context.Background())
-			}
+			err := startAndClose(t, cfgPath, &logs)
 			var errOut bytes.Buffer
 			if got := exitCode(err, &errOut); got != tt.want {
 				t.Errorf("start with retention_check %s = exit %d (%v), want %d", tt.mode, got, err, tt.want)

@@ -108,6 +108,35 @@ func writeConfig(t *testing.T, dir, yaml string) string {
 	return path
 }
 
+// startAndClose starts veil run's components on the config file at path, logging to log, and
+// closes them at once; it returns start's error: what veil run checks before it runs anything.
+func startAndClose(t *testing.T, path string, log io.Writer) error {
+	t.Helper()
+	cfg, err := parseConfig("run", []string{"-config", path}, os.Stderr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := start(context.Background(), cfg, log)
+	if err == nil {
+		s.close(context.Background())
+	}
+	return err
+}
+
+// writeIntegrationsConfig writes dir/veil.yaml for `veil run` on broker with app-1, its data in
+// dir/data, transactional id txnID, analytics off, no metrics listener and the integrations given
+// as YAML lines (indented under integrations:), and returns the file's path.
+func writeIntegrationsConfig(t *testing.T, dir, broker, txnID, integrations string) string {
+	t.Helper()
+	return writeConfig(t, dir, fmt.Sprintf(`kafka: {brokers: [%s], transactional_id: %s}
+data_dir: %s
+apps: {app-1: {}}
+analytics: {enabled: false}
+listen: {metrics: ""}
+integrations:
+%s`, broker, txnID, filepath.Join(dir, "data"), integrations))
+}
+
 // TestRunServesHealthAndMetrics starts `veil run` against a broker and checks the operations
 // endpoints: ready once keys, store and broker work, and metrics counting processed entries.
 func TestRunServesHealthAndMetrics(t *testing.T) {

@@ -263,9 +263,7 @@ func TestReplayRaces(t *testing.T) {
 func TestReplayCommandOperatorPaths(t *testing.T) {
 	l := newLifecycle(t)
 	now := time.Now()
-	l.produceSays("o", 4, now)
-	commitPipelineGroup(t, l.addrs, "veil", broker.RawTopic("event"))
-	from := now.Add(-time.Hour).UTC().Format(time.RFC3339)
+	from := l.processedSays("o", 4, now)
 
 	// Item 3: a dry run on the default targets (which include encrypted) works.
 	code, stdout, stderr := l.run("replay", "--from", from, "--ledger", "event", "--dry-run")

@@ -45,15 +45,8 @@ func TestRunDeliversToWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("VEIL_INTEGRATIONS_HOOK_SECRET", secret)
-	yaml := fmt.Sprintf(`kafka: {brokers: [%s], transactional_id: veil-wh}
-data_dir: %s
-apps: {app-1: {}}
-analytics: {enabled: false}
-listen: {metrics: ""}
-integrations:
-  hook: {kind: messaging, ledgers: [event], delivery: webhook, url: %q, ca_file: %s}
-`, addrs[0], filepath.Join(dir, "data"), srv.URL+"/in", ca)
-	cfgPath := writeConfig(t, dir, yaml)
+	cfgPath := writeIntegrationsConfig(t, dir, addrs[0], "veil-wh",
+		fmt.Sprintf("  hook: {kind: messaging, ledgers: [event], delivery: webhook, url: %q, ca_file: %s}\n", srv.URL+"/in", ca))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var logs syncBuffer
