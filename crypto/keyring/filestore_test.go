@@ -16,15 +16,7 @@ import (
 
 func TestValidateApp(t *testing.T) {
 	// 64, not MaxAppLen: the limit is pinned here, as key file names and store keys rely on it.
-	nametest.Run(t, 64, func(t *testing.T, tt nametest.Case) {
-		err := keyring.ValidateApp(tt.S)
-		if got := err == nil; got != tt.Valid {
-			t.Errorf("ValidateApp(%q) = %v, want valid=%v", tt.S, err, tt.Valid)
-		}
-		if err != nil && !errors.Is(err, keyring.ErrInvalidApp) {
-			t.Errorf("ValidateApp(%q) = %v, want ErrInvalidApp", tt.S, err)
-		}
-	})
+	nametest.RunCheck(t, 64, "ValidateApp", keyring.ValidateApp, keyring.ErrInvalidApp)
 }
 
 func newStore(t *testing.T) (*keyring.FileKeyStore, string) {

@@ -1,10 +1,11 @@
 // Package nametest is the one table of identifier cases for veil's one name rule (package names):
 // the rule's own test and the tests of every check built on it (store.ValidateApp,
-// keyring.ValidateApp) run the same rows through Run, so a case added for one is checked for all.
+// keyring.ValidateApp) run the same rows through Run and RunCheck, so a case added for one is checked for all.
 // It imports nothing of veil's, so the internal test of package names can use it. Tests only.
 package nametest
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -22,6 +23,25 @@ func Run(t *testing.T, maxLen int, check func(t *testing.T, c Case)) {
 	for _, c := range Cases(maxLen) {
 		t.Run(c.Name, func(t *testing.T) { check(t, c) })
 	}
+}
+
+// RunCheck runs check (named name in messages) on every case of Cases(maxLen), a subtest each,
+// and checks what it returns: nil exactly for the valid cases, otherwise an error wrapping
+// sentinel that does not quote the name (an invalid name may be anything, data included).
+func RunCheck(t *testing.T, maxLen int, name string, check func(string) error, sentinel error) {
+	t.Helper()
+	Run(t, maxLen, func(t *testing.T, c Case) {
+		err := check(c.S)
+		if (err == nil) != c.Valid {
+			t.Errorf("%s(%q) = %v, want valid %v", name, c.S, err, c.Valid)
+		}
+		if err != nil && !errors.Is(err, sentinel) {
+			t.Errorf("%s(%q) = %v, want it to wrap %v", name, c.S, err, sentinel)
+		}
+		if err != nil && c.S != "" && strings.Contains(err.Error(), c.S) {
+			t.Errorf("%s(%q) error %q repeats the input", name, c.S, err)
+		}
+	})
 }
 
 // Cases are the identifier cases for a rule whose longest identifier is maxLen bytes.

@@ -2,7 +2,6 @@ package store
 
 import (
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -10,18 +9,7 @@ import (
 )
 
 func TestValidateApp(t *testing.T) {
-	nametest.Run(t, MaxAppLen, func(t *testing.T, tt nametest.Case) {
-		err := ValidateApp(tt.S)
-		if tt.Valid && err != nil {
-			t.Fatalf("ValidateApp(%q) = %v, want nil", tt.S, err)
-		}
-		if !tt.Valid && !errors.Is(err, ErrInvalidApp) {
-			t.Fatalf("ValidateApp(%q) = %v, want ErrInvalidApp", tt.S, err)
-		}
-		if err != nil && len(tt.S) > 0 && strings.Contains(err.Error(), tt.S) {
-			t.Fatalf("ValidateApp(%q) error %q repeats the input", tt.S, err)
-		}
-	})
+	nametest.RunCheck(t, MaxAppLen, "ValidateApp", ValidateApp, ErrInvalidApp)
 }
 
 func TestValidateItems(t *testing.T) {
