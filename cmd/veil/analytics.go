@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -29,11 +28,7 @@ func (s *service) newAnalytics(ctx context.Context) (*analytics.Sink, error) {
 			return nil, fmt.Errorf("creating analytics S3 writer: %w", err)
 		}
 	} else {
-		dir := a.Dir
-		if dir == "" {
-			dir = filepath.Join(s.cfg.DataDir, "analytics")
-		}
-		local, err := analytics.NewLocalDir(dir)
+		local, err := analytics.NewLocalDir(s.cfg.AnalyticsDir())
 		if err != nil {
 			return nil, fmt.Errorf("creating analytics directory: %w", err)
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -33,20 +32,13 @@ func (s *service) openBlobs(ctx context.Context) error {
 			return fmt.Errorf("creating blob S3 store: %w", err)
 		}
 	} else {
-		dir := c.Dir
-		if dir == "" {
-			dir = filepath.Join(s.cfg.DataDir, "blobs")
-		}
-		d, err := blob.NewDir(dir)
+		d, err := blob.NewDir(s.cfg.BlobDir())
 		if err != nil {
 			return fmt.Errorf("creating blob directory: %w", err)
 		}
 		objects = d
 	}
-	staging := c.StagingDir
-	if staging == "" {
-		staging = filepath.Join(s.cfg.DataDir, "staging")
-	}
+	staging := s.cfg.BlobStagingDir()
 	if err := os.MkdirAll(staging, 0o700); err != nil {
 		return fmt.Errorf("creating staging directory: %w", err)
 	}

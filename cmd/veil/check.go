@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -98,7 +97,7 @@ func dependencyChecks(cfg *config.Config) []dependencyCheck {
 	out = append(out, dependencyCheck{"kms", func(ctx context.Context) (string, error) {
 		if cfg.KMS.Provider == "local" {
 			path := cfg.RootKeyPath()
-			if _, err := os.Stat(filepath.Join(cfg.DataDir, "root.key")); err == nil {
+			if _, err := os.Stat(cfg.LegacyRootKeyPath()); err == nil {
 				return "local root key in the data directory (veil run moves it to " + path + ")", nil
 			}
 			if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
@@ -137,7 +136,7 @@ func dependencyChecks(cfg *config.Config) []dependencyCheck {
 			st.Close(ctx)
 			return "dynamodb table " + d.Table, nil
 		}
-		return localDir("badger", filepath.Join(cfg.DataDir, "store"))
+		return localDir("badger", cfg.StoreDir())
 	}})
 	out = append(out, dependencyCheck{"key store", func(ctx context.Context) (string, error) {
 		switch cfg.KeyStoreKind() {
@@ -150,7 +149,7 @@ func dependencyChecks(cfg *config.Config) []dependencyCheck {
 			}
 			return "dynamodb table " + cfg.KeyTable(), nil
 		}
-		return localDir("file", filepath.Join(cfg.DataDir, "keys"))
+		return localDir("file", cfg.KeysDir())
 	}})
 	if cfg.Analytics.Enabled && cfg.Analytics.S3.Bucket != "" {
 		out = append(out, dependencyCheck{"analytics", func(ctx context.Context) (string, error) {

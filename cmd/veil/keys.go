@@ -47,7 +47,7 @@ func eraseBlobs(ctx context.Context, cfg *config.Config, sealer *envelope.Sealer
 			return 0, err
 		}
 	} else {
-		dir := cmp.Or(cfg.Blob.Dir, filepath.Join(cfg.DataDir, "blobs"))
+		dir := cfg.BlobDir()
 		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 			return 0, nil // no blob was ever written here
 		}
@@ -491,7 +491,7 @@ func connectKafka(ctx context.Context, cfg *config.Config, logOut io.Writer) (*k
 			return nil, err
 		}
 		e, err := broker.StartEmbedded(ctx, broker.EmbeddedConfig{
-			Addr: "127.0.0.1:0", DataDir: filepath.Join(cfg.DataDir, "broker"),
+			Addr: "127.0.0.1:0", DataDir: cfg.BrokerDir(),
 			Partitions: cfg.Kafka.Embedded.Partitions, Logger: newLogger(logOut, "warn"), KMS: kms, KeyID: keyID, Ledgers: ledgerTTLs,
 		})
 		if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"path/filepath"
 
 	"github.com/veil-project/veil/config"
 	"github.com/veil-project/veil/crypto/keyring"
@@ -17,7 +16,7 @@ func openKeyStore(ctx context.Context, cfg *config.Config) (keyring.KeyStore, fu
 	nop := func(context.Context) error { return nil }
 	switch kind := cfg.KeyStoreKind(); kind {
 	case "file":
-		ks, err := keyring.NewFileKeyStore(filepath.Join(cfg.DataDir, "keys"))
+		ks, err := keyring.NewFileKeyStore(cfg.KeysDir())
 		if err != nil {
 			return nil, nil, fmt.Errorf("opening key store: %w", err)
 		}

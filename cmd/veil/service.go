@@ -135,7 +135,7 @@ func startService(ctx context.Context, cfg *config.Config, logOut io.Writer, wit
 	}
 	if cfg.EmbeddedBroker() {
 		s.embedded, err = broker.StartEmbedded(ctx, broker.EmbeddedConfig{
-			Addr: cfg.Kafka.Embedded.Addr, DataDir: filepath.Join(cfg.DataDir, "broker"),
+			Addr: cfg.Kafka.Embedded.Addr, DataDir: cfg.BrokerDir(),
 			Partitions: cfg.Kafka.Embedded.Partitions, Logger: s.log, KMS: kms, KeyID: keyID, Ledgers: ledgerTTLs,
 		})
 		if err != nil {
@@ -288,7 +288,7 @@ func openKMS(ctx context.Context, cfg *config.Config, log *slog.Logger) (keyring
 // directory. Two different keys in both places refuse to start.
 func localRootKey(cfg *config.Config, log *slog.Logger) (string, error) {
 	path := cfg.RootKeyPath()
-	legacy := filepath.Join(cfg.DataDir, "root.key")
+	legacy := cfg.LegacyRootKeyPath()
 	if abs(legacy) != abs(path) {
 		moved, err := kmslocal.Move(legacy, path)
 		if err != nil {
@@ -333,7 +333,7 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store
 		}
 		return st, nil
 	case "badger", "":
-		st, err := badgerstore.Open(filepath.Join(cfg.DataDir, "store"), badgerstore.WithLogger(log))
+		st, err := badgerstore.Open(cfg.StoreDir(), badgerstore.WithLogger(log))
 		if err != nil {
 			return nil, fmt.Errorf("opening embedded store: %w", err)
 		}
