@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -62,22 +63,33 @@ func deadLetterVisible(p *reveal.Principal, app string) bool {
 	return visible(p, app)
 }
 
-func (c *Console) deadletters(w http.ResponseWriter, r *http.Request, rq *request) {
-	var body deadLettersBody
-	body.Limit = recordsLimit
-	recs, partial, err := c.cfg.Log.Tail(r.Context(), broker.DeadLetterTopic, recordsLimit, recordsBudget, func(kr *kgo.Record) bool {
-		var d deadLetter
-		return json.Unmarshal(kr.Value, &d) == nil && deadLetterVisible(&rq.p, d.AppID)
+// tailVisible returns the newest records of topic (up to recordsLimit, reading at most
+// recordsBudget) that decode as T and whose app p may see (deadLetterVisible), newest first;
+// partial reports that the budget ran out.
+func tailVisible[T any](ctx context.Context, log *Log, topic string, p *reveal.Principal, app func(*T) string) ([]T, bool, error) {
+	krs, partial, err := log.Tail(ctx, topic, recordsLimit, recordsBudget, func(kr *kgo.Record) bool {
+		var v T
+		return json.Unmarshal(kr.Value, &v) == nil && deadLetterVisible(p, app(&v))
 	})
+	if err != nil {
+		return nil, false, err
+	}
+	recs := make([]T, len(krs))
+	for i, kr := range krs {
+		json.Unmarshal(kr.Value, &recs[i]) // keep decoded it without error
+	}
+	return recs, partial, nil
+}
+
+func (c *Console) deadletters(w http.ResponseWriter, r *http.Request, rq *request) {
+	recs, partial, err := tailVisible(r.Context(), c.cfg.Log, broker.DeadLetterTopic, &rq.p, func(d *deadLetter) string { return d.AppID })
 	if err != nil {
 		c.unavailable(w, r, &rq.p, "reading dead letters", fromBroker, err)
 		return
 	}
+	body := deadLettersBody{Records: recs, Limit: recordsLimit}
 	byReason, byApp := map[string]int{}, map[string]int{}
-	for _, kr := range recs {
-		var d deadLetter
-		json.Unmarshal(kr.Value, &d)
-		body.Records = append(body.Records, d)
+	for _, d := range recs {
 		byReason[string(d.Reason)]++
 		app := d.AppID
 		if app == "" {
@@ -113,20 +125,11 @@ type auditBody struct {
 }
 
 func (c *Console) audit(w http.ResponseWriter, r *http.Request, rq *request) {
-	body := auditBody{Limit: recordsLimit}
-	recs, partial, err := c.cfg.Log.Tail(r.Context(), broker.AuditTopic, recordsLimit, recordsBudget, func(kr *kgo.Record) bool {
-		var a auditEntry
-		return json.Unmarshal(kr.Value, &a) == nil && deadLetterVisible(&rq.p, a.App)
-	})
+	recs, partial, err := tailVisible(r.Context(), c.cfg.Log, broker.AuditTopic, &rq.p, func(a *auditEntry) string { return a.App })
 	if err != nil {
 		c.unavailable(w, r, &rq.p, "reading audit trail", fromBroker, err)
 		return
 	}
-	for _, kr := range recs {
-		var a auditEntry
-		json.Unmarshal(kr.Value, &a)
-		body.Records = append(body.Records, a)
-	}
-	body.Partial = partial
+	body := auditBody{Records: recs, Partial: partial, Limit: recordsLimit}
 	c.render(w, http.StatusOK, "audit", page{Title: "Audit trail", Nav: "audit", Principal: &rq.p, CSRF: rq.sess.csrf, Body: body})
 }
