@@ -31,6 +31,11 @@ func (c *Config) AnalyticsDir() string {
 	return cmp.Or(c.Analytics.Dir, filepath.Join(c.DataDir, "analytics"))
 }
 
+// PrincipalsPath is the principals file: reveal.principals_file, or <data_dir>/principals.yaml.
+func (c *Config) PrincipalsPath() string {
+	return cmp.Or(c.Reveal.PrincipalsFile, filepath.Join(c.DataDir, "principals.yaml"))
+}
+
 // LegacyRootKeyPath is where versions before kms.local.root_key_path kept the local root key,
 // inside the data directory (see RootKeyPath).
 func (c *Config) LegacyRootKeyPath() string { return filepath.Join(c.DataDir, "root.key") }

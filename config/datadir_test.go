@@ -8,6 +8,7 @@ import (
 func TestDataDirLayout(t *testing.T) {
 	def := &Config{DataDir: "/d"}
 	set := &Config{DataDir: "/d", Blob: Blob{Dir: "/b", StagingDir: "/s"}, Analytics: Analytics{Dir: "/a"}}
+	set.Reveal.PrincipalsFile = "/p.yaml"
 	for _, tc := range []struct {
 		name      string
 		got, want string
@@ -22,6 +23,8 @@ func TestDataDirLayout(t *testing.T) {
 		{"BlobStagingDir set", set.BlobStagingDir(), "/s"},
 		{"AnalyticsDir default", def.AnalyticsDir(), filepath.Join("/d", "analytics")},
 		{"AnalyticsDir set", set.AnalyticsDir(), "/a"},
+		{"PrincipalsPath default", def.PrincipalsPath(), filepath.Join("/d", "principals.yaml")},
+		{"PrincipalsPath set", set.PrincipalsPath(), "/p.yaml"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %q, want %q", tc.name, tc.got, tc.want)

@@ -5,20 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"time"
 
 	"github.com/veil-project/veil/config"
 	"github.com/veil-project/veil/reveal"
 )
-
-// principalsPath is the principals file: reveal.principals_file, or <data_dir>/principals.yaml.
-func principalsPath(cfg *config.Config) string {
-	if p := cfg.Reveal.PrincipalsFile; p != "" {
-		return p
-	}
-	return filepath.Join(cfg.DataDir, "principals.yaml")
-}
 
 // apiConfigured reports whether the reveal API may start: with a certificate, or with the plain
 // HTTP development switch.
@@ -46,7 +37,7 @@ func (s *service) openAPI(ctx context.Context, g *group) error {
 	if s.setLinkAudit != nil {
 		s.setLinkAudit(reveal.LinkAudit(aud, nil))
 	}
-	path := principalsPath(s.cfg)
+	path := s.cfg.PrincipalsPath()
 	pf, err := reveal.OpenPrincipalsFile(path, time.Second, func(err error) {
 		s.log.Error("principals file", "path", path, "err", err)
 	})
@@ -101,6 +92,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	s.addBlobSweeper(g)
-	fmt.Fprintf(stdout, "veil reveal API on %s/v1/reveal (principals %s)\n", apiURL(cfg), principalsPath(cfg))
+	fmt.Fprintf(stdout, "veil reveal API on %s/v1/reveal (principals %s)\n", apiURL(cfg), cfg.PrincipalsPath())
 	return g.run(ctx)
 }

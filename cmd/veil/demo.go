@@ -194,7 +194,7 @@ func demoPrincipal(cfg *config.Config) (reveal.APIKey, error) {
 	if !apiConfigured(cfg) {
 		return "", nil
 	}
-	path := principalsPath(cfg)
+	path := cfg.PrincipalsPath()
 	if err := reveal.RemovePrincipal(path, demoPrincipalName); err != nil && !errors.Is(err, reveal.ErrNoPrincipal) {
 		return "", fmt.Errorf("replacing the demo principal: %w", err)
 	}

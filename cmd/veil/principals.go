@@ -60,7 +60,7 @@ func cmdPrincipals(_ context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	path := principalsPath(cfg)
+	path := cfg.PrincipalsPath()
 	switch sub {
 	case "add":
 		if name == "" || kind == "" || apps == "" {

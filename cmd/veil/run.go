@@ -139,7 +139,7 @@ func (s *service) printWhere(w io.Writer) {
 		fmt.Fprintf(w, "  metrics    http://%s/metrics   health /healthz   ready /readyz\n", s.cfg.Listen.Metrics)
 	}
 	if apiConfigured(s.cfg) {
-		fmt.Fprintf(w, "  reveal     %s/v1/reveal   principals %s\n", apiURL(s.cfg), principalsPath(s.cfg))
+		fmt.Fprintf(w, "  reveal     %s/v1/reveal   principals %s\n", apiURL(s.cfg), s.cfg.PrincipalsPath())
 		fmt.Fprintf(w, "  console    %s/console/   (sign in with a principal's API key)\n", apiURL(s.cfg))
 	}
 }
