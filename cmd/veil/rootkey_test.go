@@ -13,6 +13,7 @@ import (
 
 	"github.com/veil-project/veil/crypto/kmslocal"
 
+	"github.com/veil-project/veil/internal/leakcheck"
 	"github.com/veil-project/veil/internal/testkit"
 )
 
@@ -43,21 +44,12 @@ func TestRootKeyOutsideDataDir(t *testing.T) {
 		}
 		return s, log.String(), err
 	}
-	// noRootKeyIn fails if any file under dir holds the root key's bytes.
-	noRootKeyIn := func(t *testing.T, dir string, root []byte) {
+	// noRootKeyIn closes s (its stores flush what they hold) and fails if any file under dir
+	// holds the root key's bytes.
+	noRootKeyIn := func(t *testing.T, s *service, dir string, root []byte) {
 		t.Helper()
-		n := 0
-		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			n++
-			if b, _ := os.ReadFile(p); bytes.Contains(b, root) {
-				t.Errorf("root key bytes found in the data directory: %s", p)
-			}
-			return nil
-		})
-		if n == 0 {
+		s.close(context.Background())
+		if leakcheck.Dir(t, dir, "the root key's bytes", root) == 0 {
 			t.Errorf("no files scanned under %s", dir)
 		}
 	}
@@ -82,7 +74,7 @@ func TestRootKeyOutsideDataDir(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(data, "root.key")); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("root.key in the data directory: Stat = %v, want not exist", err)
 		}
-		noRootKeyIn(t, data, root)
+		noRootKeyIn(t, s, data, root)
 	})
 
 	t.Run("legacy key moved and still opens", func(t *testing.T) {
@@ -126,7 +118,7 @@ func TestRootKeyOutsideDataDir(t *testing.T) {
 		if got, err := k2.AEAD.Open(nil, nonce, sealed, nil); err != nil || string(got) != "wrapped before the move" {
 			t.Errorf("app key after the move is not the one wrapped before it: %v", err)
 		}
-		noRootKeyIn(t, data, before)
+		noRootKeyIn(t, s, data, before)
 	})
 
 	t.Run("two different keys refuse", func(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/veil-project/veil/broker"
 	"github.com/veil-project/veil/egress"
+	"github.com/veil-project/veil/internal/leakcheck"
 )
 
 // TestRunDeliversToWebhook: `veil run` with an integration of delivery webhook (URL and CA file
@@ -68,18 +69,7 @@ func TestRunDeliversToWebhook(t *testing.T) {
 	if strings.Contains(logs.String(), "SECRET") {
 		t.Errorf("plaintext in the log")
 	}
-	files := 0
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		files++
-		if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("SECRET-webhook-1")) {
-			t.Errorf("plaintext in %s", p)
-		}
-		return nil
-	})
-	if files == 0 {
+	if leakcheck.Dir(t, dir, "the delivered plaintext", []byte("SECRET-webhook-1")) == 0 {
 		t.Errorf("scanned no files")
 	}
 	// No topic of veil's holds the decrypted entry.
