@@ -135,16 +135,11 @@ func ValidateTopic(topic string) error {
 	return nil
 }
 
-// Decrypts reports whether the integration may process sensitive data: messaging and support
-// always, other only with Override.
+// Decrypts reports whether the integration may process sensitive data: reveal's one rule
+// (Kind.Decrypts), messaging and support always, other only with Override. An integration is
+// never admin (validate refuses it; one that skipped validation does not decrypt either).
 func (in *Integration) Decrypts() bool {
-	switch in.Kind {
-	case reveal.KindMessaging, reveal.KindSupport:
-		return true
-	case reveal.KindOther:
-		return in.Override
-	}
-	return false
+	return in.Kind != reveal.KindAdmin && in.Kind.Decrypts(in.Override)
 }
 
 // Delivers reports whether entries of app pass the integration's app filter.

@@ -35,6 +35,20 @@ const (
 	KindAdmin     Kind = "admin"     // an authorized developer: views until the TTL
 )
 
+// Decrypts is the one rule of who may see plaintext, for reveal principals and egress
+// integrations alike: messaging, support and admin always, other only with override, any other
+// kind never (fail closed). Which apps a caller covers is checked apart (MayDecrypt,
+// egress's app filter).
+func (k Kind) Decrypts(override bool) bool {
+	switch k {
+	case KindMessaging, KindSupport, KindAdmin:
+		return true
+	case KindOther:
+		return override
+	}
+	return false
+}
+
 // AllApps in a principal's Apps grants every app. Only an admin may hold it.
 const AllApps = "*"
 
@@ -50,10 +64,7 @@ type Principal struct {
 // MayDecrypt reports whether p may see the plaintext of a token of app: messaging and support
 // always, other only with Override, admin always; and only for an app in p.Apps.
 func (p *Principal) MayDecrypt(app string) bool {
-	switch {
-	case p.Kind == KindMessaging, p.Kind == KindSupport, p.Kind == KindAdmin:
-	case p.Kind == KindOther && p.Override:
-	default:
+	if !p.Kind.Decrypts(p.Override) {
 		return false
 	}
 	for _, a := range p.Apps {

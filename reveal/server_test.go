@@ -87,6 +87,24 @@ func TestAccessMatrix(t *testing.T) {
 	}
 }
 
+// TestKindDecrypts is the one rule of who may see plaintext (principals and integrations): an
+// unknown kind, odd casing included, never decrypts, override or not.
+func TestKindDecrypts(t *testing.T) {
+	for _, tt := range []struct {
+		kind     reveal.Kind
+		override bool
+		want     bool
+	}{
+		{reveal.KindMessaging, false, true}, {reveal.KindSupport, false, true}, {reveal.KindAdmin, false, true},
+		{reveal.KindOther, false, false}, {reveal.KindOther, true, true},
+		{"", true, false}, {"Messaging", false, false}, {"SUPPORT", true, false}, {"other ", true, false},
+	} {
+		if got := tt.kind.Decrypts(tt.override); got != tt.want {
+			t.Errorf("Kind(%q).Decrypts(%v) = %v, want %v", tt.kind, tt.override, got, tt.want)
+		}
+	}
+}
+
 // TestMayDecrypt is the decision table alone.
 func TestMayDecrypt(t *testing.T) {
 	tests := []struct {
