@@ -19,11 +19,8 @@ package reveal
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 
 	"github.com/veil-project/veil/crypto/envelope"
-	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/sinks/blob"
 	"github.com/veil-project/veil/sinks/store"
 )
@@ -56,32 +53,17 @@ func (o *Opener) Open(ctx context.Context, token string) ([]byte, Status, error)
 
 // OpenToken is Open for a parsed token.
 func (o *Opener) OpenToken(ctx context.Context, tok envelope.Token) ([]byte, Status, error) {
-	item, err := o.Store.Get(ctx, tok.App, tok.Ref)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, StatusExpired, nil
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("reading sealed record: %w", err)
-	}
 	var rec envelope.Record
-	if err := rec.UnmarshalBinary(item.Value); err != nil {
-		return nil, StatusInvalid, nil
+	v, st, err := blob.OpenSealed(ctx, o.Store, o.Sealer, tok, &rec)
+	if st != blob.StatusOK || err != nil {
+		return nil, Status(st), err
 	}
-	v, err := o.Sealer.Open(ctx, &rec, tok)
-	switch {
-	case err == nil && isObject(v) && blob.IsMediaKey(v):
+	if isObject(v) && blob.IsMediaKey(v) {
 		// A blob token opens to the media DEK: never hand it out; media go through signed links.
 		clear(v)
 		return nil, StatusDenied, nil
-	case err == nil:
-		return v, StatusOK, nil
-	case errors.Is(err, envelope.ErrExpired), errors.Is(err, keyring.ErrKeyDestroyed):
-		return nil, StatusExpired, nil
-	case errors.Is(err, envelope.ErrInvalid):
-		return nil, StatusInvalid, nil
-	default:
-		return nil, "", fmt.Errorf("opening token: %w", err)
 	}
+	return v, StatusOK, nil
 }
 
 // isObject reports whether v, a JSON value, is an object. A media key is one (blob.IsMediaKey

@@ -17,6 +17,7 @@ import (
 
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/reveal"
+	"github.com/veil-project/veil/sinks/blob"
 )
 
 const secretValue = `"alice@example.com"`
@@ -101,6 +102,19 @@ func TestKindDecrypts(t *testing.T) {
 	} {
 		if got := tt.kind.Decrypts(tt.override); got != tt.want {
 			t.Errorf("Kind(%q).Decrypts(%v) = %v, want %v", tt.kind, tt.override, got, tt.want)
+		}
+	}
+}
+
+// TestBlobStatusesMatch: the Opener hands on blob.OpenSealed's status as a reveal Status, so
+// the strings must be the same.
+func TestBlobStatusesMatch(t *testing.T) {
+	for _, tt := range []struct {
+		b blob.Status
+		r reveal.Status
+	}{{blob.StatusOK, reveal.StatusOK}, {blob.StatusExpired, reveal.StatusExpired}, {blob.StatusInvalid, reveal.StatusInvalid}} {
+		if reveal.Status(tt.b) != tt.r {
+			t.Errorf("blob status %q is not reveal's %q", tt.b, tt.r)
 		}
 	}
 }

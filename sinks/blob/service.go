@@ -306,6 +306,35 @@ func (m *Media) Read(p []byte) (int, error) {
 // Close closes the object.
 func (m *Media) Close() error { return m.body.Close() }
 
+// OpenSealed reads the sealed item tok names from st and opens it with sealer: the one rule of
+// what opening a token comes to, for reveal's values as for media keys. A missing item (expired,
+// erased) and a key past its TTL or destroyed are StatusExpired; a record that does not decode
+// or authenticate is StatusInvalid; any other error is a transient failure (store, KMS),
+// returned, and never carries the value. With StatusOK the caller owns the value and clears it
+// when done. rec receives the record read (its expiry names a media object).
+func OpenSealed(ctx context.Context, st store.Store, sealer *envelope.Sealer, tok envelope.Token, rec *envelope.Record) ([]byte, Status, error) {
+	item, err := st.Get(ctx, tok.App, tok.Ref)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, StatusExpired, nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("reading sealed record: %w", err)
+	}
+	if err := rec.UnmarshalBinary(item.Value); err != nil {
+		return nil, StatusInvalid, nil
+	}
+	v, err := sealer.Open(ctx, rec, tok)
+	switch {
+	case err == nil:
+		return v, StatusOK, nil
+	case errors.Is(err, envelope.ErrExpired), errors.Is(err, keyring.ErrKeyDestroyed):
+		return nil, StatusExpired, nil
+	case errors.Is(err, envelope.ErrInvalid):
+		return nil, StatusInvalid, nil
+	}
+	return nil, "", fmt.Errorf("opening sealed record: %w", err)
+}
+
 // Open opens the blob a token names. A non-nil error is a transient failure (store, KMS,
 // object store); every other outcome is a Status, with Media only for StatusOK.
 func (s *Service) Open(ctx context.Context, token string) (*Media, Status, error) {
@@ -321,26 +350,10 @@ func (s *Service) OpenToken(ctx context.Context, tok envelope.Token) (*Media, St
 	if s.cfg.Store == nil {
 		return nil, "", errors.New("opening blob: no store configured")
 	}
-	item, err := s.cfg.Store.Get(ctx, tok.App, tok.Ref)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, StatusExpired, nil
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("reading media record: %w", err)
-	}
 	var rec envelope.Record
-	if err := rec.UnmarshalBinary(item.Value); err != nil {
-		return nil, StatusInvalid, nil
-	}
-	val, err := s.cfg.Sealer.Open(ctx, &rec, tok)
-	switch {
-	case err == nil:
-	case errors.Is(err, envelope.ErrExpired), errors.Is(err, keyring.ErrKeyDestroyed):
-		return nil, StatusExpired, nil
-	case errors.Is(err, envelope.ErrInvalid):
-		return nil, StatusInvalid, nil
-	default:
-		return nil, "", fmt.Errorf("opening media key: %w", err)
+	val, st, err := OpenSealed(ctx, s.cfg.Store, s.cfg.Sealer, tok, &rec)
+	if st != StatusOK || err != nil {
+		return nil, st, err
 	}
 	defer clear(val)
 	var mk mediaKey
