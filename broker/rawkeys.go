@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/veil-project/veil/internal/atomicfile"
 )
 
 // KMS is the subset of *kms.Client the embedded broker uses to wrap the data keys of the raw
@@ -95,7 +97,9 @@ func (r *rawKeys) key(ctx context.Context, w int64, create bool) (cipher.AEAD, e
 		if err != nil {
 			return nil, fmt.Errorf("generating raw data key: %w", err)
 		}
-		if err := writeFileAtomic(r.keyPath(w), out.CiphertextBlob); err != nil {
+		// Durable before any record is sealed under it: the directory is synced too, so a power
+		// cut cannot keep records whose key file's rename was lost.
+		if err := atomicfile.WriteFile(r.keyPath(w), out.CiphertextBlob, 0o600); err != nil {
 			clear(out.Plaintext)
 			return nil, fmt.Errorf("keeping raw data key: %w", err)
 		}

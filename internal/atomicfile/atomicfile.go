@@ -13,12 +13,11 @@
 // the same file system, and it does not sync the directory after the rename; nor does it offer the
 // temp-then-link that put-if-absent needs.
 //
-// The embedded broker keeps its own writer (broker/keep.go writeFileAtomic: fixed "path.tmp"
-// temp, no directory sync). It sits on the broker's hot paths: every partition's record file at
-// restore, the group offsets each interval, the transaction log's compaction; a directory fsync
-// per file there would slow all of them. It also writes the raw-key files (broker/rawkeys.go),
-// where a rename lost to a power cut (not a process crash) would lose a wrapped key: a question
-// for the broker, not settled here.
+// The embedded broker keeps its own writer for its record files, group offsets and transaction
+// log (broker/keep.go writeFileAtomic: fixed "path.tmp" temp, no directory sync): they are
+// rewritten on its hot paths, and what a power cut loses of them is what the broker documents it
+// may lose since its last sync. Its raw-data-key files (broker/rawkeys.go), written once a window
+// and needed to read every raw record sealed under them, go through WriteFile.
 package atomicfile
 
 import (
