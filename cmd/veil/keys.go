@@ -27,6 +27,7 @@ import (
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmsaws"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/atomicfile"
 	"github.com/veil-project/veil/internal/periodic"
 	"github.com/veil-project/veil/sinks/blob"
 	"github.com/veil-project/veil/sinks/store"
@@ -334,10 +335,7 @@ func (c keysCmd) rewrap(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err := os.Rename(newRoot, oldPath); err != nil {
 		return fmt.Errorf("installing the new root key (move %s to %s by hand, then delete nothing else): %w", newRoot, oldPath, err)
 	}
-	if d, err := os.Open(filepath.Dir(oldPath)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
+	_ = atomicfile.SyncDir(filepath.Dir(oldPath)) // best effort: the rename is done either way
 	fmt.Fprintf(stdout, "installed the new root key as %s; the old root key is destroyed\n", oldPath)
 	return nil
 }

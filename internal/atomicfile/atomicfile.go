@@ -1,8 +1,9 @@
-// Package atomicfile writes a small file so that a reader, or the file system after a crash, sees
+// Package atomicfile writes a file so that a reader, or the file system after a crash, sees
 // either the old contents or the new ones, never a mix: the bytes go to a temporary file beside
 // the target (mode perm from the start, so a secret is never readable by others), which is synced,
 // renamed over the target, and then the directory is synced so the rename itself survives a crash.
-// A failed write leaves no temporary file behind. WriteTemp is the first half alone, for writers
+// A failed write leaves no temporary file behind. WriteFile takes the bytes, Write streams them
+// (media objects, Parquet files). WriteTemp is the first half alone, for writers
 // that install the file their own way: the key store's and the local KMS root key's put-if-absent
 // (a hard link that fails if the target exists), the key store's compare-then-rename.
 //
@@ -21,15 +22,30 @@
 package atomicfile
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // WriteFile replaces path with b, atomically and durably, with mode perm. The temporary file is
 // named "." + base(path) + ".tmp-*" in path's directory, which must exist.
 func WriteFile(path string, b []byte, perm os.FileMode) error {
+	return Write(path, "."+filepath.Base(path)+".tmp-*", perm, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// Write replaces path, atomically and durably, with what write writes, with mode perm: for
+// contents streamed rather than held (a media object, a Parquet file). The temporary file in
+// path's directory, which must exist, is named by temp: as os.CreateTemp's pattern when temp
+// holds a '*' (a new name each time), otherwise that very name, truncated if a crash left it
+// (so retries do not pile up leftovers; the caller must not write the same path twice at once).
+// On failure the target is as it was and no temporary file is left.
+func Write(path, temp string, perm os.FileMode, write func(io.Writer) error) error {
 	dir := filepath.Dir(path)
-	tmp, err := WriteTemp(dir, "."+filepath.Base(path)+".tmp-*", b, perm)
+	tmp, err := writeTemp(dir, temp, perm, write)
 	if err != nil {
 		return err
 	}
@@ -45,7 +61,24 @@ func WriteFile(path string, b []byte, perm os.FileMode) error {
 // write, for callers that install the file their own way (a hard link for put-if-absent, a rename
 // after a check) and remove it afterwards. On failure no file is left.
 func WriteTemp(dir, pattern string, b []byte, perm os.FileMode) (name string, err error) {
-	f, err := os.CreateTemp(dir, pattern)
+	if !strings.Contains(pattern, "*") {
+		pattern += "*"
+	}
+	return writeTemp(dir, pattern, perm, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// writeTemp creates the temporary file (see Write for temp), gives it mode perm before anything
+// is written, runs write, syncs and closes it. On failure no file is left.
+func writeTemp(dir, temp string, perm os.FileMode, write func(io.Writer) error) (name string, err error) {
+	var f *os.File
+	if strings.Contains(temp, "*") {
+		f, err = os.CreateTemp(dir, temp) // mode 0600
+	} else {
+		f, err = os.OpenFile(filepath.Join(dir, temp), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -58,7 +91,7 @@ func WriteTemp(dir, pattern string, b []byte, perm os.FileMode) (name string, er
 	if err := f.Chmod(perm); err != nil {
 		return "", err
 	}
-	if _, err := f.Write(b); err != nil {
+	if err := write(f); err != nil {
 		return "", err
 	}
 	if err := f.Sync(); err != nil {

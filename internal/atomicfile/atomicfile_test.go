@@ -1,6 +1,8 @@
 package atomicfile_test
 
 import (
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,5 +83,45 @@ func TestWriteTemp(t *testing.T) {
 	}
 	if es, _ := os.ReadDir(dir); len(es) != 1 {
 		t.Errorf("directory holds %d entries, want only the first temp", len(es))
+	}
+}
+
+// TestWrite: a streamed write under a fixed temporary name replaces the target and reuses (and
+// truncates) a leftover of that name; a failing write leaves the target as it was and no
+// temporary file, under a fixed name or a pattern.
+func TestWrite(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "part.parquet")
+	const temp = ".part.parquet.tmp"
+	if err := os.WriteFile(filepath.Join(dir, temp), []byte("leftover of a crash, longer than the new contents"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeString := func(s string) func(io.Writer) error {
+		return func(w io.Writer) error { _, err := io.WriteString(w, s); return err }
+	}
+	if err := atomicfile.Write(p, temp, 0o640, writeString("rows")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != "rows" {
+		t.Fatalf("target holds %q, %v, want %q", b, err, "rows")
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("target mode %v, %v, want 0640", fi.Mode().Perm(), err)
+	}
+	failed := errors.New("disk full")
+	for _, temp := range []string{temp, ".tmp-*"} {
+		err := atomicfile.Write(p, temp, 0o640, func(w io.Writer) error {
+			io.WriteString(w, "half")
+			return failed
+		})
+		if !errors.Is(err, failed) {
+			t.Errorf("Write(temp %q) with a failing writer = %v, want %v", temp, err, failed)
+		}
+		if b, _ := os.ReadFile(p); string(b) != "rows" {
+			t.Errorf("after a failed write (temp %q) the target holds %q, want %q", temp, b, "rows")
+		}
+	}
+	if es, _ := os.ReadDir(dir); len(es) != 1 {
+		t.Fatalf("directory holds %d entries, want only the target (no temporary left)", len(es))
 	}
 }

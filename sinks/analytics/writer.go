@@ -11,6 +11,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/veil-project/veil/internal/atomicfile"
 )
 
 // Writer stores the sink's files. Names are slash-separated paths relative to the writer's root,
@@ -58,14 +60,12 @@ func NewLocalDir(root string) (*LocalDir, error) {
 // Root returns the directory the writer writes under.
 func (d *LocalDir) Root() string { return d.root }
 
-// tempName is where a file is written before it is renamed to name. It is fixed per name, so a
-// retry after a crash truncates the leftover instead of leaving another one.
-func tempName(full string) string {
-	return filepath.Join(filepath.Dir(full), "."+filepath.Base(full)+".tmp")
-}
+// tempName is the name a file is written under, beside it, before it is renamed into place. It
+// is fixed per name, so a retry after a crash truncates the leftover instead of leaving another.
+func tempName(full string) string { return "." + filepath.Base(full) + ".tmp" }
 
 // WriteFile implements Writer.
-func (d *LocalDir) WriteFile(ctx context.Context, name string, write func(io.Writer) error) (err error) {
+func (d *LocalDir) WriteFile(ctx context.Context, name string, write func(io.Writer) error) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
@@ -77,35 +77,15 @@ func (d *LocalDir) WriteFile(ctx context.Context, name string, write func(io.Wri
 	if err := d.mkdirAll(dir); err != nil {
 		return fmt.Errorf("creating directory: %w", err)
 	}
-	tmp := tempName(full)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("creating temporary file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+	err := atomicfile.Write(full, tempName(full), 0o640, func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 256<<10)
+		if err := write(bw); err != nil {
+			return err
 		}
-	}()
-	bw := bufio.NewWriterSize(f, 256<<10)
-	if err := write(bw); err != nil {
+		return bw.Flush()
+	})
+	if err != nil {
 		return fmt.Errorf("writing file: %w", err)
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("writing file: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("syncing file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("closing file: %w", err)
-	}
-	if err := os.Rename(tmp, full); err != nil {
-		return fmt.Errorf("renaming file: %w", err)
-	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("syncing directory: %w", err)
 	}
 	return nil
 }
@@ -131,20 +111,11 @@ func (d *LocalDir) mkdirAll(dir string) error {
 		if err := os.Mkdir(missing[i], 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
-		if err := syncDir(filepath.Dir(missing[i])); err != nil {
+		if err := atomicfile.SyncDir(filepath.Dir(missing[i])); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // List implements Writer. Temporary files are not listed.
@@ -183,7 +154,7 @@ func (d *LocalDir) Remove(ctx context.Context, name string) error {
 	if err := os.Remove(full); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing file: %w", err)
 	}
-	if err := syncDir(filepath.Dir(full)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := atomicfile.SyncDir(filepath.Dir(full)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("syncing directory: %w", err)
 	}
 	return nil

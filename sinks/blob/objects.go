@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/veil-project/veil/internal/atomicfile"
 )
 
 // Objects is where ciphertext objects live. Keys are slash-separated, start with the app id
@@ -83,8 +85,9 @@ func (d *Dir) path(key string) (string, error) {
 	return filepath.Join(d.root, filepath.FromSlash(key)), nil
 }
 
-// Put writes r to a temporary file beside the object and renames it into place.
-func (d *Dir) Put(ctx context.Context, key string, r io.Reader) (err error) {
+// Put writes r to a temporary file beside the object and renames it into place, syncing the
+// file and then its directory (atomicfile.Write), so a stored object survives a crash.
+func (d *Dir) Put(ctx context.Context, key string, r io.Reader) error {
 	p, err := d.path(key)
 	if err != nil {
 		return err
@@ -92,27 +95,12 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader) (err error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return fmt.Errorf("creating object directory: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(p), tmpPrefix+"*")
+	err = atomicfile.Write(p, tmpPrefix+"*", 0o600, func(w io.Writer) error {
+		_, err := io.Copy(w, ctxReader{ctx, r})
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("creating object file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
 		return fmt.Errorf("writing object: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("syncing object: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("closing object: %w", err)
-	}
-	if err := os.Rename(f.Name(), p); err != nil {
-		return fmt.Errorf("renaming object into place: %w", err)
 	}
 	return nil
 }
