@@ -29,8 +29,8 @@ import (
 	"github.com/veil-project/veil/crypto/kmslocal"
 	"github.com/veil-project/veil/internal/atomicfile"
 	"github.com/veil-project/veil/internal/periodic"
+	"github.com/veil-project/veil/names"
 	"github.com/veil-project/veil/sinks/blob"
-	"github.com/veil-project/veil/sinks/store"
 )
 
 // eraseBlobs deletes app's objects from the configured blob store (blob.s3.bucket, or the local
@@ -404,7 +404,7 @@ func (c keysCmd) erase(ctx context.Context, args []string, stdout, stderr io.Wri
 	switch {
 	case app == "":
 		return &usageError{errors.New("erase needs --app")}
-	case keyring.ValidateApp(app) != nil || store.ValidateApp(app) != nil:
+	case names.Check(app) != nil: // the one rule the keyring and the store hold app ids to
 		return &usageError{errors.New("--app is not a valid app id")}
 	case !yes:
 		return &usageError{fmt.Errorf("erasing %s destroys all its data for good: pass --yes to confirm", app)}
