@@ -296,7 +296,7 @@ func TestKeysRotateListRewrapDestroy(t *testing.T) {
 }
 
 func TestKeysUsage(t *testing.T) {
-	for _, args := range [][]string{{"keys"}, {"keys", "frob"}} {
+	for _, args := range [][]string{{"keys"}, {"keys", "frob"}, {"keys", "erase", "--app", "a/b", "--yes", "--data-dir", t.TempDir()}} {
 		var stdout, stderr bytes.Buffer
 		if code := runMain(args, &stdout, &stderr); code != exitUsage {
 			t.Errorf("runMain(%q) = %d, want %d", args, code, exitUsage)
