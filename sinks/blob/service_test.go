@@ -14,6 +14,7 @@ import (
 	"github.com/veil-project/veil/crypto/envelope"
 	"github.com/veil-project/veil/internal/leakcheck"
 	"github.com/veil-project/veil/internal/testkit"
+	"github.com/veil-project/veil/sinks/store"
 )
 
 func TestServiceRoundTrip(t *testing.T) {
@@ -355,6 +356,42 @@ func TestStaging(t *testing.T) {
 		e := newEnv(t, nil)
 		if _, err := e.svc.OpenStaging(t.Context(), "app-42", "app-42/x"); !errors.Is(err, ErrStagingRefused) || !strings.Contains(err.Error(), "no staging") {
 			t.Errorf("OpenStaging without staging dir = %v, want ErrStagingRefused", err)
+		}
+	})
+}
+
+// TestOpenSealed: the one token-status rule reveal's Opener shares. What Service.Open's statuses
+// above do not reach: the value itself, a store row that is not a record, a store that fails.
+func TestOpenSealed(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := t.Context()
+	h := envelope.Header{App: "app-42", Ledger: "event", Ref: newRef(), Expiry: e.clock.Now().Add(time.Hour)}
+	toks := testkit.SealStored(t, e.sealer, e.store, h, envelope.Field{Path: "data.text", Value: []byte(`"hello"`)})
+	var rec envelope.Record
+	v, st, err := OpenSealed(ctx, e.store, e.sealer, toks[0], &rec)
+	if st != StatusOK || err != nil || string(v) != `"hello"` || !rec.Expiry.Equal(h.Expiry) {
+		t.Errorf("OpenSealed = %q, %v, %v (record expiry %v); want the value, ok, nil, expiry %v", v, st, err, rec.Expiry, h.Expiry)
+	}
+
+	t.Run("store row is not a record", func(t *testing.T) {
+		tok := toks[0]
+		tok.Ref = newRef()
+		if err := e.store.Put(ctx, []store.Item{{App: tok.App, Ref: tok.Ref, Expiry: h.Expiry, Value: []byte("not a sealed record")}}); err != nil {
+			t.Fatal(err)
+		}
+		if v, st, err := OpenSealed(ctx, e.store, e.sealer, tok, new(envelope.Record)); st != StatusInvalid || err != nil || v != nil {
+			t.Errorf("OpenSealed(garbage row) = %q, %v, %v; want nil, invalid, nil", v, st, err)
+		}
+	})
+	t.Run("store down", func(t *testing.T) {
+		e := newEnv(t, nil)
+		toks := testkit.SealStored(t, e.sealer, e.store, h, envelope.Field{Path: "data.text", Value: []byte(`"hello"`)})
+		if err := e.store.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		v, st, err := OpenSealed(ctx, e.store, e.sealer, toks[0], new(envelope.Record))
+		if err == nil || st != "" || v != nil {
+			t.Errorf("OpenSealed(closed store) = %q, %v, %v; want nil, no status, an error", v, st, err)
 		}
 	})
 }
