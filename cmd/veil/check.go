@@ -209,11 +209,7 @@ func checkReady(ctx context.Context, cfg *config.Config, stdout io.Writer) error
 }
 
 func checkRedis(ctx context.Context, r config.Redis) (string, error) {
-	var tc *tls.Config
-	if r.TLS {
-		tc = &tls.Config{MinVersion: tls.VersionTLS12}
-	}
-	st, err := redisstore.Open(ctx, redisstore.Options{Addr: r.Addr, Username: r.Username, Password: string(r.Password), DB: r.DB, TLS: tc})
+	st, err := redisstore.Open(ctx, redisstore.Options{Server: redisServer(r)})
 	if err != nil {
 		return "", err
 	}

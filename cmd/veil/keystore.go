@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 
 	"github.com/veil-project/veil/config"
@@ -22,14 +21,7 @@ func openKeyStore(ctx context.Context, cfg *config.Config) (keyring.KeyStore, fu
 		}
 		return ks, nop, nil
 	case "redis":
-		r := cfg.Store.Redis
-		var tc *tls.Config
-		if r.TLS {
-			tc = &tls.Config{MinVersion: tls.VersionTLS12}
-		}
-		ks, err := rediskeys.Open(ctx, rediskeys.Options{
-			Addr: r.Addr, Username: r.Username, Password: string(r.Password), DB: r.DB, TLS: tc, Prefix: cfg.Keys.RedisPrefix,
-		})
+		ks, err := rediskeys.Open(ctx, rediskeys.Options{Server: redisServer(cfg.Store.Redis), Prefix: cfg.Keys.RedisPrefix})
 		if err != nil {
 			return nil, nil, fmt.Errorf("opening Redis key store: %w", err)
 		}

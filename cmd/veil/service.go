@@ -28,6 +28,7 @@ import (
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmsaws"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/redisconn"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/reveal"
@@ -312,15 +313,20 @@ func maxItemBytes(cfg *config.Config) int {
 	return 0
 }
 
+// redisServer is the Redis server of store.redis, which the Redis store and the Redis key store
+// share: TLS 1.2 or later when store.redis.tls is set.
+func redisServer(r config.Redis) redisconn.Server {
+	s := redisconn.Server{Addr: r.Addr, Username: r.Username, Password: string(r.Password), DB: r.DB}
+	if r.TLS {
+		s.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return s
+}
+
 func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, error) {
 	switch cfg.Store.Kind {
 	case "redis":
-		r := cfg.Store.Redis
-		var tc *tls.Config
-		if r.TLS {
-			tc = &tls.Config{MinVersion: tls.VersionTLS12}
-		}
-		st, err := redisstore.Open(ctx, redisstore.Options{Addr: r.Addr, Username: r.Username, Password: string(r.Password), DB: r.DB, TLS: tc})
+		st, err := redisstore.Open(ctx, redisstore.Options{Server: redisServer(cfg.Store.Redis)})
 		if err != nil {
 			return nil, fmt.Errorf("opening Redis store: %w", err)
 		}

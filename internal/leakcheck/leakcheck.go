@@ -1,14 +1,19 @@
-// Package leakcheck is the tests' check of veil's rule that plaintext never reaches disk: it
-// reads every file under a directory and fails the test for each one that holds a secret, naming
-// the file and never the secret. It imports nothing of veil's, so any test package can use it,
-// internal ones (package broker, package blob) included. Tests only.
+// Package leakcheck is the tests' check of veil's rules that plaintext never reaches disk and a
+// value holding a secret never prints it: Dir reads every file under a directory and fails the
+// test for each one that holds a secret, naming the file and never the secret; Printed renders a
+// value every way a log line or an error message could and fails the test for each rendering
+// that holds a secret. It imports nothing of veil's, so any test package can use it, internal
+// ones (package broker, package blob) included. Tests only.
 package leakcheck
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -46,4 +51,31 @@ func Dir(t testing.TB, dir, what string, secret []byte) int {
 			t.Errorf("%s found on disk in %s", what, path)
 		}
 	})
+}
+
+// Printed renders v with %v, %+v, %#v and %s and as a slog attribute through the JSON and the
+// text handler, fails t for every rendering that holds one of secrets (naming the rendering,
+// never the secret) and returns the renderings by name, for the caller to check what they must
+// show.
+func Printed(t testing.TB, v any, secrets ...string) map[string]string {
+	t.Helper()
+	var js, txt strings.Builder
+	slog.New(slog.NewJSONHandler(&js, nil)).Info("printing", "v", v)
+	slog.New(slog.NewTextHandler(&txt, nil)).Info("printing", "v", v)
+	out := map[string]string{
+		"%v":        fmt.Sprintf("%v", v),
+		"%+v":       fmt.Sprintf("%+v", v),
+		"%#v":       fmt.Sprintf("%#v", v),
+		"%s":        fmt.Sprintf("%s", v),
+		"slog JSON": js.String(),
+		"slog text": txt.String(),
+	}
+	for name, s := range out {
+		for i, secret := range secrets {
+			if strings.Contains(s, secret) {
+				t.Errorf("%s of %T holds secret #%d", name, v, i+1)
+			}
+		}
+	}
+	return out
 }

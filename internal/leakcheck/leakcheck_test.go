@@ -2,6 +2,7 @@ package leakcheck
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,5 +48,40 @@ func TestDir(t *testing.T) {
 	}
 	if n := Dir(t, t.TempDir(), "plaintext", []byte("x")); n != 0 {
 		t.Errorf("Dir of an empty directory read %d files", n)
+	}
+}
+
+type leaky struct{ User, Password string }
+
+type redacted struct{ User, Password string }
+
+func (r redacted) String() string   { return "user=" + r.User + " password=[redacted]" }
+func (r redacted) GoString() string { return r.String() }
+func (r redacted) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("user", r.User), slog.Bool("password_set", r.Password != ""))
+}
+
+// TestPrinted: a plain struct leaks its password in every rendering, a redacting one in none, and
+// the messages never quote the secret.
+func TestPrinted(t *testing.T) {
+	r := &recorder{TB: t}
+	out := Printed(r, leaky{"veil", "SECRET-3"}, "SECRET-3")
+	if len(out) != 6 || len(r.errors) != len(out) {
+		t.Fatalf("Printed(leaky) = %d renderings, %d leaks reported (%q); want 6, 6", len(out), len(r.errors), r.errors)
+	}
+	for _, e := range r.errors {
+		if strings.Contains(e, "SECRET") {
+			t.Errorf("message %q quotes the secret", e)
+		}
+	}
+	r = &recorder{TB: t}
+	out = Printed(r, redacted{"veil", "SECRET-3"}, "SECRET-3", "absent")
+	if len(r.errors) != 0 {
+		t.Errorf("Printed(redacted) reported %q, want nothing", r.errors)
+	}
+	for name, s := range out {
+		if !strings.Contains(s, "veil") {
+			t.Errorf("Printed(redacted)[%s] = %q, want the user", name, s)
+		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/veil-project/veil/crypto/keyring/dynamokeys"
 	"github.com/veil-project/veil/crypto/keyring/rediskeys"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/redisconn"
 	"github.com/veil-project/veil/internal/testclock"
 	"github.com/veil-project/veil/internal/testkit"
 	"github.com/veil-project/veil/internal/testsvc"
@@ -110,12 +111,12 @@ func backends(t *testing.T) []backend {
 			name: "redis",
 			open: func(t *testing.T, clk func() time.Time) (store.Store, keyring.KeyStore) {
 				addr = testsvc.Redis(t)
-				st, err := redisstore.Open(ctx, redisstore.Options{Addr: addr, Clock: clk})
+				st, err := redisstore.Open(ctx, redisstore.Options{Server: redisconn.Server{Addr: addr}, Clock: clk})
 				if err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { st.Close(ctx) })
-				ks, err := rediskeys.Open(ctx, rediskeys.Options{Addr: addr, Prefix: "veil:keys:"})
+				ks, err := rediskeys.Open(ctx, rediskeys.Options{Server: redisconn.Server{Addr: addr}, Prefix: "veil:keys:"})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -124,7 +125,7 @@ func backends(t *testing.T) []backend {
 			},
 			rows: func(t *testing.T, es []entry) map[[16]byte][]byte {
 				return readRows(t, es, func(clk func() time.Time) (store.Store, error) {
-					return redisstore.Open(ctx, redisstore.Options{Addr: addr, Clock: clk})
+					return redisstore.Open(ctx, redisstore.Options{Server: redisconn.Server{Addr: addr}, Clock: clk})
 				})
 			},
 		})

@@ -9,7 +9,6 @@ package rediskeys
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,26 +28,16 @@ const DefaultPrefix = "veil:keys:"
 
 // Options configures Open. The zero value of each field is its documented default.
 type Options struct {
-	// Addr is host:port of the Redis server. Default "127.0.0.1:6379".
-	Addr string
-	// Username and Password authenticate with AUTH; empty means no authentication.
-	Username string
-	Password string
-	// DB is the database number. Default 0.
-	DB int
-	// TLS, when set, makes the connection use TLS with this configuration.
-	TLS *tls.Config
+	// Server is the Redis server: address, credentials, database and TLS, each with the default
+	// redisconn.Server documents (127.0.0.1:6379, no authentication, database 0, no TLS).
+	redisconn.Server
 	// Prefix starts every Redis key the store writes. Default DefaultPrefix.
 	Prefix string
 }
 
 // String describes the options without the password.
 func (o Options) String() string {
-	pw := ""
-	if o.Password != "" {
-		pw = " password=[redacted]"
-	}
-	return fmt.Sprintf("rediskeys{addr=%s user=%s%s db=%d tls=%t prefix=%s}", o.Addr, o.Username, pw, o.DB, o.TLS != nil, o.Prefix)
+	return fmt.Sprintf("rediskeys{%s prefix=%s}", o.Server, o.Prefix)
 }
 
 // GoString is String, so %#v does not print the password either.
@@ -56,7 +45,7 @@ func (o Options) GoString() string { return o.String() }
 
 // LogValue logs the options without the password.
 func (o Options) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("addr", o.Addr), slog.Int("db", o.DB), slog.String("prefix", o.Prefix))
+	return slog.GroupValue(append(o.Server.LogValue().Group(), slog.String("prefix", o.Prefix))...)
 }
 
 // Store is a keyring.KeyStore on Redis. It is safe for concurrent use.
@@ -75,7 +64,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
 	}
-	c, err := redisconn.Open(ctx, &redis.Options{Addr: opts.Addr, Username: opts.Username, Password: opts.Password, DB: opts.DB, TLSConfig: opts.TLS})
+	c, err := redisconn.Open(ctx, opts.Server)
 	if err != nil {
 		return nil, err
 	}

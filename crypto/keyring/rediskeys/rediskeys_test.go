@@ -2,18 +2,21 @@ package rediskeys_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/keyring/rediskeys"
 	"github.com/veil-project/veil/internal/keystoretest"
+	"github.com/veil-project/veil/internal/leakcheck"
+	"github.com/veil-project/veil/internal/redisconn"
 	"github.com/veil-project/veil/internal/testsvc"
 )
 
 func TestConformance(t *testing.T) {
 	addr := testsvc.Redis(t)
 	keystoretest.Run(t, func(t *testing.T, ns string) keyring.KeyStore {
-		s, err := rediskeys.Open(context.Background(), rediskeys.Options{Addr: addr, Prefix: "veil:" + ns + ":"})
+		s, err := rediskeys.Open(context.Background(), rediskeys.Options{Server: redisconn.Server{Addr: addr}, Prefix: "veil:" + ns + ":"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -25,7 +28,7 @@ func TestConformance(t *testing.T) {
 // TestCloseTwice: a second Close returns the first one's result (nil), not go-redis's "client
 // is closed".
 func TestCloseTwice(t *testing.T) {
-	s, err := rediskeys.Open(context.Background(), rediskeys.Options{Addr: testsvc.Redis(t), Prefix: "veil:close:"})
+	s, err := rediskeys.Open(context.Background(), rediskeys.Options{Server: redisconn.Server{Addr: testsvc.Redis(t)}, Prefix: "veil:close:"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,5 +36,21 @@ func TestCloseTwice(t *testing.T) {
 		if err := s.Close(context.Background()); err != nil {
 			t.Errorf("Close #%d = %v, want nil", i+1, err)
 		}
+	}
+}
+
+// TestOptionsRedactPassword: the options print and log the server (without its password) and
+// the prefix.
+func TestOptionsRedactPassword(t *testing.T) {
+	o := rediskeys.Options{Server: redisconn.Server{Addr: "r:6379", Username: "veil", Password: "hunter2"}, Prefix: "veil:k:"}
+	for name, out := range leakcheck.Printed(t, o, "hunter2") {
+		for _, want := range []string{"r:6379", "veil:k:"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s = %q, want %s", name, out, want)
+			}
+		}
+	}
+	if got, want := o.String(), "rediskeys{addr=r:6379 user=veil password=[redacted] db=0 tls=false prefix=veil:k:}"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
 	}
 }

@@ -12,7 +12,6 @@ package redisstore
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -41,42 +40,22 @@ const (
 
 // Options configures Open. The zero value of each field is its documented default.
 type Options struct {
-	// Addr is host:port of the Redis server. Default "127.0.0.1:6379".
-	Addr string
-	// Username and Password authenticate with AUTH; empty means no authentication.
-	Username string
-	Password string
-	// DB is the database number. Default 0.
-	DB int
-	// TLS, when set, makes the connection use TLS with this configuration.
-	TLS *tls.Config
+	// Server is the Redis server: address, credentials, database and TLS, each with the default
+	// redisconn.Server documents (127.0.0.1:6379, no authentication, database 0, no TLS).
+	redisconn.Server
 	// Clock is what Get and Put compare expiries against. Default time.Now. Redis's own expiry
 	// always runs on the server's clock.
 	Clock func() time.Time
 }
 
 // String describes the options without the password.
-func (o Options) String() string {
-	pw := ""
-	if o.Password != "" {
-		pw = " password=[redacted]"
-	}
-	return fmt.Sprintf("redis{addr=%s user=%s%s db=%d tls=%t}", o.Addr, o.Username, pw, o.DB, o.TLS != nil)
-}
+func (o Options) String() string { return fmt.Sprintf("redis{%s}", o.Server) }
 
 // GoString is String, so %#v does not print the password either.
 func (o Options) GoString() string { return o.String() }
 
 // LogValue logs the options without the password.
-func (o Options) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("addr", o.Addr),
-		slog.String("user", o.Username),
-		slog.Bool("password_set", o.Password != ""),
-		slog.Int("db", o.DB),
-		slog.Bool("tls", o.TLS != nil),
-	)
-}
+func (o Options) LogValue() slog.Value { return o.Server.LogValue() }
 
 // Store is a store.Store on Redis. It is safe for concurrent use.
 type Store struct {
@@ -95,7 +74,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts.Clock = time.Now
 	}
 	// The store uses only SET (with NX), GET, UNLINK and SCAN: redisconn's plain RESP2 suffices.
-	c, err := redisconn.Open(ctx, &redis.Options{Addr: opts.Addr, Username: opts.Username, Password: opts.Password, DB: opts.DB, TLSConfig: opts.TLS})
+	c, err := redisconn.Open(ctx, opts.Server)
 	if err != nil {
 		return nil, err
 	}
