@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/veil-project/veil/broker"
+	"github.com/veil-project/veil/internal/dynatable"
 	"github.com/veil-project/veil/internal/testsvc"
 	"github.com/veil-project/veil/pipeline"
 	"github.com/veil-project/veil/schemas"
@@ -26,8 +27,9 @@ import (
 func TestValueTooLargeForStoreDoesNotStall(t *testing.T) {
 	h := newHarness(t)
 	st, err := dynamostore.Open(context.Background(), dynamostore.Options{
-		Table: "veil-pipeline-test", Region: "us-east-1", Endpoint: testsvc.Dynalite(t), CreateTable: true,
-		AccessKeyID: "AKIDVEILTEST", SecretAccessKey: "veil-test-secret", Logger: slog.New(slog.DiscardHandler),
+		Table:       "veil-pipeline-test",
+		Conn:        dynatable.Conn{Region: "us-east-1", Endpoint: testsvc.Dynalite(t), AccessKeyID: "AKIDVEILTEST", SecretAccessKey: "veil-test-secret"},
+		CreateTable: true, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)

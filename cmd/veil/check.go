@@ -126,7 +126,7 @@ func dependencyChecks(cfg *config.Config) []dependencyCheck {
 			return checkRedis(ctx, cfg.Store.Redis)
 		case "dynamodb":
 			d := cfg.Store.DynamoDB
-			st, err := dynamostore.Open(ctx, dynamostore.Options{Table: d.Table, Region: d.Region, Endpoint: d.Endpoint})
+			st, err := dynamostore.Open(ctx, dynamostore.Options{Table: d.Table, Conn: dynamoConn(d)})
 			if err != nil {
 				if d.CreateTable {
 					return "", fmt.Errorf("%w (store.dynamodb.create_table: veil run would create it)", err)
@@ -143,8 +143,7 @@ func dependencyChecks(cfg *config.Config) []dependencyCheck {
 		case "redis":
 			return checkRedis(ctx, cfg.Store.Redis)
 		case "dynamodb":
-			d := cfg.Store.DynamoDB
-			if _, err := dynamokeys.Open(ctx, dynamokeys.Options{Table: cfg.KeyTable(), Region: d.Region, Endpoint: d.Endpoint}); err != nil {
+			if _, err := dynamokeys.Open(ctx, dynamokeys.Options{Table: cfg.KeyTable(), Conn: dynamoConn(cfg.Store.DynamoDB)}); err != nil {
 				return "", err
 			}
 			return "dynamodb table " + cfg.KeyTable(), nil

@@ -28,7 +28,7 @@ func openKeyStore(ctx context.Context, cfg *config.Config) (keyring.KeyStore, fu
 		return ks, ks.Close, nil
 	case "dynamodb":
 		d := cfg.Store.DynamoDB
-		ks, err := dynamokeys.Open(ctx, dynamokeys.Options{Table: cfg.KeyTable(), Region: d.Region, Endpoint: d.Endpoint, CreateTable: d.CreateTable})
+		ks, err := dynamokeys.Open(ctx, dynamokeys.Options{Table: cfg.KeyTable(), Conn: dynamoConn(d), CreateTable: d.CreateTable})
 		if err != nil {
 			return nil, nil, fmt.Errorf("opening DynamoDB key store: %w", err)
 		}

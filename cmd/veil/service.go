@@ -28,6 +28,7 @@ import (
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmsaws"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/dynatable"
 	"github.com/veil-project/veil/internal/redisconn"
 	"github.com/veil-project/veil/ledgers"
 	"github.com/veil-project/veil/pipeline"
@@ -323,6 +324,12 @@ func redisServer(r config.Redis) redisconn.Server {
 	return s
 }
 
+// dynamoConn is the DynamoDB of store.dynamodb, which the DynamoDB store and the DynamoDB key
+// store share: the region and endpoint configured; credentials from the SDK's chain.
+func dynamoConn(d config.DynamoDB) dynatable.Conn {
+	return dynatable.Conn{Region: d.Region, Endpoint: d.Endpoint}
+}
+
 func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, error) {
 	switch cfg.Store.Kind {
 	case "redis":
@@ -333,7 +340,7 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store
 		return st, nil
 	case "dynamodb":
 		d := cfg.Store.DynamoDB
-		st, err := dynamostore.Open(ctx, dynamostore.Options{Table: d.Table, Region: d.Region, Endpoint: d.Endpoint, CreateTable: d.CreateTable, Logger: log})
+		st, err := dynamostore.Open(ctx, dynamostore.Options{Table: d.Table, Conn: dynamoConn(d), CreateTable: d.CreateTable, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("opening DynamoDB store: %w", err)
 		}

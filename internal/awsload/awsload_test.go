@@ -3,9 +3,11 @@ package awsload_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/veil-project/veil/internal/awsload"
+	"github.com/veil-project/veil/internal/leakcheck"
 )
 
 // noAmbient keeps the machine's AWS environment and shared files out of the test.
@@ -62,5 +64,24 @@ func TestLoadRegionFromEnvironment(t *testing.T) {
 	cfg, err := awsload.Load(context.Background(), awsload.Settings{AccessKeyID: "a", SecretAccessKey: "b"})
 	if err != nil || cfg.Region != "ca-central-1" {
 		t.Fatalf("Load = %q, %v, want ca-central-1", cfg.Region, err)
+	}
+}
+
+// TestSettingsRedact: every way Settings print or log shows the region and the key id, and never
+// the secret key or the session token.
+func TestSettingsRedact(t *testing.T) {
+	s := awsload.Settings{Region: "eu-west-1", AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "s3cr3t-never-printed", SessionToken: "t0ken-never-printed"}
+	for name, out := range leakcheck.Printed(t, s, s.SecretAccessKey, s.SessionToken) {
+		for _, want := range []string{"eu-west-1", "AKIDEXAMPLE"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s = %q, want %s", name, out, want)
+			}
+		}
+	}
+	if got, want := s.String(), "region=eu-west-1 key=AKIDEXAMPLE secret=[redacted] session_token=[redacted]"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	if got, want := (awsload.Settings{Region: "eu-west-1"}).String(), "region=eu-west-1 key="; got != want {
+		t.Errorf("String() without keys = %q, want %q", got, want)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/veil-project/veil/crypto/keyring/dynamokeys"
 	"github.com/veil-project/veil/crypto/keyring/rediskeys"
 	"github.com/veil-project/veil/crypto/kmslocal"
+	"github.com/veil-project/veil/internal/dynatable"
 	"github.com/veil-project/veil/internal/redisconn"
 	"github.com/veil-project/veil/internal/testclock"
 	"github.com/veil-project/veil/internal/testkit"
@@ -134,7 +135,7 @@ func backends(t *testing.T) []backend {
 	{
 		var endpoint string
 		opts := func(clk func() time.Time) dynamostore.Options {
-			return dynamostore.Options{Table: "veil", Region: "us-east-1", Endpoint: endpoint, AccessKeyID: "test", SecretAccessKey: "test", CreateTable: true, Clock: clk}
+			return dynamostore.Options{Table: "veil", Conn: dynatable.Conn{Region: "us-east-1", Endpoint: endpoint, AccessKeyID: "test", SecretAccessKey: "test"}, CreateTable: true, Clock: clk}
 		}
 		bs = append(bs, backend{
 			name: "dynamodb",
@@ -145,7 +146,7 @@ func backends(t *testing.T) []backend {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { st.Close(ctx) })
-				ks, err := dynamokeys.Open(ctx, dynamokeys.Options{Table: "veil-keys", Region: "us-east-1", Endpoint: endpoint, AccessKeyID: "test", SecretAccessKey: "test", CreateTable: true})
+				ks, err := dynamokeys.Open(ctx, dynamokeys.Options{Table: "veil-keys", Conn: dynatable.Conn{Region: "us-east-1", Endpoint: endpoint, AccessKeyID: "test", SecretAccessKey: "test"}, CreateTable: true})
 				if err != nil {
 					t.Fatal(err)
 				}

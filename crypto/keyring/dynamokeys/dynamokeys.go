@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -23,7 +24,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/veil-project/veil/crypto/keyring"
-	"github.com/veil-project/veil/internal/awsload"
 	"github.com/veil-project/veil/internal/dynatable"
 )
 
@@ -40,25 +40,25 @@ const (
 type Options struct {
 	// Table is the DynamoDB table name. Required.
 	Table string
-	// Region is the AWS region. Default from the environment or shared config.
-	Region string
-	// Endpoint overrides the base endpoint, e.g. http://127.0.0.1:4567 for dynalite. Default AWS.
-	Endpoint string
-	// AccessKeyID and SecretAccessKey are static credentials, used when AccessKeyID is set.
-	// Default the SDK's chain.
-	AccessKeyID     string
-	SecretAccessKey string
+	// Conn is where DynamoDB is and as whom to call it: region, endpoint and static keys, each
+	// with the default dynatable.Conn documents (the SDK's chains, AWS itself).
+	dynatable.Conn
 	// CreateTable makes Open create the table (on demand capacity) if it does not exist.
 	CreateTable bool
 }
 
 // String describes the options without the secret access key.
 func (o Options) String() string {
-	return fmt.Sprintf("dynamokeys{table=%s region=%s endpoint=%s}", o.Table, o.Region, o.Endpoint)
+	return fmt.Sprintf("dynamokeys{table=%s %s}", o.Table, o.Conn)
 }
 
 // GoString is String, so %#v does not print the secret either.
 func (o Options) GoString() string { return o.String() }
+
+// LogValue logs the options without the secret access key.
+func (o Options) LogValue() slog.Value {
+	return slog.GroupValue(append([]slog.Attr{slog.String("table", o.Table)}, o.Conn.LogValue().Group()...)...)
+}
 
 // Store is a keyring.KeyStore on DynamoDB. It is safe for concurrent use.
 type Store struct {
@@ -73,11 +73,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Table == "" {
 		return nil, errors.New("opening dynamodb key store: no table name")
 	}
-	cfg, err := awsload.Load(ctx, awsload.Settings{Region: opts.Region, AccessKeyID: opts.AccessKeyID, SecretAccessKey: opts.SecretAccessKey})
+	db, err := dynatable.NewClient(ctx, opts.Conn, nil)
 	if err != nil {
 		return nil, fmt.Errorf("opening dynamodb key store: %w", err)
 	}
-	s := &Store{table: opts.Table, db: dynatable.NewClient(cfg, opts.Endpoint)}
+	s := &Store{table: opts.Table, db: db}
 	if opts.CreateTable {
 		if err := s.createTable(ctx); err != nil {
 			return nil, err

@@ -2,11 +2,14 @@ package dynamokeys_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/keyring/dynamokeys"
+	"github.com/veil-project/veil/internal/dynatable"
 	"github.com/veil-project/veil/internal/keystoretest"
+	"github.com/veil-project/veil/internal/leakcheck"
 	"github.com/veil-project/veil/internal/testsvc"
 )
 
@@ -14,8 +17,9 @@ func TestConformance(t *testing.T) {
 	endpoint := testsvc.Dynalite(t)
 	keystoretest.Run(t, func(t *testing.T, ns string) keyring.KeyStore {
 		s, err := dynamokeys.Open(context.Background(), dynamokeys.Options{
-			Table: "keys-" + ns, Region: "us-east-1", Endpoint: endpoint,
-			AccessKeyID: "test", SecretAccessKey: "test", CreateTable: true,
+			Table:       "keys-" + ns,
+			Conn:        dynatable.Conn{Region: "us-east-1", Endpoint: endpoint, AccessKeyID: "test", SecretAccessKey: "test"},
+			CreateTable: true,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -27,9 +31,26 @@ func TestConformance(t *testing.T) {
 func TestOpenWithoutTable(t *testing.T) {
 	endpoint := testsvc.Dynalite(t)
 	_, err := dynamokeys.Open(context.Background(), dynamokeys.Options{
-		Table: "missing", Region: "us-east-1", Endpoint: endpoint, AccessKeyID: "test", SecretAccessKey: "test",
+		Table: "missing", Conn: dynatable.Conn{Region: "us-east-1", Endpoint: endpoint, AccessKeyID: "test", SecretAccessKey: "test"},
 	})
 	if err == nil {
 		t.Errorf("Open of a missing table without CreateTable = nil error")
+	}
+}
+
+// TestOptionsRedact: the options print and log the table and the connection (without its secret
+// access key).
+func TestOptionsRedact(t *testing.T) {
+	const secret = "keys-secret-never-printed"
+	o := dynamokeys.Options{Table: "veil-keys", Conn: dynatable.Conn{Region: "us-east-1", Endpoint: "http://d:4567", AccessKeyID: "AKIDKEYS", SecretAccessKey: secret}}
+	for name, out := range leakcheck.Printed(t, o, secret) {
+		for _, want := range []string{"veil-keys", "us-east-1", "http://d:4567"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s = %q, want %s", name, out, want)
+			}
+		}
+	}
+	if got, want := o.String(), "dynamokeys{table=veil-keys region=us-east-1 key=AKIDKEYS secret=[redacted] endpoint=http://d:4567}"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
 	}
 }

@@ -34,7 +34,6 @@ import (
 
 	"github.com/veil-project/veil/sinks/store"
 
-	"github.com/veil-project/veil/internal/awsload"
 	"github.com/veil-project/veil/internal/dynatable"
 )
 
@@ -78,15 +77,10 @@ var ErrClosed = errors.New("dynamostore: store closed")
 type Options struct {
 	// Table is the DynamoDB table name. Required.
 	Table string
-	// Region is the AWS region. Default from the environment or shared config; Open fails if
-	// none is configured.
-	Region string
-	// Endpoint overrides the base endpoint, e.g. http://127.0.0.1:4567 for dynalite. Default AWS.
-	Endpoint string
-	// AccessKeyID and SecretAccessKey are static credentials, used when AccessKeyID is set.
-	// Default the SDK's chain (environment, shared config, instance role).
-	AccessKeyID     string
-	SecretAccessKey string
+	// Conn is where DynamoDB is and as whom to call it: region, endpoint and static keys, each
+	// with the default dynatable.Conn documents (the SDK's chains, AWS itself). Open fails if no
+	// region is configured.
+	dynatable.Conn
 	// Clock is what Get and Put compare expiries against. Default time.Now. DynamoDB's own TTL
 	// always runs on AWS's clock.
 	Clock func() time.Time
@@ -107,26 +101,14 @@ type Options struct {
 }
 
 // String describes the options without the secret access key.
-func (o Options) String() string {
-	secret := ""
-	if o.SecretAccessKey != "" {
-		secret = " secret=[redacted]"
-	}
-	return fmt.Sprintf("dynamodb{table=%s region=%s endpoint=%s key=%s%s}", o.Table, o.Region, o.Endpoint, o.AccessKeyID, secret)
-}
+func (o Options) String() string { return fmt.Sprintf("dynamodb{table=%s %s}", o.Table, o.Conn) }
 
 // GoString is String, so %#v does not print the secret either.
 func (o Options) GoString() string { return o.String() }
 
 // LogValue logs the options without the secret access key.
 func (o Options) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("table", o.Table),
-		slog.String("region", o.Region),
-		slog.String("endpoint", o.Endpoint),
-		slog.String("access_key_id", o.AccessKeyID),
-		slog.Bool("secret_set", o.SecretAccessKey != ""),
-	)
+	return slog.GroupValue(append([]slog.Attr{slog.String("table", o.Table)}, o.Conn.LogValue().Group()...)...)
 }
 
 // Store is a store.Store on DynamoDB. It is safe for concurrent use.
@@ -176,15 +158,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			// writing does not open and close connections.
 			tr.MaxIdleConnsPerHost = 4 * opts.Inflight
 		}))}
-	cfg, err := awsload.Load(ctx, awsload.Settings{Region: opts.Region, AccessKeyID: opts.AccessKeyID, SecretAccessKey: opts.SecretAccessKey}, loadOpts...)
-	if err != nil {
-		return nil, fmt.Errorf("opening dynamodb store: %w", err)
-	}
-	s.db = dynatable.NewClient(cfg, opts.Endpoint, func(o *dynamodb.Options) {
+	db, err := dynatable.NewClient(ctx, opts.Conn, loadOpts, func(o *dynamodb.Options) {
 		if opts.HTTPClient != nil {
 			o.HTTPClient = opts.HTTPClient
 		}
 	})
+	if err != nil {
+		return nil, fmt.Errorf("opening dynamodb store: %w", err)
+	}
+	s.db = db
 	if opts.CreateTable {
 		err = s.CreateTable(ctx)
 	} else {

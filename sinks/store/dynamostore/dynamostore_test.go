@@ -23,6 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/veil-project/veil/internal/dynatable"
+	"github.com/veil-project/veil/internal/leakcheck"
 	"github.com/veil-project/veil/internal/storetest"
 	"github.com/veil-project/veil/internal/testsvc"
 	"github.com/veil-project/veil/sinks/store"
@@ -47,8 +49,8 @@ func tableName() string {
 func openTable(t testing.TB, endpoint string, mod func(*Options)) *Store {
 	t.Helper()
 	opts := Options{
-		Table: tableName(), Region: testRegion, Endpoint: endpoint,
-		AccessKeyID: testKeyID, SecretAccessKey: testSecret,
+		Table:       tableName(),
+		Conn:        dynatable.Conn{Region: testRegion, Endpoint: endpoint, AccessKeyID: testKeyID, SecretAccessKey: testSecret},
 		CreateTable: true,
 		Logger:      slog.New(slog.DiscardHandler),
 	}
@@ -336,7 +338,7 @@ func TestPutDuplicateRefs(t *testing.T) {
 func TestOpenChecksTable(t *testing.T) {
 	endpoint := testsvc.Dynalite(t)
 	ctx := t.Context()
-	base := Options{Region: testRegion, Endpoint: endpoint, AccessKeyID: testKeyID, SecretAccessKey: testSecret}
+	base := Options{Conn: dynatable.Conn{Region: testRegion, Endpoint: endpoint, AccessKeyID: testKeyID, SecretAccessKey: testSecret}}
 
 	missing := base
 	missing.Table = tableName()
@@ -396,10 +398,10 @@ func TestOpenOptions(t *testing.T) {
 		name string
 		opts Options
 	}{
-		{"no table", Options{Region: testRegion}},
-		{"key id without secret", Options{Table: "t", Region: testRegion, AccessKeyID: testKeyID}},
+		{"no table", Options{Conn: dynatable.Conn{Region: testRegion}}},
+		{"key id without secret", Options{Table: "t", Conn: dynatable.Conn{Region: testRegion, AccessKeyID: testKeyID}}},
 		// Port 1 on loopback refuses connections.
-		{"unreachable", Options{Table: "t", Region: testRegion, Endpoint: "http://127.0.0.1:1", AccessKeyID: testKeyID, SecretAccessKey: testSecret}},
+		{"unreachable", Options{Table: "t", Conn: dynatable.Conn{Region: testRegion, Endpoint: "http://127.0.0.1:1", AccessKeyID: testKeyID, SecretAccessKey: testSecret}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -417,16 +419,15 @@ func TestOpenOptions(t *testing.T) {
 }
 
 func TestOptionsRedact(t *testing.T) {
-	o := Options{Table: "t", Region: testRegion, AccessKeyID: testKeyID, SecretAccessKey: testSecret}
-	var logs bytes.Buffer
-	slog.New(slog.NewJSONHandler(&logs, nil)).Info("opening", "store", o)
-	for _, got := range []string{o.String(), fmt.Sprintf("%v", o), fmt.Sprintf("%+v", o), fmt.Sprintf("%#v", o), logs.String()} {
-		if strings.Contains(got, testSecret) {
-			t.Errorf("rendering = %q, contains the secret access key", got)
-		}
+	o := Options{Table: "t", Conn: dynatable.Conn{Region: testRegion, AccessKeyID: testKeyID, SecretAccessKey: testSecret}}
+	// Printed's %s is String, its slog JSON what LogValue logs.
+	for name, got := range leakcheck.Printed(t, o, testSecret) {
 		if !strings.Contains(got, testKeyID) {
-			t.Errorf("rendering = %q, want the access key id", got)
+			t.Errorf("%s = %q, want the access key id", name, got)
 		}
+	}
+	if got, want := o.String(), "dynamodb{table=t region="+testRegion+" key="+testKeyID+" secret=[redacted] endpoint=}"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
 	}
 }
 
