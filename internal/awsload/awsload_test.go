@@ -3,7 +3,6 @@ package awsload_test
 import (
 	"context"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/veil-project/veil/internal/awsload"
@@ -71,13 +70,7 @@ func TestLoadRegionFromEnvironment(t *testing.T) {
 // the secret key or the session token.
 func TestSettingsRedact(t *testing.T) {
 	s := awsload.Settings{Region: "eu-west-1", AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "s3cr3t-never-printed", SessionToken: "t0ken-never-printed"}
-	for name, out := range leakcheck.Printed(t, s, s.SecretAccessKey, s.SessionToken) {
-		for _, want := range []string{"eu-west-1", "AKIDEXAMPLE"} {
-			if !strings.Contains(out, want) {
-				t.Errorf("%s = %q, want %s", name, out, want)
-			}
-		}
-	}
+	leakcheck.Printed(t, s, []string{s.SecretAccessKey, s.SessionToken}, "eu-west-1", "AKIDEXAMPLE")
 	if got, want := s.String(), "region=eu-west-1 key=AKIDEXAMPLE secret=[redacted] session_token=[redacted]"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}

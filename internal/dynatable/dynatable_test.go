@@ -68,13 +68,7 @@ func TestNewClientNoRegion(t *testing.T) {
 // never the secret key.
 func TestConnRedacts(t *testing.T) {
 	c := dynatable.Conn{Region: "eu-west-1", Endpoint: "http://127.0.0.1:4567", AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "dyn4mo-secret-never-printed"}
-	for name, out := range leakcheck.Printed(t, c, c.SecretAccessKey) {
-		for _, want := range []string{"eu-west-1", "http://127.0.0.1:4567", "AKIDEXAMPLE"} {
-			if !strings.Contains(out, want) {
-				t.Errorf("%s = %q, want %s", name, out, want)
-			}
-		}
-	}
+	leakcheck.Printed(t, c, []string{c.SecretAccessKey}, "eu-west-1", "http://127.0.0.1:4567", "AKIDEXAMPLE")
 	if got, want := c.String(), "region=eu-west-1 key=AKIDEXAMPLE secret=[redacted] endpoint=http://127.0.0.1:4567"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}

@@ -54,28 +54,36 @@ func Dir(t testing.TB, dir, what string, secret []byte) int {
 }
 
 // Printed renders v with %v, %+v, %#v and %s and as a slog attribute through the JSON and the
-// text handler, fails t for every rendering that holds one of secrets (naming the rendering,
-// never the secret) and returns the renderings by name, for the caller to check what they must
-// show.
-func Printed(t testing.TB, v any, secrets ...string) map[string]string {
+// text handler, and fails t for every rendering that holds one of secrets (naming the rendering,
+// never the secret) or lacks one of shown (what it must still say: an address, a key id).
+func Printed(t testing.TB, v any, secrets []string, shown ...string) {
 	t.Helper()
 	var js, txt strings.Builder
 	slog.New(slog.NewJSONHandler(&js, nil)).Info("printing", "v", v)
 	slog.New(slog.NewTextHandler(&txt, nil)).Info("printing", "v", v)
-	out := map[string]string{
+	for name, s := range map[string]string{
 		"%v":        fmt.Sprintf("%v", v),
 		"%+v":       fmt.Sprintf("%+v", v),
 		"%#v":       fmt.Sprintf("%#v", v),
 		"%s":        fmt.Sprintf("%s", v),
 		"slog JSON": js.String(),
 		"slog text": txt.String(),
-	}
-	for name, s := range out {
+	} {
+		leaked := false
 		for i, secret := range secrets {
 			if strings.Contains(s, secret) {
 				t.Errorf("%s of %T holds secret #%d", name, v, i+1)
+				leaked = true
+			}
+		}
+		for _, want := range shown {
+			switch {
+			case strings.Contains(s, want):
+			case leaked: // quoting s would quote the secret
+				t.Errorf("%s of %T does not show %q", name, v, want)
+			default:
+				t.Errorf("%s of %T = %q, want it to show %q", name, v, s, want)
 			}
 		}
 	}
-	return out
 }

@@ -45,13 +45,7 @@ func TestOpenUnreachable(t *testing.T) {
 // password; a Server without one does not claim one.
 func TestServerRedacts(t *testing.T) {
 	s := redisconn.Server{Addr: "r:6379", Username: "veil", Password: "hunter2-secret", DB: 3, TLS: &tls.Config{}}
-	for name, out := range leakcheck.Printed(t, s, s.Password) {
-		for _, want := range []string{"r:6379", "veil"} {
-			if !strings.Contains(out, want) {
-				t.Errorf("%s = %q, want %s", name, out, want)
-			}
-		}
-	}
+	leakcheck.Printed(t, s, []string{s.Password}, "r:6379", "veil")
 	if got, want := s.String(), "addr=r:6379 user=veil password=[redacted] db=3 tls=true"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
