@@ -107,7 +107,7 @@ func dependencyChecks(cfg *config.Config) []dependencyCheck {
 			}
 			return "local root key " + path, nil
 		}
-		c, err := kmsaws.New(ctx, kmsaws.Config{Region: cfg.KMS.AWS.Region, Endpoint: cfg.KMS.AWS.Endpoint, KeyID: cfg.KMS.KeyID})
+		c, err := kmsaws.New(ctx, kmsConfig(cfg.KMS.AWS, cfg.KMS.KeyID))
 		if err != nil {
 			return "", err
 		}

@@ -287,7 +287,7 @@ func (c keysCmd) rewrap(ctx context.Context, args []string, stdout, stderr io.Wr
 		if newRoot != "" {
 			return &usageError{errors.New("--new-root-key is for kms.provider local")}
 		}
-		c, err := kmsaws.New(ctx, kmsaws.Config{Region: cfg.KMS.AWS.Region, Endpoint: cfg.KMS.AWS.Endpoint, KeyID: newKeyID})
+		c, err := kmsaws.New(ctx, kmsConfig(cfg.KMS.AWS, newKeyID))
 		if err != nil {
 			return fmt.Errorf("creating AWS KMS client: %w", err)
 		}

@@ -260,10 +260,16 @@ func (s *service) prepareTopics(ctx context.Context, ledgerTTLs []broker.LedgerT
 	return nil
 }
 
+// kmsConfig is the AWS KMS of kms.aws with keyID (kms.key_id, or the new key of a rewrap):
+// credentials from the SDK's chain.
+func kmsConfig(a config.AWS, keyID string) kmsaws.Config {
+	return kmsaws.Config{Region: a.Region, Endpoint: a.Endpoint, KeyID: keyID}
+}
+
 func openKMS(ctx context.Context, cfg *config.Config, log *slog.Logger) (keyring.KMS, string, error) {
 	switch cfg.KMS.Provider {
 	case "aws":
-		c, err := kmsaws.New(ctx, kmsaws.Config{Region: cfg.KMS.AWS.Region, Endpoint: cfg.KMS.AWS.Endpoint, KeyID: cfg.KMS.KeyID})
+		c, err := kmsaws.New(ctx, kmsConfig(cfg.KMS.AWS, cfg.KMS.KeyID))
 		if err != nil {
 			return nil, "", fmt.Errorf("creating AWS KMS client: %w", err)
 		}
