@@ -4,6 +4,8 @@ package kmsaws
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -31,6 +33,24 @@ type Config struct {
 	MaxAttempts int // attempts per call including retries; default the SDK's (3)
 }
 
+// settings are what awsload takes of cfg; they also print and log cfg without its secrets.
+func (cfg Config) settings() awsload.Settings {
+	return awsload.Settings{Region: cfg.Region, AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey, SessionToken: cfg.SessionToken}
+}
+
+// String describes cfg without the secret access key and the session token.
+func (cfg Config) String() string {
+	return fmt.Sprintf("kmsaws{%s endpoint=%s key_id=%s}", cfg.settings(), cfg.Endpoint, cfg.KeyID)
+}
+
+// GoString is String, so %#v does not print the secrets either.
+func (cfg Config) GoString() string { return cfg.String() }
+
+// LogValue logs cfg without the secret access key and the session token.
+func (cfg Config) LogValue() slog.Value {
+	return slog.GroupValue(append(cfg.settings().LogValue().Group(), slog.String("endpoint", cfg.Endpoint), slog.String("key_id", cfg.KeyID))...)
+}
+
 // New returns a KMS client for cfg. It does not contact KMS; cancelling ctx only stops loading
 // shared configuration.
 func New(ctx context.Context, cfg Config) (*kms.Client, error) {
@@ -38,9 +58,7 @@ func New(ctx context.Context, cfg Config) (*kms.Client, error) {
 	if cfg.MaxAttempts > 0 {
 		opts = append(opts, config.WithRetryMaxAttempts(cfg.MaxAttempts))
 	}
-	awsCfg, err := awsload.Load(ctx, awsload.Settings{
-		Region: cfg.Region, AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey, SessionToken: cfg.SessionToken,
-	}, opts...)
+	awsCfg, err := awsload.Load(ctx, cfg.settings(), opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/veil-project/veil/crypto/keyring"
 	"github.com/veil-project/veil/crypto/kmsaws"
 	"github.com/veil-project/veil/internal/kmsfake"
+	"github.com/veil-project/veil/internal/leakcheck"
 	"github.com/veil-project/veil/internal/testsvc"
 )
 
@@ -339,4 +340,14 @@ func sealHello(t *testing.T, key *envelope.AppKey, now time.Time) (*envelope.Rec
 		t.Fatal(err)
 	}
 	return rec, toks
+}
+
+// TestConfigRedacts: every way a Config prints or logs shows the region, endpoint, key id and
+// access key id, and never the secret access key or the session token.
+func TestConfigRedacts(t *testing.T) {
+	c := kmsaws.Config{Region: "eu-west-1", Endpoint: "http://kms:4566", KeyID: keyID, AccessKeyID: akid, SecretAccessKey: secret, SessionToken: "kms-t0ken-never-printed"}
+	leakcheck.Printed(t, c, []string{secret, c.SessionToken}, "eu-west-1", "http://kms:4566", keyID, akid)
+	if got, want := c.String(), "kmsaws{region=eu-west-1 key="+akid+" secret=[redacted] session_token=[redacted] endpoint=http://kms:4566 key_id="+keyID+"}"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/veil-project/veil/internal/leakcheck"
 	"github.com/veil-project/veil/internal/testsvc"
 	"github.com/veil-project/veil/sinks/store"
 )
@@ -428,4 +429,14 @@ func TestServiceS3(t *testing.T) {
 		t.Logf("200 MiB via versitygw: seal %v, total %v, peak HeapInuse %.1f MiB (start %.1f MiB)",
 			sealed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), float64(p)/(1<<20), float64(base.HeapInuse)/(1<<20))
 	})
+}
+
+// TestS3ClientConfigRedacts: every way an S3ClientConfig prints or logs shows the region, endpoint
+// and access key id, and never the secret access key or the session token.
+func TestS3ClientConfigRedacts(t *testing.T) {
+	c := S3ClientConfig{Region: "eu-west-1", Endpoint: "http://s3:9000", PathStyle: true, AccessKeyID: "AKIDS3", SecretAccessKey: "s3-secret-never-printed", SessionToken: "s3-t0ken-never-printed"}
+	leakcheck.Printed(t, c, []string{c.SecretAccessKey, c.SessionToken}, "eu-west-1", "http://s3:9000", "AKIDS3")
+	if got, want := c.String(), "s3{region=eu-west-1 key=AKIDS3 secret=[redacted] session_token=[redacted] endpoint=http://s3:9000 path_style=true}"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
 }

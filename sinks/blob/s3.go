@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -36,13 +37,29 @@ type S3ClientConfig struct {
 	SessionToken    string
 }
 
+// settings are what awsload takes of cfg; they also print and log cfg without its secrets.
+func (cfg S3ClientConfig) settings() awsload.Settings {
+	return awsload.Settings{Region: cfg.Region, AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey, SessionToken: cfg.SessionToken}
+}
+
+// String describes cfg without the secret access key and the session token.
+func (cfg S3ClientConfig) String() string {
+	return fmt.Sprintf("s3{%s endpoint=%s path_style=%t}", cfg.settings(), cfg.Endpoint, cfg.PathStyle)
+}
+
+// GoString is String, so %#v does not print the secrets either.
+func (cfg S3ClientConfig) GoString() string { return cfg.String() }
+
+// LogValue logs cfg without the secret access key and the session token.
+func (cfg S3ClientConfig) LogValue() slog.Value {
+	return slog.GroupValue(append(cfg.settings().LogValue().Group(), slog.String("endpoint", cfg.Endpoint), slog.Bool("path_style", cfg.PathStyle))...)
+}
+
 // NewS3Client returns an S3 client for cfg. It does not contact S3. Checksums are computed only
 // where S3 requires them: objects are AEAD ciphertext, authenticated end to end already, and
 // several S3-compatible servers do not support the newer checksum headers.
 func NewS3Client(ctx context.Context, cfg S3ClientConfig) (*s3.Client, error) {
-	awsCfg, err := awsload.Load(ctx, awsload.Settings{
-		Region: cfg.Region, AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey, SessionToken: cfg.SessionToken,
-	},
+	awsCfg, err := awsload.Load(ctx, cfg.settings(),
 		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
 		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
 	)
