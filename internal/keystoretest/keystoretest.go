@@ -300,7 +300,16 @@ func newDeployment(t *testing.T, open func(*testing.T) keyring.KeyStore) *deploy
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &deployment{t: t, open: open, kms: p, clk: testclock.New(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)), calls: map[string]int{}}
+	return &deployment{t: t, open: open, kms: p, clk: testclock.New(deploymentStart(time.Now())), calls: map[string]int{}}
+}
+
+// deploymentStart is where a deployment's clock starts: 10:00 UTC of the day after now, so
+// periods line up the same in every run, and the keys' destroy times lie ahead of the real clock,
+// which a backend's native expiry (Redis EXAT, DynamoDB TTL) runs on. A fixed date became a time
+// bomb once the real clock passed it: Redis gave every key a one-second life, and keys vanished
+// before the offline attack read them.
+func deploymentStart(now time.Time) time.Time {
+	return now.UTC().Truncate(24 * time.Hour).Add(24*time.Hour + 10*time.Hour)
 }
 
 func (d *deployment) clock() time.Time { return d.clk.Now() }
