@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/binary"
@@ -21,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/veil-project/veil/internal/aesgcm"
 	"github.com/veil-project/veil/internal/atomicfile"
 )
 
@@ -110,16 +110,9 @@ func (r *rawKeys) key(ctx context.Context, w int64, create bool) (cipher.AEAD, e
 		return nil, err
 	}
 	defer clear(dk)
-	if len(dk) != 32 {
-		return nil, fmt.Errorf("raw data key of window %d has %d bytes, want 32", w, len(dk))
-	}
-	b, err := aes.NewCipher(dk)
+	a, err := aesgcm.New(dk)
 	if err != nil {
-		return nil, err
-	}
-	a, err := cipher.NewGCM(b)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("raw data key of window %d: %w", w, err)
 	}
 	r.aead[w] = a
 	return a, nil

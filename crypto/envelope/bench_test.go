@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	"testing"
+
+	"github.com/veil-project/veil/internal/aesgcm"
 )
 
 var (
@@ -94,13 +96,13 @@ func BenchmarkPrimitives(b *testing.B) {
 	b.Run("NewGCM", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := newGCM(key); err != nil {
+			if _, err := aesgcm.New(key); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("GCMSeal100B", func(b *testing.B) {
-		aead, _ := newGCM(key)
+		aead, _ := aesgcm.New(key)
 		dst := make([]byte, 0, 128)
 		pt := make([]byte, 100)
 		nonce := make([]byte, nonceSize)

@@ -2,12 +2,12 @@ package envelope
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
+
+	"github.com/veil-project/veil/internal/aesgcm"
 )
 
 // Keys supplies app KEKs. crypto/keyring implements it over the KMS and its cache.
@@ -37,7 +37,7 @@ func NewAppKey(app string, period int64, kek []byte) (*AppKey, error) {
 	if len(kek) != keySize {
 		return nil, fmt.Errorf("building app key: KEK is %d bytes, want %d: %w", len(kek), keySize, ErrInvalidInput)
 	}
-	aead, err := newGCM(kek)
+	aead, err := aesgcm.New(kek)
 	if err != nil {
 		return nil, fmt.Errorf("building app key: %w", err)
 	}
@@ -67,12 +67,4 @@ func (k *AppKey) LogValue() slog.Value {
 // nonces and tags, so the wrapped DEK has its fixed size.
 func (k *AppKey) usable() bool {
 	return k != nil && k.AEAD != nil && k.AEAD.NonceSize() == nonceSize && k.AEAD.Overhead() == tagSize
-}
-
-func newGCM(key []byte) (cipher.AEAD, error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
 }

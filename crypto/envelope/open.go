@@ -4,6 +4,8 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"time"
+
+	"github.com/veil-project/veil/internal/aesgcm"
 )
 
 // OpenWith returns the plaintext of the field tok names, using key to unwrap the DEK.
@@ -31,7 +33,7 @@ func OpenWith(key *AppKey, rec *Record, tok Token, now time.Time) ([]byte, error
 	}
 	dek := s.dek[:keySize]
 	subtle.XORBytes(dek, inner, tok.RefKEK[:])
-	dekAEAD, err := newGCM(dek)
+	dekAEAD, err := aesgcm.New(dek)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/veil-project/veil/internal/aesgcm"
 )
 
 // SealWith seals fields under key, reading all per-entry randomness from rand in one call.
@@ -63,7 +65,7 @@ func sealChecked(key *AppKey, rand io.Reader, h Header, fields []Field) (*Record
 	refKEK := s.rnd[keySize : 2*keySize]
 	wrapNonce := s.rnd[2*keySize:]
 
-	dekAEAD, err := newGCM(dek)
+	dekAEAD, err := aesgcm.New(dek)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sealing: %w", err)
 	}

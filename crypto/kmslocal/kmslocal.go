@@ -11,7 +11,6 @@ package kmslocal
 
 import (
 	"context"
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/subtle"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/aws/smithy-go"
 
+	"github.com/veil-project/veil/internal/aesgcm"
 	"github.com/veil-project/veil/internal/atomicfile"
 )
 
@@ -78,11 +78,7 @@ func New(root []byte) (*Provider, error) {
 	if len(root) != RootKeySize {
 		return nil, fmt.Errorf("creating root cipher: root key is %d bytes, want %d", len(root), RootKeySize)
 	}
-	block, err := aes.NewCipher(root)
-	if err != nil {
-		return nil, fmt.Errorf("creating root cipher: %w", err)
-	}
-	aead, err := cipher.NewGCM(block)
+	aead, err := aesgcm.New(root)
 	if err != nil {
 		return nil, fmt.Errorf("creating root cipher: %w", err)
 	}

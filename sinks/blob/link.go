@@ -1,7 +1,6 @@
 package blob
 
 import (
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/rand"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/internal/aesgcm"
 )
 
 // Signed links. A link is
@@ -65,11 +65,7 @@ func newLinkSealer(secret []byte) (*linkSealer, error) {
 		return nil, fmt.Errorf("deriving link key: %w", err)
 	}
 	defer clear(key)
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, fmt.Errorf("creating link cipher: %w", err)
-	}
-	aead, err := cipher.NewGCM(block)
+	aead, err := aesgcm.New(key)
 	if err != nil {
 		return nil, fmt.Errorf("creating link cipher: %w", err)
 	}

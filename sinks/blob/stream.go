@@ -1,7 +1,6 @@
 package blob
 
 import (
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/rand"
@@ -12,6 +11,7 @@ import (
 	"io"
 
 	"github.com/veil-project/veil/crypto/envelope"
+	"github.com/veil-project/veil/internal/aesgcm"
 )
 
 // The stream layout (version 1):
@@ -106,12 +106,8 @@ func newStreamCipher(key []byte, header []byte, b Binding) (*streamCipher, error
 	if err != nil {
 		return nil, fmt.Errorf("deriving stream key: %w", err)
 	}
-	block, err := aes.NewCipher(sk)
+	aead, err := aesgcm.New(sk)
 	clear(sk)
-	if err != nil {
-		return nil, fmt.Errorf("creating stream cipher: %w", err)
-	}
-	aead, err := cipher.NewGCM(block)
 	if err != nil {
 		return nil, fmt.Errorf("creating stream cipher: %w", err)
 	}
