@@ -8,6 +8,7 @@ package leakcheck
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -18,15 +19,26 @@ import (
 )
 
 // Walk calls check with the path, entry and contents of every regular file under dir and returns
-// how many files it read. An error walking dir or reading a file fails t.
+// how many files it read. A file or directory removed between being listed and being read (a
+// running store compacting, a temp file renamed) is passed over: it is gone. Any other error
+// walking dir or reading a file, and a missing dir, fail t.
 func Walk(t testing.TB, dir string, check func(path string, d fs.DirEntry, b []byte)) int {
 	t.Helper()
 	files := 0
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
+		if err != nil {
+			if path != dir && errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
 			return err
 		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
 		b, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -41,8 +53,8 @@ func Walk(t testing.TB, dir string, check func(path string, d fs.DirEntry, b []b
 }
 
 // Dir fails t for every regular file under dir that holds secret (what names the secret in the
-// message, for example "plaintext media") and returns how many files it read. An error walking
-// dir or reading a file fails t. A caller that expects files checks the count: a check that
+// message, for example "plaintext media") and returns how many files it read. Errors are as
+// for Walk. A caller that expects files checks the count: a check that
 // read nothing cannot fail.
 func Dir(t testing.TB, dir, what string, secret []byte) int {
 	t.Helper()

@@ -2,6 +2,7 @@ package leakcheck
 
 import (
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -9,10 +10,15 @@ import (
 	"testing"
 )
 
-// recorder is a testing.TB that records Errorf calls instead of failing.
+// recorder is a testing.TB that records Errorf and Fatalf calls instead of failing.
 type recorder struct {
 	testing.TB
 	errors []string
+	fatals []string
+}
+
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.fatals = append(r.fatals, fmt.Sprintf(format, args...))
 }
 
 func (r *recorder) Helper() {}
@@ -64,6 +70,32 @@ func (r redacted) LogValue() slog.Value {
 // TestPrinted: a plain struct leaks its password in each of the six renderings, a redacting one
 // in none; a rendering that lacks what it must show is reported; the messages never quote the
 // secret.
+// TestWalkLiveDirectory: a file removed after the walk listed it is passed over, not an error (a
+// running store compacts while a test scans it); a missing directory still fails.
+func TestWalkLiveDirectory(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"a", "b", "c"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("sealed "+n), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seen []string
+	files := Walk(t, dir, func(path string, _ fs.DirEntry, _ []byte) {
+		seen = append(seen, filepath.Base(path))
+		if filepath.Base(path) == "a" {
+			os.Remove(filepath.Join(dir, "b")) // listed already, gone before it is read
+		}
+	})
+	if files != 2 || strings.Join(seen, ",") != "a,c" {
+		t.Errorf("Walk read %d files (%v), want a and c", files, seen)
+	}
+	r := &recorder{TB: t}
+	Walk(r, filepath.Join(dir, "missing"), func(string, fs.DirEntry, []byte) {})
+	if len(r.fatals) != 1 {
+		t.Errorf("Walk(missing dir) failed %d times, want once", len(r.fatals))
+	}
+}
+
 func TestPrinted(t *testing.T) {
 	r := &recorder{TB: t}
 	Printed(r, leaky{"veil", "SECRET-3"}, []string{"SECRET-3"}, "veil", "nowhere")
